@@ -1,0 +1,1 @@
+//! ecs-power-operator library
