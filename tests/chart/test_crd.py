@@ -1,0 +1,30 @@
+"""The chart carries the very CRD file in crds/ (byte for byte), and installs it."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import CHART_CRD, ROOT_CRD, render
+
+
+def test_chart_crd_is_byte_identical_to_crds_dir():
+    if not ROOT_CRD.exists():
+        pytest.fail(f"{ROOT_CRD} is missing: generate it with `cargo run -- crd > {ROOT_CRD.name}`", pytrace=False)
+    if not CHART_CRD.exists():
+        pytest.fail(f"{CHART_CRD} is missing: run scripts/render-deploy.sh", pytrace=False)
+    assert CHART_CRD.read_bytes() == ROOT_CRD.read_bytes(), (
+        f"{CHART_CRD} differs from {ROOT_CRD}: run scripts/render-deploy.sh to copy it into the chart"
+    )
+
+
+def test_chart_installs_the_crd():
+    if not CHART_CRD.exists():
+        pytest.fail(f"{CHART_CRD} is missing: run scripts/render-deploy.sh", pytrace=False)
+    crds = [d for d in render(include_crds=True) if d["kind"] == "CustomResourceDefinition"]
+    assert crds == [yaml.safe_load(CHART_CRD.read_text())]
+    crd = crds[0]
+    assert crd["metadata"]["name"] == "ecsinstancepowers.ecspower.dev"
+    assert crd["spec"]["group"] == "ecspower.dev"
+    assert crd["spec"]["names"]["kind"] == "EcsInstancePower"
+    assert crd["spec"]["scope"] == "Namespaced"
