@@ -11,3 +11,6 @@ cargo test --workspace --all-targets
 echo "== ECS emulator fidelity: official Alibaba Cloud Python SDKs"
 cargo build -p ecs-emulator --bin ecs-emulator
 ECS_EMULATOR_BIN="$PWD/target/debug/ecs-emulator" .venv/bin/python -m pytest -q crates/ecs-emulator/tests/sdk
+
+echo "== Helm chart, deploy/ manifests, Dockerfile and the Argo CD health check"
+.venv/bin/python -m pytest -q tests/chart
