@@ -62,6 +62,22 @@ def test_deploy_manifests_are_valid_kubernetes():
     assert {"Namespace", "CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole"} <= seen
 
 
+def test_kubernetes_validate_cli_passes_on_deploy():
+    # The same check with the validator's own command line, as a user would run it.
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    files = [str(DEPLOY / name) for name in kustomization["resources"]]
+    for version in (chart_min_kube_version(), kv.major_minor(kv.latest_version())):
+        proc = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "kubernetes-validate"), "--strict", "--kubernetes-version", version, *files],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "WARN" not in proc.stdout and "ERROR" not in proc.stdout, proc.stdout
+        assert proc.stdout.count(" passed for resource ") >= 7, proc.stdout
+
+
 def test_deploy_reads_operator_credentials_from_an_optional_secret():
     docs = [d for d in yaml.safe_load_all((DEPLOY / "ecs-power-operator.yaml").read_text()) if d]
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]

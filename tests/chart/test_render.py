@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conftest import CHART, NAMESPACE, RELEASE, find, kinds, render
+from conftest import CHART, NAMESPACE, RELEASE, find, kinds, render, run_helm
 
 
 def container(docs: list[dict]) -> dict:
@@ -388,16 +388,12 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize("bad,where", BAD_VALUES, ids=[b for b, _ in BAD_VALUES])
 def test_values_schema_rejects_bad_values(bad, where):
-    from conftest import run_helm
-
     proc = run_helm("template", RELEASE, str(CHART), "--set", bad, check=False)
     assert proc.returncode != 0, f"--set {bad} was accepted"
     assert where in proc.stderr, proc.stderr
 
 
 def test_rrsa_webhook_and_manual_mode_exclude_each_other():
-    from conftest import run_helm
-
     proc = run_helm(
         "template",
         RELEASE,
@@ -413,8 +409,6 @@ def test_rrsa_webhook_and_manual_mode_exclude_each_other():
 
 
 def test_notes_explain_the_credential_mode():
-    from conftest import run_helm
-
     def notes(*sets: str) -> str:
         args = ["install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE]
         for s in sets:
