@@ -1,0 +1,22 @@
+//! DescribeRegions: the regions that hold emulated instances, each with its regional endpoint.
+
+use serde_json::json;
+
+use super::{Answer, Context};
+use crate::emulator::lock;
+
+pub(super) fn run(ctx: &Context<'_>) -> Answer {
+    let regions = lock(&ctx.shared.store).regions();
+    let items: Vec<_> = regions
+        .iter()
+        .map(|r| {
+            json!({
+                "RegionId": r,
+                "LocalName": r,
+                "RegionEndpoint": format!("ecs.{r}.aliyuncs.com"),
+                "Status": "available",
+            })
+        })
+        .collect();
+    Ok(super::object([("Regions", json!({ "Region": items }))]))
+}
