@@ -30,7 +30,7 @@ fn from_secs(secs: f64, input: &str) -> Result<Duration, String> {
 #[must_use]
 pub fn format(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

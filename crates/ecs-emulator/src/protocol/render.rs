@@ -114,11 +114,14 @@ pub(crate) fn transport(kind: TransportFault, request_id: &str, full: Option<Vec
             });
             let len = full.len();
             let half = bytes::Bytes::from(full).slice(..len / 2);
-            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
-                Ok(half),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "truncated by fault")),
-            ];
-            let mut r = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+            // The first half goes out (the pause lets hyper flush it with the headers), then
+            // the body fails and hyper drops the connection short of Content-Length.
+            let first = futures::stream::iter([Ok::<_, std::io::Error>(half)]);
+            let failure = futures::stream::once(async {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "truncated by fault"))
+            });
+            let mut r = Response::new(Body::from_stream(futures::StreamExt::chain(first, failure)));
             let headers = r.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
