@@ -24,7 +24,10 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn instance_id(n: usize) -> String {
@@ -68,10 +71,15 @@ async fn throughput() -> anyhow::Result<()> {
                 let ids = format!("[\"{}\"]", instance_id(n % 1000));
                 n += 7;
                 let reply = client
-                    .call("DescribeInstances", &[("RegionId", "cn-hangzhou"), ("InstanceIds", &ids)])
+                    .call(
+                        "DescribeInstances",
+                        &[("RegionId", "cn-hangzhou"), ("InstanceIds", &ids)],
+                    )
                     .await;
                 if now >= measure_from {
-                    if reply.status == 200 && reply.body["Instances"]["Instance"][0]["Status"] == "Running" {
+                    if reply.status == 200
+                        && reply.body["Instances"]["Instance"][0]["Status"] == "Running"
+                    {
                         ok.fetch_add(1, Ordering::Relaxed);
                     } else {
                         failed.fetch_add(1, Ordering::Relaxed);
@@ -83,14 +91,18 @@ async fn throughput() -> anyhow::Result<()> {
     for t in tasks {
         t.await?;
     }
-    let elapsed = Instant::now().saturating_duration_since(measure_from).as_secs_f64();
+    let elapsed = Instant::now()
+        .saturating_duration_since(measure_from)
+        .as_secs_f64();
     let ok = ok.load(Ordering::Relaxed);
     let failed = failed.load(Ordering::Relaxed);
     let logged = emu.call_log().len();
     println!(
         "signed DescribeInstances over loopback: {:.0} requests/s ({ok} ok, {failed} failed, {clients} keep-alive clients, {elapsed:.1} s, {logged} call records kept; clients and server share the machine's {} cores)",
         ok as f64 / elapsed,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
     );
     emu.shutdown().await;
     anyhow::ensure!(failed == 0, "{failed} requests failed");
@@ -114,7 +126,11 @@ async fn memory() -> anyhow::Result<()> {
     let rss_before = rss_bytes();
     let region = Region::new(GLOBAL);
     for (n, id) in ids.into_iter().enumerate() {
-        let status = if n % 2 == 0 { Status::Running } else { Status::Stopped };
+        let status = if n % 2 == 0 {
+            Status::Running
+        } else {
+            Status::Stopped
+        };
         emu.upsert_instance(Instance::new(id, "cn-hangzhou", status))?;
     }
     let stats = region.change();
@@ -125,7 +141,10 @@ async fn memory() -> anyhow::Result<()> {
         net as f64 / COUNT as f64,
         stats.allocations as i64 - stats.deallocations as i64,
         match (rss_before, rss_after) {
-            (Some(b), Some(a)) => format!("; resident set grew {:.0} bytes per instance", (a.saturating_sub(b)) as f64 / COUNT as f64),
+            (Some(b), Some(a)) => format!(
+                "; resident set grew {:.0} bytes per instance",
+                (a.saturating_sub(b)) as f64 / COUNT as f64
+            ),
             _ => String::new(),
         }
     );
@@ -135,7 +154,9 @@ async fn memory() -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         throughput().await?;
         memory().await

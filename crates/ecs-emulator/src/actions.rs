@@ -110,10 +110,7 @@ pub(crate) fn dispatch(action: &str, ctx: &Context<'_>) -> Answer {
 
 /// Builds a JSON object from pairs.
 pub(crate) fn object<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 #[cfg(test)]

@@ -84,7 +84,8 @@ impl<T> OneOrMany<T> {
 }
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, AdminError> {
-    serde_json::from_slice(body).map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 fn ok_json<T: Serialize>(value: &T) -> AdminResult {
@@ -95,15 +96,27 @@ fn ok_json<T: Serialize>(value: &T) -> AdminResult {
 pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/_emulator/healthz", get(|| async { "ok" }))
-        .route("/_emulator/instances", get(list_instances).post(upsert_instances))
+        .route(
+            "/_emulator/instances",
+            get(list_instances).post(upsert_instances),
+        )
         .route(
             "/_emulator/instances/{id}",
-            get(get_instance).put(put_instance).patch(patch_instance).delete(delete_instance),
+            get(get_instance)
+                .put(put_instance)
+                .patch(patch_instance)
+                .delete(delete_instance),
         )
-        .route("/_emulator/faults", get(list_faults).post(add_faults).delete(clear_faults))
+        .route(
+            "/_emulator/faults",
+            get(list_faults).post(add_faults).delete(clear_faults),
+        )
         .route("/_emulator/faults/{id}", delete(delete_fault))
         .route("/_emulator/calls", get(list_calls).delete(clear_calls))
-        .route("/_emulator/settings", get(get_settings).patch(patch_settings))
+        .route(
+            "/_emulator/settings",
+            get(get_settings).patch(patch_settings),
+        )
         .route("/_emulator/access-keys", post(add_access_key))
         .route("/_emulator/reset", post(reset))
 }
@@ -134,7 +147,11 @@ async fn get_instance(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> A
     ok_json(&existing(&s, &id)?)
 }
 
-async fn put_instance(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> AdminResult {
+async fn put_instance(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> AdminResult {
     let mut value: Value = parse(&body)?;
     if let Some(map) = value.as_object_mut() {
         match map.get("id") {
@@ -142,22 +159,36 @@ async fn put_instance(State(s): State<Arc<Shared>>, Path(id): Path<String>, body
                 map.insert("id".to_owned(), Value::String(id.clone()));
             }
             Some(Value::String(given)) if *given == id => {}
-            Some(_) => return Err(AdminError::BadRequest(format!("body id differs from path id {id}"))),
+            Some(_) => {
+                return Err(AdminError::BadRequest(format!(
+                    "body id differs from path id {id}"
+                )));
+            }
         }
     }
-    let instance: Instance =
-        serde_json::from_value(value).map_err(|e| AdminError::BadRequest(format!("invalid instance: {e}")))?;
+    let instance: Instance = serde_json::from_value(value)
+        .map_err(|e| AdminError::BadRequest(format!("invalid instance: {e}")))?;
     s.upsert_instance(instance)?;
     ok_json(&existing(&s, &id)?)
 }
 
-async fn patch_instance(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> AdminResult {
+async fn patch_instance(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> AdminResult {
     let patch: serde_json::Map<String, Value> = parse(&body)?;
-    if patch.get("id").is_some_and(|v| v.as_str() != Some(id.as_str())) {
-        return Err(AdminError::BadRequest("the id cannot be changed".to_owned()));
+    if patch
+        .get("id")
+        .is_some_and(|v| v.as_str() != Some(id.as_str()))
+    {
+        return Err(AdminError::BadRequest(
+            "the id cannot be changed".to_owned(),
+        ));
     }
     let current = existing(&s, &id)?;
-    let mut merged = serde_json::to_value(&current).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    let mut merged =
+        serde_json::to_value(&current).map_err(|e| AdminError::BadRequest(e.to_string()))?;
     let mut status = None;
     if let Some(map) = merged.as_object_mut() {
         for (k, v) in patch {
@@ -174,8 +205,8 @@ async fn patch_instance(State(s): State<Arc<Shared>>, Path(id): Path<String>, bo
             }
         }
     }
-    let instance: Instance =
-        serde_json::from_value(merged).map_err(|e| AdminError::BadRequest(format!("invalid instance: {e}")))?;
+    let instance: Instance = serde_json::from_value(merged)
+        .map_err(|e| AdminError::BadRequest(format!("invalid instance: {e}")))?;
     s.update_instance(instance, status)?;
     ok_json(&existing(&s, &id)?)
 }
@@ -184,7 +215,9 @@ async fn delete_instance(State(s): State<Arc<Shared>>, Path(id): Path<String>) -
     if lock(&s.store).remove(&id) {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(AdminError::NotFound(format!("instance {id} does not exist")))
+        Err(AdminError::NotFound(format!(
+            "instance {id} does not exist"
+        )))
     }
 }
 
@@ -232,7 +265,11 @@ async fn list_calls(State(s): State<Arc<Shared>>, Query(q): Query<CallQuery>) ->
         .since(q.since)
         .into_iter()
         .filter(|c| q.action.as_ref().is_none_or(|a| &c.action == a))
-        .filter(|c| q.instance.as_ref().is_none_or(|i| c.instance_ids.contains(i)))
+        .filter(|c| {
+            q.instance
+                .as_ref()
+                .is_none_or(|i| c.instance_ids.contains(i))
+        })
         .collect();
     ok_json(&calls)
 }
@@ -245,7 +282,11 @@ async fn clear_calls(State(s): State<Arc<Shared>>) -> AdminResult {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Settings {
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     transition_delay: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     default_stopped_mode: Option<StoppedMode>,
@@ -289,7 +330,9 @@ async fn patch_settings(State(s): State<Arc<Shared>>, body: Bytes) -> AdminResul
 async fn add_access_key(State(s): State<Arc<Shared>>, body: Bytes) -> AdminResult {
     let key: AccessKey = parse(&body)?;
     if key.id.trim().is_empty() || key.secret.is_empty() {
-        return Err(AdminError::BadRequest("an access key needs an id and a secret".to_owned()));
+        return Err(AdminError::BadRequest(
+            "an access key needs an id and a secret".to_owned(),
+        ));
     }
     lock(&s.keys).add(key);
     Ok(StatusCode::NO_CONTENT.into_response())

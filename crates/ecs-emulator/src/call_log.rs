@@ -128,7 +128,9 @@ mod tests {
         log.push(record("C"));
         let all = log.since(0);
         assert_eq!(
-            all.iter().map(|r| (r.seq, r.action.as_str())).collect::<Vec<_>>(),
+            all.iter()
+                .map(|r| (r.seq, r.action.as_str()))
+                .collect::<Vec<_>>(),
             [(2, "B"), (3, "C")]
         );
         assert_eq!(log.since(2).len(), 1);

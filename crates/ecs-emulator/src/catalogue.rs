@@ -27,76 +27,324 @@ const fn row(code: &'static str, status: u16, message: &'static str) -> CodeInfo
 /// fault with another code must give its `httpStatus` explicitly.
 pub const CATALOGUE: &[CodeInfo] = &[
     // Instance errors (StartInstance / StopInstance / RebootInstance tables, DESIGN §3).
-    row("InvalidInstanceId.NotFound", 404, "The specified InstanceId does not exist."),
-    row("IncorrectInstanceStatus", 403, "The current status of the resource does not support this operation."),
-    row("InstanceLockedForSecurity", 403, "The specified operation is denied as your instance is locked for security reasons."),
-    row("InsufficientBalance", 403, "Your account does not have enough balance."),
-    row("InstanceExpired", 403, "The specified instance has expired."),
-    row("InstanceExpiredOrInArrears", 403, "The specified operation is denied as your prepay instance is expired (prepay mode) or in arrears (afterpay mode)."),
-    row("DiskInArrears", 403, "The operation is denied due to the disk of the instance is in arrears."),
-    row("DiskError", 403, "The current status of the disk does not support this operation."),
-    row("InstanceNotReady", 403, "The specified instance is not ready for use."),
-    row("OperationDenied.NoStock", 403, "The resource is out of stock in the specified zone. Please try other types, or choose other regions and zones."),
-    row("OperationDenied.SpotPriceLowerThanPublicPrice", 403, "The specified spot type is not exist or spot price lower than public price."),
-    row("InvalidParameter.KMSKeyId.KMSUnauthorized", 403, "ECS service have no right to access your KMS."),
-    row("InvalidParameter.KMSKeyId.NotFound", 403, "The specified KMSKeyId does not exist."),
-    row("QuotaExceed.ElasticQuota", 403, "No additional quota is available for the specified ECS instance type."),
-    row("InstanceType.ParameterMismatch", 403, "The specified instance type does not support this operation."),
-    row("InvalidInstanceId.NotSupport", 403, "The specified instance does not support this operation."),
-    row("LackResource", 400, "There's no enough resource on the specified host."),
-    row("InvalidDedicatedHost.NotEnoughResource", 400, "The dedicated host has not enough resource."),
-    row("InvalidInstance.NotFoundSystemDisk", 400, "The specified instance has no system disk."),
-    row("Invalid.PrivatePoolOptions.NoStock", 400, "The private pool has no stock."),
+    row(
+        "InvalidInstanceId.NotFound",
+        404,
+        "The specified InstanceId does not exist.",
+    ),
+    row(
+        "IncorrectInstanceStatus",
+        403,
+        "The current status of the resource does not support this operation.",
+    ),
+    row(
+        "InstanceLockedForSecurity",
+        403,
+        "The specified operation is denied as your instance is locked for security reasons.",
+    ),
+    row(
+        "InsufficientBalance",
+        403,
+        "Your account does not have enough balance.",
+    ),
+    row(
+        "InstanceExpired",
+        403,
+        "The specified instance has expired.",
+    ),
+    row(
+        "InstanceExpiredOrInArrears",
+        403,
+        "The specified operation is denied as your prepay instance is expired (prepay mode) or in arrears (afterpay mode).",
+    ),
+    row(
+        "DiskInArrears",
+        403,
+        "The operation is denied due to the disk of the instance is in arrears.",
+    ),
+    row(
+        "DiskError",
+        403,
+        "The current status of the disk does not support this operation.",
+    ),
+    row(
+        "InstanceNotReady",
+        403,
+        "The specified instance is not ready for use.",
+    ),
+    row(
+        "OperationDenied.NoStock",
+        403,
+        "The resource is out of stock in the specified zone. Please try other types, or choose other regions and zones.",
+    ),
+    row(
+        "OperationDenied.SpotPriceLowerThanPublicPrice",
+        403,
+        "The specified spot type is not exist or spot price lower than public price.",
+    ),
+    row(
+        "InvalidParameter.KMSKeyId.KMSUnauthorized",
+        403,
+        "ECS service have no right to access your KMS.",
+    ),
+    row(
+        "InvalidParameter.KMSKeyId.NotFound",
+        403,
+        "The specified KMSKeyId does not exist.",
+    ),
+    row(
+        "QuotaExceed.ElasticQuota",
+        403,
+        "No additional quota is available for the specified ECS instance type.",
+    ),
+    row(
+        "InstanceType.ParameterMismatch",
+        403,
+        "The specified instance type does not support this operation.",
+    ),
+    row(
+        "InvalidInstanceId.NotSupport",
+        403,
+        "The specified instance does not support this operation.",
+    ),
+    row(
+        "LackResource",
+        400,
+        "There's no enough resource on the specified host.",
+    ),
+    row(
+        "InvalidDedicatedHost.NotEnoughResource",
+        400,
+        "The dedicated host has not enough resource.",
+    ),
+    row(
+        "InvalidInstance.NotFoundSystemDisk",
+        400,
+        "The specified instance has no system disk.",
+    ),
+    row(
+        "Invalid.PrivatePoolOptions.NoStock",
+        400,
+        "The private pool has no stock.",
+    ),
     // Server side.
-    row("InternalError", 500, "The request processing has failed due to some unknown error, exception or failure."),
-    row("UnknownError", 500, "The request processing has failed due to some unknown error."),
-    row("ServiceUnavailable", 503, "The request has failed due to a temporary failure of the server."),
-    row("ServiceUnavailable.RegionMaintaining", 503, "The region is under maintenance, please try again later."),
+    row(
+        "InternalError",
+        500,
+        "The request processing has failed due to some unknown error, exception or failure.",
+    ),
+    row(
+        "UnknownError",
+        500,
+        "The request processing has failed due to some unknown error.",
+    ),
+    row(
+        "ServiceUnavailable",
+        503,
+        "The request has failed due to a temporary failure of the server.",
+    ),
+    row(
+        "ServiceUnavailable.RegionMaintaining",
+        503,
+        "The region is under maintenance, please try again later.",
+    ),
     // Throttling.
-    row("Throttling", 400, "Request was denied due to request throttling."),
-    row("Throttling.User", 400, "Request was denied due to user flow control."),
-    row("Throttling.Api", 400, "Request was denied due to api flow control."),
-    row("Rejected.Throttling", 400, "Request was denied due to throttling."),
+    row(
+        "Throttling",
+        400,
+        "Request was denied due to request throttling.",
+    ),
+    row(
+        "Throttling.User",
+        400,
+        "Request was denied due to user flow control.",
+    ),
+    row(
+        "Throttling.Api",
+        400,
+        "Request was denied due to api flow control.",
+    ),
+    row(
+        "Rejected.Throttling",
+        400,
+        "Request was denied due to throttling.",
+    ),
     // Authentication and request checks (common codes).
-    row("InvalidAccessKeyId.NotFound", 400, "Specified access key is not found."),
-    row("InvalidAccessKeyId.Inactive", 400, "Specified access key is disabled."),
-    row("SignatureDoesNotMatch", 400, "Specified signature is not matched with our calculation."),
-    row("IncompleteSignature", 400, "The request signature does not conform to Aliyun standards."),
-    row("InvalidSecurityToken.Expired", 400, "Specified SecurityToken is expired."),
-    row("InvalidSecurityToken.MismatchWithAccessKey", 400, "Specified SecurityToken mismatch with the AccessKey."),
-    row("InvalidSecurityToken.Malformed", 400, "Specified SecurityToken is malformed."),
-    row("InvalidTimeStamp.Expired", 400, "Specified time stamp or date value is expired."),
-    row("IllegalTimestamp", 400, "The input parameter \"Timestamp\" that is mandatory for processing this request is not supplied or is in an illegal format."),
-    row("SignatureNonceUsed", 400, "Specified signature nonce was used already."),
-    row("MissingParameter", 400, "The input parameter that is mandatory for processing this request is not supplied."),
-    row("InvalidParameter", 400, "The specified parameter is not valid."),
-    row("IdempotentParameterMismatch", 400, "The request uses the same client token as a previous, but non-identical request."),
-    row("InvalidVersion", 400, "Specified parameter Version is not valid."),
-    row("Forbidden.AccessKeyDisabled", 403, "The Access Key is disabled."),
-    row("Forbidden.RAM", 403, "User not authorized to operate on the specified resource, or this API doesn't support RAM."),
-    row("Forbidden.Unauthorized", 403, "A required authorization for the specified action is not supplied."),
-    row("Forbidden.SubUser", 403, "The specified action is not available for you."),
-    row("Forbidden.RiskControl", 403, "This operation is forbidden by Aliyun RiskControl system."),
-    row("Forbidden.NotSupportRAM", 403, "This action does not support accessed by RAM mode."),
+    row(
+        "InvalidAccessKeyId.NotFound",
+        400,
+        "Specified access key is not found.",
+    ),
+    row(
+        "InvalidAccessKeyId.Inactive",
+        400,
+        "Specified access key is disabled.",
+    ),
+    row(
+        "SignatureDoesNotMatch",
+        400,
+        "Specified signature is not matched with our calculation.",
+    ),
+    row(
+        "IncompleteSignature",
+        400,
+        "The request signature does not conform to Aliyun standards.",
+    ),
+    row(
+        "InvalidSecurityToken.Expired",
+        400,
+        "Specified SecurityToken is expired.",
+    ),
+    row(
+        "InvalidSecurityToken.MismatchWithAccessKey",
+        400,
+        "Specified SecurityToken mismatch with the AccessKey.",
+    ),
+    row(
+        "InvalidSecurityToken.Malformed",
+        400,
+        "Specified SecurityToken is malformed.",
+    ),
+    row(
+        "InvalidTimeStamp.Expired",
+        400,
+        "Specified time stamp or date value is expired.",
+    ),
+    row(
+        "IllegalTimestamp",
+        400,
+        "The input parameter \"Timestamp\" that is mandatory for processing this request is not supplied or is in an illegal format.",
+    ),
+    row(
+        "SignatureNonceUsed",
+        400,
+        "Specified signature nonce was used already.",
+    ),
+    row(
+        "MissingParameter",
+        400,
+        "The input parameter that is mandatory for processing this request is not supplied.",
+    ),
+    row(
+        "InvalidParameter",
+        400,
+        "The specified parameter is not valid.",
+    ),
+    row(
+        "IdempotentParameterMismatch",
+        400,
+        "The request uses the same client token as a previous, but non-identical request.",
+    ),
+    row(
+        "InvalidVersion",
+        400,
+        "Specified parameter Version is not valid.",
+    ),
+    row(
+        "Forbidden.AccessKeyDisabled",
+        403,
+        "The Access Key is disabled.",
+    ),
+    row(
+        "Forbidden.RAM",
+        403,
+        "User not authorized to operate on the specified resource, or this API doesn't support RAM.",
+    ),
+    row(
+        "Forbidden.Unauthorized",
+        403,
+        "A required authorization for the specified action is not supplied.",
+    ),
+    row(
+        "Forbidden.SubUser",
+        403,
+        "The specified action is not available for you.",
+    ),
+    row(
+        "Forbidden.RiskControl",
+        403,
+        "This operation is forbidden by Aliyun RiskControl system.",
+    ),
+    row(
+        "Forbidden.NotSupportRAM",
+        403,
+        "This action does not support accessed by RAM mode.",
+    ),
     row("InvalidAction", 403, "Specified action is not valid."),
-    row("InvalidAction.NotFound", 404, "Specified api is not found, please check your url and method."),
-    row("UnsupportedHTTPMethod", 403, "This http method is not supported."),
-    row("ChargeTypeViolation", 403, "The operation is not permitted due to charge type of the instance."),
-    row("InvalidRegionId.NotFound", 404, "The specified RegionId does not exist."),
-    row("OperationConflict", 409, "Request was denied due to conflict with a previous request, please try again later."),
+    row(
+        "InvalidAction.NotFound",
+        404,
+        "Specified api is not found, please check your url and method.",
+    ),
+    row(
+        "UnsupportedHTTPMethod",
+        403,
+        "This http method is not supported.",
+    ),
+    row(
+        "ChargeTypeViolation",
+        403,
+        "The operation is not permitted due to charge type of the instance.",
+    ),
+    row(
+        "InvalidRegionId.NotFound",
+        404,
+        "The specified RegionId does not exist.",
+    ),
+    row(
+        "OperationConflict",
+        409,
+        "Request was denied due to conflict with a previous request, please try again later.",
+    ),
     // DescribeInstances filters.
-    row("InvalidStatus.NotFound", 404, "The specified Status is not found."),
-    row("InvalidInstanceChargeType.NotFound", 404, "The InstanceChargeType does not exist in our records."),
-    row("InvalidLockReason.NotFound", 404, "The specified LockReason is not found."),
+    row(
+        "InvalidStatus.NotFound",
+        404,
+        "The specified Status is not found.",
+    ),
+    row(
+        "InvalidInstanceChargeType.NotFound",
+        404,
+        "The InstanceChargeType does not exist in our records.",
+    ),
+    row(
+        "InvalidLockReason.NotFound",
+        404,
+        "The specified LockReason is not found.",
+    ),
     // Dry runs are answered as errors.
-    row("DryRunOperation", 400, "Request validation has been passed with DryRun flag set."),
-    row("DRYRUN.SUCCESS", 400, "This request is a dryrun request with successful result."),
+    row(
+        "DryRunOperation",
+        400,
+        "Request validation has been passed with DryRun flag set.",
+    ),
+    row(
+        "DRYRUN.SUCCESS",
+        400,
+        "This request is a dryrun request with successful result.",
+    ),
     // STS (AssumeRoleWithOIDC).
     row("EntityNotExist.Role", 404, "The role not exists."),
-    row("EntityNotExist.OIDCProvider", 404, "The specified OIDC provider does not exist."),
-    row("AuthenticationFail.OIDCToken.Expired", 400, "This JsonWebToken is expired."),
-    row("AuthenticationFail.OIDCToken.Invalid", 400, "The OIDC token is invalid."),
-    row("InvalidParameter.DurationSeconds", 400, "The parameter DurationSeconds is invalid."),
+    row(
+        "EntityNotExist.OIDCProvider",
+        404,
+        "The specified OIDC provider does not exist.",
+    ),
+    row(
+        "AuthenticationFail.OIDCToken.Expired",
+        400,
+        "This JsonWebToken is expired.",
+    ),
+    row(
+        "AuthenticationFail.OIDCToken.Invalid",
+        400,
+        "The OIDC token is invalid.",
+    ),
+    row(
+        "InvalidParameter.DurationSeconds",
+        400,
+        "The parameter DurationSeconds is invalid.",
+    ),
 ];
 
 /// Looks a code up in [`CATALOGUE`].
@@ -174,8 +422,9 @@ impl EcsError {
     /// `InvalidParameter` naming the parameter and why.
     #[must_use]
     pub fn invalid(name: &str, why: &str) -> Self {
-        Self::of("InvalidParameter")
-            .with_message(format!("The specified parameter \"{name}\" is not valid: {why}"))
+        Self::of("InvalidParameter").with_message(format!(
+            "The specified parameter \"{name}\" is not valid: {why}"
+        ))
     }
 
     /// `InvalidInstanceId.NotFound`.
@@ -245,6 +494,9 @@ mod tests {
         let e = EcsError::missing("RegionId");
         assert_eq!(e.code, "MissingParameter");
         assert!(e.message.contains("\"RegionId\""));
-        assert_eq!(EcsError::missing_common("Timestamp").code, "MissingTimestamp");
+        assert_eq!(
+            EcsError::missing_common("Timestamp").code,
+            "MissingTimestamp"
+        );
     }
 }

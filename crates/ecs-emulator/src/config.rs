@@ -160,7 +160,10 @@ impl Config {
     #[must_use]
     pub fn sandbox_default() -> Self {
         Self {
-            access_keys: vec![AccessKey::new(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET)],
+            access_keys: vec![AccessKey::new(
+                DEFAULT_ACCESS_KEY_ID,
+                DEFAULT_ACCESS_KEY_SECRET,
+            )],
             instances: vec![
                 Instance::new("i-emu0001", "cn-hangzhou", Status::Running),
                 Instance::new("i-emu0002", "cn-hangzhou", Status::Stopped),
@@ -200,7 +203,9 @@ impl Config {
         }
         for action in self.qps.keys() {
             if action != "*" && !crate::actions::is_known(action) {
-                return invalid(format!("qps names {action:?}, which is not an action the emulator serves"));
+                return invalid(format!(
+                    "qps names {action:?}, which is not an action the emulator serves"
+                ));
             }
         }
         if self.timestamp_window.is_zero() {

@@ -132,15 +132,24 @@ impl KeyRing {
     }
 
     /// Issues temporary credentials valid for `duration` from `now`.
-    pub(crate) fn issue_sts(&mut self, duration: Duration, now: jiff::Timestamp) -> IssuedCredentials {
+    pub(crate) fn issue_sts(
+        &mut self,
+        duration: Duration,
+        now: jiff::Timestamp,
+    ) -> IssuedCredentials {
         self.keys.retain(|_, k| {
             k.expires.is_none_or(|e| {
-                now.duration_since(e) < jiff::SignedDuration::try_from(EXPIRED_MEMORY).unwrap_or_default()
+                now.duration_since(e)
+                    < jiff::SignedDuration::try_from(EXPIRED_MEMORY).unwrap_or_default()
             })
         });
         let mut rng = rand::rng();
         let mut word = |n: usize| -> String {
-            (&mut rng).sample_iter(&Alphanumeric).take(n).map(char::from).collect()
+            (&mut rng)
+                .sample_iter(&Alphanumeric)
+                .take(n)
+                .map(char::from)
+                .collect()
         };
         let access_key_id = format!("STS.{}", word(25));
         let access_key_secret = word(44);
@@ -177,11 +186,16 @@ mod tests {
         let key = AccessKey::new("AK1", "very-secret").with_security_token("tok-123");
         let shown = format!("{key:?}");
         assert!(shown.contains("AK1"));
-        assert!(!shown.contains("very-secret") && !shown.contains("tok-123"), "{shown}");
+        assert!(
+            !shown.contains("very-secret") && !shown.contains("tok-123"),
+            "{shown}"
+        );
         let mut ring = KeyRing::new(&[key]);
         let issued = ring.issue_sts(Duration::from_secs(900), jiff::Timestamp::now());
         let shown = format!("{issued:?} {ring:?}");
-        assert!(!shown.contains(&issued.access_key_secret) && !shown.contains(&issued.security_token));
+        assert!(
+            !shown.contains(&issued.access_key_secret) && !shown.contains(&issued.security_token)
+        );
     }
 
     #[test]
@@ -192,16 +206,20 @@ mod tests {
         assert!(issued.access_key_id.starts_with("STS."));
         let entry = ring.get(&issued.access_key_id).unwrap();
         assert_eq!(entry.secret, issued.access_key_secret);
-        assert_eq!(entry.security_token.as_deref(), Some(issued.security_token.as_str()));
+        assert_eq!(
+            entry.security_token.as_deref(),
+            Some(issued.security_token.as_str())
+        );
         assert_eq!(entry.expires, Some(issued.expiration));
         assert_eq!(issued.expiration.duration_since(now).as_secs(), 3600);
     }
 
     #[test]
     fn parses_keys_from_yaml() {
-        let keys: Vec<AccessKey> =
-            serde_yaml::from_str("[{id: AK1, secret: S1}, {id: AK2, secret: S2, securityToken: T}]")
-                .unwrap();
+        let keys: Vec<AccessKey> = serde_yaml::from_str(
+            "[{id: AK1, secret: S1}, {id: AK2, secret: S2, securityToken: T}]",
+        )
+        .unwrap();
         assert_eq!(keys[1].security_token.as_deref(), Some("T"));
         assert!(serde_yaml::from_str::<Vec<AccessKey>>("[{id: AK1}]").is_err());
     }

@@ -69,7 +69,10 @@ impl Shared {
     /// State from a validated configuration.
     pub(crate) fn new(config: Config) -> Self {
         let shared = Self {
-            store: Mutex::new(InstanceStore::new(config.transition_delay, config.default_stopped_mode)),
+            store: Mutex::new(InstanceStore::new(
+                config.transition_delay,
+                config.default_stopped_mode,
+            )),
             faults: Mutex::new(FaultSet::default()),
             keys: Mutex::new(KeyRing::default()),
             nonces: Mutex::new(NonceCache::new(config.timestamp_window.saturating_mul(2))),
@@ -119,7 +122,11 @@ impl Shared {
 
     /// Replaces an instance's fields but keeps its status and any transition in flight, unless
     /// `status` is given, which is then set as by [`Shared::set_status`].
-    pub(crate) fn update_instance(&self, instance: Instance, status: Option<Status>) -> Result<(), EmulatorError> {
+    pub(crate) fn update_instance(
+        &self,
+        instance: Instance,
+        status: Option<Status>,
+    ) -> Result<(), EmulatorError> {
         instance.validate().map_err(EmulatorError::Invalid)?;
         let now = Instant::now();
         let mut store = lock(&self.store);
@@ -137,7 +144,9 @@ impl Shared {
     }
 
     pub(crate) fn instance(&self, id: &str) -> Option<Instance> {
-        lock(&self.store).observe(id, Instant::now()).map(|i| i.clone())
+        lock(&self.store)
+            .observe(id, Instant::now())
+            .map(|i| i.clone())
     }
 
     pub(crate) fn instances(&self) -> Vec<Instance> {
@@ -150,7 +159,10 @@ impl Shared {
     }
 
     pub(crate) fn set_qps(&self, limits: BTreeMap<String, u32>) -> Result<(), EmulatorError> {
-        if let Some(bad) = limits.keys().find(|a| *a != "*" && !crate::actions::is_known(a)) {
+        if let Some(bad) = limits
+            .keys()
+            .find(|a| *a != "*" && !crate::actions::is_known(a))
+        {
             return Err(EmulatorError::Invalid(format!(
                 "qps names {bad:?}, which is not an action the emulator serves"
             )));

@@ -215,7 +215,9 @@ impl Fault {
         if let Some(status) = self.http_status
             && !(400..=599).contains(&status)
         {
-            return Err(format!("fault httpStatus {status} must be within 400..=599"));
+            return Err(format!(
+                "fault httpStatus {status} must be within 400..=599"
+            ));
         }
         if self.times == 0 || self.times < FOREVER {
             return Err(format!(
@@ -232,7 +234,9 @@ impl Fault {
             && action != "*"
             && !crate::actions::is_known(action)
         {
-            return Err(format!("fault action {action:?} is not an action the emulator serves"));
+            return Err(format!(
+                "fault action {action:?} is not an action the emulator serves"
+            ));
         }
         if self.after_action && self.kind.is_none() {
             return Err("afterAction only applies to a fault with a kind".to_owned());
@@ -447,9 +451,10 @@ mod tests {
 
     #[test]
     fn parses_transport_and_latency_faults() {
-        let f: Fault =
-            serde_yaml::from_str("{action: DescribeInstances, kind: html502, latency: 50ms, times: 2}")
-                .unwrap();
+        let f: Fault = serde_yaml::from_str(
+            "{action: DescribeInstances, kind: html502, latency: 50ms, times: 2}",
+        )
+        .unwrap();
         assert_eq!(f.kind, Some(TransportFault::Html502));
         assert_eq!(f.latency, Some(Duration::from_millis(50)));
         f.validate().unwrap();
@@ -461,14 +466,42 @@ mod tests {
     fn validation_rejects_meaningless_faults() {
         assert!(Fault::blank().validate().is_err());
         assert!(Fault::error("X.Unknown").validate().is_err());
-        Fault::error("X.Unknown").http_status(418).validate().unwrap();
-        assert!(Fault::error("InternalError").http_status(200).validate().is_err());
+        Fault::error("X.Unknown")
+            .http_status(418)
+            .validate()
+            .unwrap();
+        assert!(
+            Fault::error("InternalError")
+                .http_status(200)
+                .validate()
+                .is_err()
+        );
         assert!(Fault::error("InternalError").times(0).validate().is_err());
         assert!(Fault::error("InternalError").times(-2).validate().is_err());
-        assert!(Fault::error("InternalError").probability(0.0).validate().is_err());
-        assert!(Fault::error("InternalError").probability(1.5).validate().is_err());
-        assert!(Fault::error("InternalError").for_action("StartInstanse").validate().is_err());
-        assert!(Fault::error("InternalError").after_action().validate().is_err());
+        assert!(
+            Fault::error("InternalError")
+                .probability(0.0)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Fault::error("InternalError")
+                .probability(1.5)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Fault::error("InternalError")
+                .for_action("StartInstanse")
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Fault::error("InternalError")
+                .after_action()
+                .validate()
+                .is_err()
+        );
         let mut both = Fault::error("InternalError");
         both.kind = Some(TransportFault::Reset);
         assert!(both.validate().is_err());
@@ -477,10 +510,20 @@ mod tests {
     #[test]
     fn counts_down_and_disappears() {
         let mut set = FaultSet::default();
-        set.add(Fault::error("InternalError").for_action("StartInstance").times(2));
-        assert_eq!(code(&request(&mut set, "StartInstance", &["i-a"])), Some("InternalError"));
+        set.add(
+            Fault::error("InternalError")
+                .for_action("StartInstance")
+                .times(2),
+        );
+        assert_eq!(
+            code(&request(&mut set, "StartInstance", &["i-a"])),
+            Some("InternalError")
+        );
         assert_eq!(set.list()[0].fault.times, 1);
-        assert_eq!(code(&request(&mut set, "StartInstance", &["i-a"])), Some("InternalError"));
+        assert_eq!(
+            code(&request(&mut set, "StartInstance", &["i-a"])),
+            Some("InternalError")
+        );
         assert_eq!(code(&request(&mut set, "StartInstance", &["i-a"])), None);
         assert!(set.list().is_empty());
     }
@@ -501,16 +544,27 @@ mod tests {
     #[test]
     fn matches_instance_and_action() {
         let mut set = FaultSet::default();
-        set.add(Fault::error("InternalError").for_instance("i-a").for_action("StopInstance"));
+        set.add(
+            Fault::error("InternalError")
+                .for_instance("i-a")
+                .for_action("StopInstance"),
+        );
         assert_eq!(code(&request(&mut set, "StopInstance", &["i-b"])), None);
         assert_eq!(code(&request(&mut set, "StartInstance", &["i-a"])), None);
-        assert_eq!(code(&request(&mut set, "StopInstance", &["i-a"])), Some("InternalError"));
+        assert_eq!(
+            code(&request(&mut set, "StopInstance", &["i-a"])),
+            Some("InternalError")
+        );
     }
 
     #[test]
     fn status_and_message_overrides_apply() {
         let mut set = FaultSet::default();
-        set.add(Fault::error("InstanceNotReady").http_status(500).message("not yet"));
+        set.add(
+            Fault::error("InstanceNotReady")
+                .http_status(500)
+                .message("not yet"),
+        );
         match request(&mut set, "StartInstance", &[]).outcome {
             Some(Outcome::Error(e)) => {
                 assert_eq!((e.status, e.message.as_str()), (500, "not yet"));
@@ -523,10 +577,24 @@ mod tests {
     fn probability_uses_the_roll() {
         let mut set = FaultSet::default();
         set.add(Fault::error("InternalError").probability(0.5).times(1));
-        let none = set.fire("DescribeInstances", Scope::Request { ids: &[], per_instance: false }, || 0.7);
+        let none = set.fire(
+            "DescribeInstances",
+            Scope::Request {
+                ids: &[],
+                per_instance: false,
+            },
+            || 0.7,
+        );
         assert!(none.outcome.is_none());
         assert_eq!(set.list().len(), 1, "an unfired fault is not consumed");
-        let hit = set.fire("DescribeInstances", Scope::Request { ids: &[], per_instance: false }, || 0.2);
+        let hit = set.fire(
+            "DescribeInstances",
+            Scope::Request {
+                ids: &[],
+                per_instance: false,
+            },
+            || 0.2,
+        );
         assert_eq!(code(&hit), Some("InternalError"));
         assert!(set.list().is_empty());
     }
@@ -562,7 +630,10 @@ mod tests {
             || 0.0,
         );
         assert!(req.outcome.is_none());
-        assert_eq!(code(&set.fire("StartInstances", Scope::Instance("i-b"), || 0.0)), None);
+        assert_eq!(
+            code(&set.fire("StartInstances", Scope::Instance("i-b"), || 0.0)),
+            None
+        );
         assert_eq!(
             code(&set.fire("StartInstances", Scope::Instance("i-a"), || 0.0)),
             Some("OperationDenied.NoStock")

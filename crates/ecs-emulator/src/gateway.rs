@@ -65,7 +65,16 @@ pub(crate) async fn handle(
         action: String::new(),
         host_id: host_id(None),
     };
-    let reply = process(&shared, method, &uri, headers, body, &mut record, &mut shape).await;
+    let reply = process(
+        &shared,
+        method,
+        &uri,
+        headers,
+        body,
+        &mut record,
+        &mut shape,
+    )
+    .await;
     let response = match reply {
         Reply::Success(fields) => {
             record.http_status = Some(200);
@@ -213,7 +222,10 @@ async fn process(
         Some(kind) => {
             let full = match &reply {
                 Reply::Success(body) => serde_json::to_vec(body).ok(),
-                Reply::Error(e) => serde_json::to_vec(&render::error_body(&record.request_id, &shape.host_id, e)).ok(),
+                Reply::Error(e) => {
+                    serde_json::to_vec(&render::error_body(&record.request_id, &shape.host_id, e))
+                        .ok()
+                }
                 Reply::Transport(..) => None,
             };
             if let Reply::Error(e) = &reply {

@@ -46,7 +46,12 @@ impl RpcRequest {
     ///
     /// # Errors
     /// `InvalidParameter` when a parameter name repeats.
-    pub(crate) fn parse(method: Method, uri: &Uri, headers: HeaderMap, body: Bytes) -> Result<Self, EcsError> {
+    pub(crate) fn parse(
+        method: Method,
+        uri: &Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Self, EcsError> {
         let query = decode(uri.query().unwrap_or("").as_bytes());
         let mut params = Params::default();
         params.extend(query.iter().cloned())?;
@@ -84,7 +89,11 @@ impl RpcRequest {
 
     /// `Action`: the `x-acs-action` header for V3, else the parameter.
     pub(crate) fn action(&self) -> Option<&str> {
-        let header = if self.is_v3() { self.header("x-acs-action") } else { None };
+        let header = if self.is_v3() {
+            self.header("x-acs-action")
+        } else {
+            None
+        };
         header
             .or_else(|| self.params.get("Action"))
             .filter(|a| !a.is_empty())
@@ -92,7 +101,11 @@ impl RpcRequest {
 
     /// `Version`: the `x-acs-version` header for V3, else the parameter.
     pub(crate) fn version(&self) -> Option<&str> {
-        let header = if self.is_v3() { self.header("x-acs-version") } else { None };
+        let header = if self.is_v3() {
+            self.header("x-acs-version")
+        } else {
+            None
+        };
         header.or_else(|| self.params.get("Version"))
     }
 
@@ -115,9 +128,17 @@ mod tests {
     fn parse(uri: &str, content_type: Option<&str>, body: &str) -> Result<RpcRequest, EcsError> {
         let mut headers = HeaderMap::new();
         if let Some(ct) = content_type {
-            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_str(ct).unwrap(),
+            );
         }
-        RpcRequest::parse(Method::POST, &uri.parse().unwrap(), headers, Bytes::from(body.to_owned()))
+        RpcRequest::parse(
+            Method::POST,
+            &uri.parse().unwrap(),
+            headers,
+            Bytes::from(body.to_owned()),
+        )
     }
 
     #[test]
@@ -146,8 +167,14 @@ mod tests {
         let mut r = parse("/?Format=xml", None, "").unwrap();
         assert_eq!(r.format(), Format::Xml);
         assert!(!r.is_v3());
-        r.headers.insert("authorization", HeaderValue::from_static("ACS3-HMAC-SHA256 Credential=a"));
-        r.headers.insert("x-acs-action", HeaderValue::from_static("DescribeInstances"));
+        r.headers.insert(
+            "authorization",
+            HeaderValue::from_static("ACS3-HMAC-SHA256 Credential=a"),
+        );
+        r.headers.insert(
+            "x-acs-action",
+            HeaderValue::from_static("DescribeInstances"),
+        );
         assert!(r.is_v3());
         assert_eq!(r.action(), Some("DescribeInstances"));
         assert_eq!(parse("/", None, "").unwrap().format(), Format::Json);

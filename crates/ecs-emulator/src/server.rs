@@ -103,7 +103,10 @@ async fn serve_connection(stream: TcpStream, router: Router, mut shutdown: watch
         let router = router.clone();
         let handle = Arc::clone(&handle);
         async move {
-            let response = router.oneshot(req).await.unwrap_or_else(|never| match never {});
+            let response = router
+                .oneshot(req)
+                .await
+                .unwrap_or_else(|never| match never {});
             if response.extensions().get::<ResetConnection>().is_some() {
                 let _ = socket2::SockRef::from(&*handle).set_linger(Some(Duration::ZERO));
                 return Err(ResetByFault);

@@ -113,20 +113,23 @@ impl Verifier<'_> {
         let p = &req.params;
         let ak = p.non_empty("AccessKeyId");
         let fail = |e: EcsError| Self::reject(scheme, ak, e);
-        let required = |name: &str| p.non_empty(name).ok_or_else(|| EcsError::missing_common(name));
+        let required = |name: &str| {
+            p.non_empty(name)
+                .ok_or_else(|| EcsError::missing_common(name))
+        };
         let access_key_id = required("AccessKeyId").map_err(fail)?;
         let signature = required("Signature").map_err(fail)?;
         let method = required("SignatureMethod").map_err(fail)?;
         if method != "HMAC-SHA1" {
-            return Err(fail(EcsError::of("IncompleteSignature").with_message(format!(
-                "SignatureMethod {method:?} is not supported; use HMAC-SHA1."
-            ))));
+            return Err(fail(EcsError::of("IncompleteSignature").with_message(
+                format!("SignatureMethod {method:?} is not supported; use HMAC-SHA1."),
+            )));
         }
         let version = required("SignatureVersion").map_err(fail)?;
         if version != "1.0" {
-            return Err(fail(EcsError::of("IncompleteSignature").with_message(format!(
-                "SignatureVersion {version:?} is not supported; use 1.0."
-            ))));
+            return Err(fail(EcsError::of("IncompleteSignature").with_message(
+                format!("SignatureVersion {version:?} is not supported; use 1.0."),
+            )));
         }
         if p.non_empty("SignatureType").is_some() {
             return Err(fail(EcsError::of("IncompleteSignature").with_message(
@@ -146,8 +149,13 @@ impl Verifier<'_> {
             let shown = if claims.security_token.is_some() {
                 v1::string_to_sign(
                     method,
-                    p.iter()
-                        .map(|(k, v)| if k == "SecurityToken" { (k, REDACTED) } else { (k, v) }),
+                    p.iter().map(|(k, v)| {
+                        if k == "SecurityToken" {
+                            (k, REDACTED)
+                        } else {
+                            (k, v)
+                        }
+                    }),
                 )
             } else {
                 sts
@@ -189,7 +197,10 @@ impl Verifier<'_> {
             .headers
             .keys()
             .map(http::HeaderName::as_str)
-            .filter(|n| (n.starts_with("x-acs-") || *n == "host") && !auth.signed_headers.iter().any(|s| s == n))
+            .filter(|n| {
+                (n.starts_with("x-acs-") || *n == "host")
+                    && !auth.signed_headers.iter().any(|s| s == n)
+            })
             .collect();
         if !unsigned.is_empty() {
             return Err(fail(incomplete(format!(
@@ -211,7 +222,14 @@ impl Verifier<'_> {
         }
         let (headers, signed) = v3::canonical_headers(&req.headers, &auth.signed_headers);
         let query = v3::canonical_query(req.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let canonical = v3::canonical_request(req.method.as_str(), &req.path, &query, &headers, &signed, content_sha);
+        let canonical = v3::canonical_request(
+            req.method.as_str(),
+            &req.path,
+            &query,
+            &headers,
+            &signed,
+            content_sha,
+        );
         let sts = v3::string_to_sign(&canonical);
         if !v3::verify(&entry.secret, &sts, &auth.signature) {
             let shown = match claims.security_token.filter(|t| !t.is_empty()) {
@@ -275,7 +293,13 @@ mod tests {
     }
 
     /// A V1-signed GET, signed here with the documented algorithm.
-    fn v1_request(ak: &str, secret: &str, extra: &[(&str, &str)], timestamp: &str, nonce: &str) -> RpcRequest {
+    fn v1_request(
+        ak: &str,
+        secret: &str,
+        extra: &[(&str, &str)],
+        timestamp: &str,
+        nonce: &str,
+    ) -> RpcRequest {
         let mut params: Vec<(String, String)> = [
             ("AccessKeyId", ak),
             ("Action", "DescribeInstances"),
@@ -298,7 +322,13 @@ mod tests {
             .map(|(k, v)| format!("{}={}", percent::encode(k), percent::encode(v)))
             .collect::<Vec<_>>()
             .join("&");
-        RpcRequest::parse(Method::GET, &format!("/?{query}").parse().unwrap(), HeaderMap::new(), Bytes::new()).unwrap()
+        RpcRequest::parse(
+            Method::GET,
+            &format!("/?{query}").parse().unwrap(),
+            HeaderMap::new(),
+            Bytes::new(),
+        )
+        .unwrap()
     }
 
     fn code(r: Result<Principal, Rejection>) -> String {
@@ -314,8 +344,14 @@ mod tests {
         let now = now();
         let req = v1_request("AK1", "S1", &[], &ts(now), "n-1");
         let p = f.verifier(now).authenticate(&req).unwrap();
-        assert_eq!((p.access_key_id.as_str(), p.scheme), ("AK1", SignatureScheme::V1));
-        assert_eq!(code(f.verifier(now).authenticate(&req)), "SignatureNonceUsed");
+        assert_eq!(
+            (p.access_key_id.as_str(), p.scheme),
+            ("AK1", SignatureScheme::V1)
+        );
+        assert_eq!(
+            code(f.verifier(now).authenticate(&req)),
+            "SignatureNonceUsed"
+        );
     }
 
     #[test]
@@ -323,23 +359,56 @@ mod tests {
         let f = Fixture::new();
         let now = now();
         let v = f.verifier(now);
-        assert_eq!(code(v.authenticate(&v1_request("AK1", "wrong", &[], &ts(now), "a"))), "SignatureDoesNotMatch");
-        assert_eq!(code(v.authenticate(&v1_request("AK9", "S1", &[], &ts(now), "b"))), "InvalidAccessKeyId.NotFound");
+        assert_eq!(
+            code(v.authenticate(&v1_request("AK1", "wrong", &[], &ts(now), "a"))),
+            "SignatureDoesNotMatch"
+        );
+        assert_eq!(
+            code(v.authenticate(&v1_request("AK9", "S1", &[], &ts(now), "b"))),
+            "InvalidAccessKeyId.NotFound"
+        );
         let stale = ts(now - jiff::SignedDuration::from_mins(16));
-        assert_eq!(code(v.authenticate(&v1_request("AK1", "S1", &[], &stale, "c"))), "InvalidTimeStamp.Expired");
+        assert_eq!(
+            code(v.authenticate(&v1_request("AK1", "S1", &[], &stale, "c"))),
+            "InvalidTimeStamp.Expired"
+        );
         let future = ts(now + jiff::SignedDuration::from_mins(16));
-        assert_eq!(code(v.authenticate(&v1_request("AK1", "S1", &[], &future, "d"))), "InvalidTimeStamp.Expired");
-        assert_eq!(code(v.authenticate(&v1_request("AK1", "S1", &[], "yesterday", "e"))), "IllegalTimestamp");
+        assert_eq!(
+            code(v.authenticate(&v1_request("AK1", "S1", &[], &future, "d"))),
+            "InvalidTimeStamp.Expired"
+        );
+        assert_eq!(
+            code(v.authenticate(&v1_request("AK1", "S1", &[], "yesterday", "e"))),
+            "IllegalTimestamp"
+        );
         let within = ts(now - jiff::SignedDuration::from_mins(14));
-        assert_eq!(code(v.authenticate(&v1_request("AK1", "S1", &[], &within, "f"))), "OK");
+        assert_eq!(
+            code(v.authenticate(&v1_request("AK1", "S1", &[], &within, "f"))),
+            "OK"
+        );
     }
 
     #[test]
     fn v1_missing_parameters() {
         let f = Fixture::new();
-        let req = RpcRequest::parse(Method::GET, &"/?Action=DescribeInstances".parse().unwrap(), HeaderMap::new(), Bytes::new()).unwrap();
-        assert_eq!(code(f.verifier(now()).authenticate(&req)), "MissingAccessKeyId");
-        let req = RpcRequest::parse(Method::GET, &"/?AccessKeyId=AK1".parse().unwrap(), HeaderMap::new(), Bytes::new()).unwrap();
+        let req = RpcRequest::parse(
+            Method::GET,
+            &"/?Action=DescribeInstances".parse().unwrap(),
+            HeaderMap::new(),
+            Bytes::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            code(f.verifier(now()).authenticate(&req)),
+            "MissingAccessKeyId"
+        );
+        let req = RpcRequest::parse(
+            Method::GET,
+            &"/?AccessKeyId=AK1".parse().unwrap(),
+            HeaderMap::new(),
+            Bytes::new(),
+        )
+        .unwrap();
         let rej = f.verifier(now()).authenticate(&req).unwrap_err();
         assert_eq!(rej.error.code, "MissingSignature");
         assert_eq!(rej.access_key_id.as_deref(), Some("AK1"));
@@ -350,26 +419,70 @@ mod tests {
         let f = Fixture::new();
         let now = now();
         let v = f.verifier(now);
-        let ok = v1_request("STS.AK", "S2", &[("SecurityToken", "TOKEN-XYZ")], &ts(now), "t1");
+        let ok = v1_request(
+            "STS.AK",
+            "S2",
+            &[("SecurityToken", "TOKEN-XYZ")],
+            &ts(now),
+            "t1",
+        );
         assert_eq!(code(v.authenticate(&ok)), "OK");
         let missing = v1_request("STS.AK", "S2", &[], &ts(now), "t2");
-        assert_eq!(code(v.authenticate(&missing)), "InvalidSecurityToken.MismatchWithAccessKey");
-        let wrong = v1_request("STS.AK", "S2", &[("SecurityToken", "OTHER")], &ts(now), "t3");
-        assert_eq!(code(v.authenticate(&wrong)), "InvalidSecurityToken.MismatchWithAccessKey");
-        let unexpected = v1_request("AK1", "S1", &[("SecurityToken", "TOKEN-XYZ")], &ts(now), "t4");
-        assert_eq!(code(v.authenticate(&unexpected)), "InvalidSecurityToken.MismatchWithAccessKey");
-        let bad_sig = v1_request("STS.AK", "nope", &[("SecurityToken", "TOKEN-XYZ")], &ts(now), "t5");
+        assert_eq!(
+            code(v.authenticate(&missing)),
+            "InvalidSecurityToken.MismatchWithAccessKey"
+        );
+        let wrong = v1_request(
+            "STS.AK",
+            "S2",
+            &[("SecurityToken", "OTHER")],
+            &ts(now),
+            "t3",
+        );
+        assert_eq!(
+            code(v.authenticate(&wrong)),
+            "InvalidSecurityToken.MismatchWithAccessKey"
+        );
+        let unexpected = v1_request(
+            "AK1",
+            "S1",
+            &[("SecurityToken", "TOKEN-XYZ")],
+            &ts(now),
+            "t4",
+        );
+        assert_eq!(
+            code(v.authenticate(&unexpected)),
+            "InvalidSecurityToken.MismatchWithAccessKey"
+        );
+        let bad_sig = v1_request(
+            "STS.AK",
+            "nope",
+            &[("SecurityToken", "TOKEN-XYZ")],
+            &ts(now),
+            "t5",
+        );
         let rej = v.authenticate(&bad_sig).unwrap_err();
         assert_eq!(rej.error.code, "SignatureDoesNotMatch");
-        assert!(!rej.error.message.contains("TOKEN-XYZ"), "{}", rej.error.message);
-        assert!(rej.error.message.contains("server string to sign is:GET&%2F&"));
+        assert!(
+            !rej.error.message.contains("TOKEN-XYZ"),
+            "{}",
+            rej.error.message
+        );
+        assert!(
+            rej.error
+                .message
+                .contains("server string to sign is:GET&%2F&")
+        );
     }
 
     #[test]
     fn expired_sts_keys_are_refused() {
         let f = Fixture::new();
         let now = now();
-        let issued = lock(&f.keys).issue_sts(Duration::from_secs(1), now - jiff::SignedDuration::from_secs(10));
+        let issued = lock(&f.keys).issue_sts(
+            Duration::from_secs(1),
+            now - jiff::SignedDuration::from_secs(10),
+        );
         let req = v1_request(
             &issued.access_key_id,
             &issued.access_key_secret,
@@ -377,11 +490,21 @@ mod tests {
             &ts(now),
             "x",
         );
-        assert_eq!(code(f.verifier(now).authenticate(&req)), "InvalidSecurityToken.Expired");
+        assert_eq!(
+            code(f.verifier(now).authenticate(&req)),
+            "InvalidSecurityToken.Expired"
+        );
     }
 
     /// A V3-signed POST, signed here with the documented algorithm.
-    fn v3_request(ak: &str, secret: &str, date: &str, nonce: &str, token: Option<&str>, body: &str) -> RpcRequest {
+    fn v3_request(
+        ak: &str,
+        secret: &str,
+        date: &str,
+        nonce: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> RpcRequest {
         let query = "RegionId=cn-hangzhou&InstanceIds=%5B%22i-a%22%5D";
         let mut headers = HeaderMap::new();
         let payload = v3::sha256_hex(body.as_bytes());
@@ -405,10 +528,19 @@ mod tests {
         let sig = v3::sign(secret, &v3::string_to_sign(&cr));
         headers.insert(
             "authorization",
-            HeaderValue::from_str(&format!("ACS3-HMAC-SHA256 Credential={ak},SignedHeaders={sh},Signature={sig}")).unwrap(),
+            HeaderValue::from_str(&format!(
+                "ACS3-HMAC-SHA256 Credential={ak},SignedHeaders={sh},Signature={sig}"
+            ))
+            .unwrap(),
         );
         headers.insert("user-agent", HeaderValue::from_static("unsigned is fine"));
-        RpcRequest::parse(Method::POST, &format!("/?{query}").parse().unwrap(), headers, Bytes::from(body.to_owned())).unwrap()
+        RpcRequest::parse(
+            Method::POST,
+            &format!("/?{query}").parse().unwrap(),
+            headers,
+            Bytes::from(body.to_owned()),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -418,7 +550,10 @@ mod tests {
         let req = v3_request("AK1", "S1", &ts(now), "v3-1", None, "");
         let p = f.verifier(now).authenticate(&req).unwrap();
         assert_eq!(p.scheme, SignatureScheme::V3);
-        assert_eq!(code(f.verifier(now).authenticate(&req)), "SignatureNonceUsed");
+        assert_eq!(
+            code(f.verifier(now).authenticate(&req)),
+            "SignatureNonceUsed"
+        );
     }
 
     #[test]
@@ -426,21 +561,56 @@ mod tests {
         let f = Fixture::new();
         let now = now();
         let v = f.verifier(now);
-        assert_eq!(code(v.authenticate(&v3_request("AK1", "bad", &ts(now), "a", None, ""))), "SignatureDoesNotMatch");
-        assert_eq!(code(v.authenticate(&v3_request("AK7", "S1", &ts(now), "b", None, ""))), "InvalidAccessKeyId.NotFound");
+        assert_eq!(
+            code(v.authenticate(&v3_request("AK1", "bad", &ts(now), "a", None, ""))),
+            "SignatureDoesNotMatch"
+        );
+        assert_eq!(
+            code(v.authenticate(&v3_request("AK7", "S1", &ts(now), "b", None, ""))),
+            "InvalidAccessKeyId.NotFound"
+        );
         let stale = ts(now - jiff::SignedDuration::from_mins(20));
-        assert_eq!(code(v.authenticate(&v3_request("AK1", "S1", &stale, "c", None, ""))), "InvalidTimeStamp.Expired");
-        assert_eq!(code(v.authenticate(&v3_request("STS.AK", "S2", &ts(now), "d", Some("TOKEN-XYZ"), "a=b"))), "OK");
-        let rej = v.authenticate(&v3_request("STS.AK", "zz", &ts(now), "e", Some("TOKEN-XYZ"), "")).unwrap_err();
+        assert_eq!(
+            code(v.authenticate(&v3_request("AK1", "S1", &stale, "c", None, ""))),
+            "InvalidTimeStamp.Expired"
+        );
+        assert_eq!(
+            code(v.authenticate(&v3_request(
+                "STS.AK",
+                "S2",
+                &ts(now),
+                "d",
+                Some("TOKEN-XYZ"),
+                "a=b"
+            ))),
+            "OK"
+        );
+        let rej = v
+            .authenticate(&v3_request(
+                "STS.AK",
+                "zz",
+                &ts(now),
+                "e",
+                Some("TOKEN-XYZ"),
+                "",
+            ))
+            .unwrap_err();
         assert!(!rej.error.message.contains("TOKEN-XYZ"));
         let mut tampered = v3_request("AK1", "S1", &ts(now), "f", None, "a=b");
         tampered.body = Bytes::from_static(b"a=c");
         assert_eq!(code(v.authenticate(&tampered)), "SignatureDoesNotMatch");
         let mut unsigned = v3_request("AK1", "S1", &ts(now), "g", None, "");
-        unsigned.headers.insert("x-acs-extra", HeaderValue::from_static("1"));
+        unsigned
+            .headers
+            .insert("x-acs-extra", HeaderValue::from_static("1"));
         assert_eq!(code(v.authenticate(&unsigned)), "IncompleteSignature");
         let mut sm3 = v3_request("AK1", "S1", &ts(now), "h", None, "");
-        sm3.headers.insert("authorization", HeaderValue::from_static("ACS3-HMAC-SM3 Credential=AK1,SignedHeaders=host,Signature=00"));
+        sm3.headers.insert(
+            "authorization",
+            HeaderValue::from_static(
+                "ACS3-HMAC-SM3 Credential=AK1,SignedHeaders=host,Signature=00",
+            ),
+        );
         assert_eq!(code(v.authenticate(&sm3)), "IncompleteSignature");
     }
 }

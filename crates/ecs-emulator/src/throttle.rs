@@ -88,7 +88,9 @@ mod tests {
     fn allows_a_burst_of_qps_then_throttles() {
         let mut t = Throttle::new(limits(&[("StartInstance", 3)]));
         let now = Instant::now();
-        let admitted = (0..5).filter(|_| t.admit("AK1", "StartInstance", now)).count();
+        let admitted = (0..5)
+            .filter(|_| t.admit("AK1", "StartInstance", now))
+            .count();
         assert_eq!(admitted, 3);
     }
 

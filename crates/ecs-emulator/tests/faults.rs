@@ -35,96 +35,224 @@ async fn every_catalogue_code_is_injectable_with_its_status() {
     let (emu, client) = start(config(&[("i-a", Status::Stopped)])).await;
     for info in CATALOGUE {
         emu.clear_faults();
-        emu.add_fault(Fault::error(info.code).for_action("StartInstance").times(1)).unwrap();
+        emu.add_fault(Fault::error(info.code).for_action("StartInstance").times(1))
+            .unwrap();
         let r = client.call("StartInstance", &[("InstanceId", "i-a")]).await;
         assert_eq!((r.status, r.code()), (info.status, info.code), "{}", r.text);
         assert_eq!(r.body["Message"], info.message);
     }
-    assert_eq!(emu.instance("i-a").unwrap().status, Status::Stopped, "no fault let the action run");
+    assert_eq!(
+        emu.instance("i-a").unwrap().status,
+        Status::Stopped,
+        "no fault let the action run"
+    );
 }
 
 #[tokio::test]
 async fn design_table_codes_can_be_scripted_for_an_instance_forever() {
-    let (emu, client) = start(config(&[("i-a", Status::Stopped), ("i-b", Status::Stopped)])).await;
-    emu.add_fault(Fault::error("OperationDenied.NoStock").for_instance("i-a").for_action("StartInstance"))
-        .unwrap();
+    let (emu, client) = start(config(&[
+        ("i-a", Status::Stopped),
+        ("i-b", Status::Stopped),
+    ]))
+    .await;
+    emu.add_fault(
+        Fault::error("OperationDenied.NoStock")
+            .for_instance("i-a")
+            .for_action("StartInstance"),
+    )
+    .unwrap();
     for _ in 0..3 {
         let r = client.call("StartInstance", &[("InstanceId", "i-a")]).await;
         assert_eq!((r.status, r.code()), (403, "OperationDenied.NoStock"));
     }
-    assert_eq!(client.call("StartInstance", &[("InstanceId", "i-b")]).await.status, 200);
+    assert_eq!(
+        client
+            .call("StartInstance", &[("InstanceId", "i-b")])
+            .await
+            .status,
+        200
+    );
     assert_eq!(emu.faults().len(), 1);
     emu.clear_faults();
-    assert_eq!(client.call("StartInstance", &[("InstanceId", "i-a")]).await.status, 200);
+    assert_eq!(
+        client
+            .call("StartInstance", &[("InstanceId", "i-a")])
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
 async fn counted_faults_run_out() {
     let (_emu, client) = {
         let mut cfg = config(&[("i-a", Status::Stopped)]);
-        cfg.faults.push(Fault::error("InternalError").for_action("StartInstance").times(2));
+        cfg.faults.push(
+            Fault::error("InternalError")
+                .for_action("StartInstance")
+                .times(2),
+        );
         start(cfg).await
     };
-    assert_eq!(client.call("StartInstance", &[("InstanceId", "i-a")]).await.status, 500);
-    assert_eq!(client.call("StartInstance", &[("InstanceId", "i-a")]).await.status, 500);
-    assert_eq!(client.call("StartInstance", &[("InstanceId", "i-a")]).await.status, 200);
+    assert_eq!(
+        client
+            .call("StartInstance", &[("InstanceId", "i-a")])
+            .await
+            .status,
+        500
+    );
+    assert_eq!(
+        client
+            .call("StartInstance", &[("InstanceId", "i-a")])
+            .await
+            .status,
+        500
+    );
+    assert_eq!(
+        client
+            .call("StartInstance", &[("InstanceId", "i-a")])
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
 async fn status_and_message_overrides_and_unknown_codes() {
     let (emu, client) = start(config(&[("i-a", Status::Stopped)])).await;
-    emu.add_fault(Fault::error("InstanceNotReady").http_status(500).message("still booting").times(1)).unwrap();
+    emu.add_fault(
+        Fault::error("InstanceNotReady")
+            .http_status(500)
+            .message("still booting")
+            .times(1),
+    )
+    .unwrap();
     let r = client.call("StartInstance", &[("InstanceId", "i-a")]).await;
-    assert_eq!((r.status, r.code(), r.body["Message"].as_str()), (500, "InstanceNotReady", Some("still booting")));
-    emu.add_fault(Fault::error("ServiceUnavailable.Custom").http_status(503).times(1)).unwrap();
-    let r = client.call("DescribeInstances", &[("RegionId", REGION)]).await;
+    assert_eq!(
+        (r.status, r.code(), r.body["Message"].as_str()),
+        (500, "InstanceNotReady", Some("still booting"))
+    );
+    emu.add_fault(
+        Fault::error("ServiceUnavailable.Custom")
+            .http_status(503)
+            .times(1),
+    )
+    .unwrap();
+    let r = client
+        .call("DescribeInstances", &[("RegionId", REGION)])
+        .await;
     assert_eq!((r.status, r.code()), (503, "ServiceUnavailable.Custom"));
-    assert!(emu.add_fault(Fault::error("Made.Up")).is_err(), "unknown code without a status");
+    assert!(
+        emu.add_fault(Fault::error("Made.Up")).is_err(),
+        "unknown code without a status"
+    );
 }
 
 #[tokio::test]
 async fn probability_fires_some_of_the_time() {
     let (emu, client) = start(config(&[])).await;
-    emu.add_fault(Fault::error("ServiceUnavailable").for_action("DescribeInstances").probability(0.5)).unwrap();
+    emu.add_fault(
+        Fault::error("ServiceUnavailable")
+            .for_action("DescribeInstances")
+            .probability(0.5),
+    )
+    .unwrap();
     let mut failed = 0;
     for _ in 0..200 {
-        if client.call("DescribeInstances", &[("RegionId", REGION)]).await.status == 503 {
+        if client
+            .call("DescribeInstances", &[("RegionId", REGION)])
+            .await
+            .status
+            == 503
+        {
             failed += 1;
         }
     }
     // Binomial(200, 0.5): outside 50..=150 has probability below 1e-12.
     assert!((50..=150).contains(&failed), "{failed} of 200 failed");
     emu.clear_faults();
-    emu.add_fault(Fault::error("ServiceUnavailable").probability(1.0).times(3)).unwrap();
+    emu.add_fault(Fault::error("ServiceUnavailable").probability(1.0).times(3))
+        .unwrap();
     for _ in 0..3 {
-        assert_eq!(client.call("DescribeInstances", &[("RegionId", REGION)]).await.status, 503);
+        assert_eq!(
+            client
+                .call("DescribeInstances", &[("RegionId", REGION)])
+                .await
+                .status,
+            503
+        );
     }
-    assert_eq!(client.call("DescribeInstances", &[("RegionId", REGION)]).await.status, 200);
+    assert_eq!(
+        client
+            .call("DescribeInstances", &[("RegionId", REGION)])
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
 async fn latency_delays_the_answer() {
     let (emu, client) = start(config(&[("i-a", Status::Stopped)])).await;
-    emu.add_fault(Fault::delay(Duration::from_millis(300)).for_action("DescribeInstances").times(1)).unwrap();
+    emu.add_fault(
+        Fault::delay(Duration::from_millis(300))
+            .for_action("DescribeInstances")
+            .times(1),
+    )
+    .unwrap();
     let t0 = Instant::now();
-    let r = client.call("DescribeInstances", &[("RegionId", REGION)]).await;
+    let r = client
+        .call("DescribeInstances", &[("RegionId", REGION)])
+        .await;
     assert_eq!(r.status, 200);
-    assert!(t0.elapsed() >= Duration::from_millis(300), "{:?}", t0.elapsed());
-    emu.add_fault(Fault::error("InternalError").with_latency(Duration::from_millis(200)).times(1)).unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t0.elapsed()
+    );
+    emu.add_fault(
+        Fault::error("InternalError")
+            .with_latency(Duration::from_millis(200))
+            .times(1),
+    )
+    .unwrap();
     let t0 = Instant::now();
-    assert_eq!(client.call("StartInstance", &[("InstanceId", "i-a")]).await.status, 500);
+    assert_eq!(
+        client
+            .call("StartInstance", &[("InstanceId", "i-a")])
+            .await
+            .status,
+        500
+    );
     assert!(t0.elapsed() >= Duration::from_millis(200));
 }
 
 #[tokio::test]
 async fn reset_breaks_the_connection() {
     let (emu, client) = start(config(&[("i-a", Status::Stopped)])).await;
-    emu.add_fault(Fault::transport(TransportFault::Reset).for_instance("i-a").times(1)).unwrap();
-    let err = raw_start(&client, "i-a").await.expect_err("a reset connection gives no response");
-    assert!(err.is_request() || err.is_connect() || err.is_body(), "{err:?}");
-    assert_eq!(emu.instance("i-a").unwrap().status, Status::Stopped, "the action did not run");
+    emu.add_fault(
+        Fault::transport(TransportFault::Reset)
+            .for_instance("i-a")
+            .times(1),
+    )
+    .unwrap();
+    let err = raw_start(&client, "i-a")
+        .await
+        .expect_err("a reset connection gives no response");
+    assert!(
+        err.is_request() || err.is_connect() || err.is_body(),
+        "{err:?}"
+    );
+    assert_eq!(
+        emu.instance("i-a").unwrap().status,
+        Status::Stopped,
+        "the action did not run"
+    );
     let log = emu.call_log();
-    assert_eq!((log[0].fault.as_deref(), log[0].http_status), (Some("reset"), None));
+    assert_eq!(
+        (log[0].fault.as_deref(), log[0].http_status),
+        (Some("reset"), None)
+    );
     let again = raw_start(&client, "i-a").await.unwrap();
     assert_eq!(again.status(), 200);
 }
@@ -132,7 +260,8 @@ async fn reset_breaks_the_connection() {
 #[tokio::test]
 async fn truncated_body_fails_while_reading() {
     let (emu, client) = start(config(&[("i-a", Status::Stopped)])).await;
-    emu.add_fault(Fault::transport(TransportFault::Truncated).times(1)).unwrap();
+    emu.add_fault(Fault::transport(TransportFault::Truncated).times(1))
+        .unwrap();
     match raw_start(&client, "i-a").await {
         Err(e) => panic!("headers should arrive: {e:?}"),
         Ok(resp) => {
@@ -149,17 +278,32 @@ async fn truncated_body_fails_while_reading() {
 #[tokio::test]
 async fn non_json_and_html_502() {
     let (emu, client) = start(config(&[("i-a", Status::Stopped)])).await;
-    emu.add_fault(Fault::transport(TransportFault::NonJson).times(1)).unwrap();
+    emu.add_fault(Fault::transport(TransportFault::NonJson).times(1))
+        .unwrap();
     let resp = raw_start(&client, "i-a").await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().contains("json"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("json")
+    );
     let text = resp.text().await.unwrap();
-    assert!(serde_json::from_str::<serde_json::Value>(&text).is_err(), "{text}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&text).is_err(),
+        "{text}"
+    );
 
-    emu.add_fault(Fault::transport(TransportFault::Html502).times(1)).unwrap();
+    emu.add_fault(Fault::transport(TransportFault::Html502).times(1))
+        .unwrap();
     let resp = raw_start(&client, "i-a").await.unwrap();
     assert_eq!(resp.status(), 502);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     assert!(resp.text().await.unwrap().contains("502 Bad Gateway"));
     assert_eq!(emu.instance("i-a").unwrap().status, Status::Stopped);
     let log = emu.call_log();
@@ -169,38 +313,82 @@ async fn non_json_and_html_502() {
 #[tokio::test]
 async fn after_action_faults_lose_the_answer_but_keep_the_change() {
     let (emu, client) = start(config(&[("i-a", Status::Stopped)])).await;
-    emu.add_fault(Fault::transport(TransportFault::Reset).for_action("StartInstance").after_action().times(1))
-        .unwrap();
+    emu.add_fault(
+        Fault::transport(TransportFault::Reset)
+            .for_action("StartInstance")
+            .after_action()
+            .times(1),
+    )
+    .unwrap();
     assert!(raw_start(&client, "i-a").await.is_err());
-    assert_eq!(emu.instance("i-a").unwrap().status, Status::Running, "the start happened");
+    assert_eq!(
+        emu.instance("i-a").unwrap().status,
+        Status::Running,
+        "the start happened"
+    );
     let r = client.call("StartInstance", &[("InstanceId", "i-a")]).await;
-    assert_eq!(r.code(), "IncorrectInstanceStatus", "a retry sees the new state");
+    assert_eq!(
+        r.code(),
+        "IncorrectInstanceStatus",
+        "a retry sees the new state"
+    );
 }
 
 #[tokio::test]
 async fn qps_limits_answer_throttling_user_per_key() {
     let mut cfg = config(&[("i-a", Status::Running)]);
     cfg.qps = BTreeMap::from([("DescribeInstances".to_owned(), 3)]);
-    cfg.access_keys.push(ecs_emulator::AccessKey::new("AK2", "S2"));
+    cfg.access_keys
+        .push(ecs_emulator::AccessKey::new("AK2", "S2"));
     let (emu, client) = start(cfg).await;
     let mut codes = Vec::new();
     for _ in 0..6 {
-        codes.push(client.call("DescribeInstances", &[("RegionId", REGION)]).await.code().to_owned());
+        codes.push(
+            client
+                .call("DescribeInstances", &[("RegionId", REGION)])
+                .await
+                .code()
+                .to_owned(),
+        );
     }
     let throttled = codes.iter().filter(|c| *c == "Throttling.User").count();
     assert!(throttled >= 2, "{codes:?}");
     assert_eq!(codes[0], "");
     let other = client::Client::new(&emu.url(), "AK2", "S2");
-    assert_eq!(other.call("DescribeInstances", &[("RegionId", REGION)]).await.status, 200, "limits are per key");
-    assert_eq!(client.call("DescribeInstanceAttribute", &[("InstanceId", "i-a")]).await.status, 200, "and per action");
+    assert_eq!(
+        other
+            .call("DescribeInstances", &[("RegionId", REGION)])
+            .await
+            .status,
+        200,
+        "limits are per key"
+    );
+    assert_eq!(
+        client
+            .call("DescribeInstanceAttribute", &[("InstanceId", "i-a")])
+            .await
+            .status,
+        200,
+        "and per action"
+    );
     let r = {
         let mut last = None;
         for _ in 0..5 {
-            last = Some(client.call("DescribeInstances", &[("RegionId", REGION)]).await);
+            last = Some(
+                client
+                    .call("DescribeInstances", &[("RegionId", REGION)])
+                    .await,
+            );
         }
         last.unwrap()
     };
     assert_eq!((r.status, r.code()), (400, "Throttling.User"));
     emu.set_qps(BTreeMap::new()).unwrap();
-    assert_eq!(client.call("DescribeInstances", &[("RegionId", REGION)]).await.status, 200);
+    assert_eq!(
+        client
+            .call("DescribeInstances", &[("RegionId", REGION)])
+            .await
+            .status,
+        200
+    );
 }

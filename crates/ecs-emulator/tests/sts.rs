@@ -24,7 +24,12 @@ fn jwt(exp_offset: i64) -> String {
         "aud": ["sts.aliyuncs.com"], "exp": now + exp_offset, "iat": now,
     });
     let enc = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-    format!("{}.{}.{}", enc("{\"alg\":\"RS256\"}"), enc(&payload.to_string()), enc("signature"))
+    format!(
+        "{}.{}.{}",
+        enc("{\"alg\":\"RS256\"}"),
+        enc(&payload.to_string()),
+        enc("signature")
+    )
 }
 
 fn oidc(max: Option<u32>) -> OidcConfig {
@@ -46,7 +51,13 @@ async fn issued_credentials_work_until_they_expire() {
         &emu.url(),
         "AssumeRoleWithOIDC",
         "2015-04-01",
-        &[("RoleArn", ROLE), ("OIDCProviderArn", PROVIDER), ("OIDCToken", &token), ("RoleSessionName", "test"), ("DurationSeconds", "900")],
+        &[
+            ("RoleArn", ROLE),
+            ("OIDCProviderArn", PROVIDER),
+            ("OIDCToken", &token),
+            ("RoleSessionName", "test"),
+            ("DurationSeconds", "900"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -54,13 +65,27 @@ async fn issued_credentials_work_until_they_expire() {
     let id = creds["AccessKeyId"].as_str().unwrap();
     assert!(id.starts_with("STS."));
     assert!(creds["Expiration"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(r.body["OIDCTokenInfo"]["Subject"], "system:serviceaccount:ops:operator");
-    let sts_client = client::Client::new(&emu.url(), id, creds["AccessKeySecret"].as_str().unwrap())
-        .with_token(creds["SecurityToken"].as_str().unwrap());
-    assert_eq!(sts_client.call("DescribeInstances", &[("RegionId", REGION)]).await.status, 200);
+    assert_eq!(
+        r.body["OIDCTokenInfo"]["Subject"],
+        "system:serviceaccount:ops:operator"
+    );
+    let sts_client =
+        client::Client::new(&emu.url(), id, creds["AccessKeySecret"].as_str().unwrap())
+            .with_token(creds["SecurityToken"].as_str().unwrap());
+    assert_eq!(
+        sts_client
+            .call("DescribeInstances", &[("RegionId", REGION)])
+            .await
+            .status,
+        200
+    );
     assert!(
         wait_until(Duration::from_secs(5), || async {
-            sts_client.call("DescribeInstances", &[("RegionId", REGION)]).await.code() == "InvalidSecurityToken.Expired"
+            sts_client
+                .call("DescribeInstances", &[("RegionId", REGION)])
+                .await
+                .code()
+                == "InvalidSecurityToken.Expired"
         })
         .await,
         "credentials capped at 1 s expire"
@@ -85,24 +110,52 @@ async fn bad_exchanges_are_refused() {
         }
     };
     let base = |role: &str, provider: &str, token: &str| {
-        vec![("RoleArn", role.to_owned()), ("OIDCProviderArn", provider.to_owned()), ("OIDCToken", token.to_owned())]
+        vec![
+            ("RoleArn", role.to_owned()),
+            ("OIDCProviderArn", provider.to_owned()),
+            ("OIDCToken", token.to_owned()),
+        ]
     };
-    assert_eq!(call(base("acs:ram::1:role/other", PROVIDER, &good)).await.code(), "EntityNotExist.Role");
-    assert_eq!(call(base(ROLE, "acs:ram::1:oidc-provider/x", &good)).await.code(), "EntityNotExist.OIDCProvider");
-    assert_eq!(call(base(ROLE, PROVIDER, &jwt(-60))).await.code(), "AuthenticationFail.OIDCToken.Expired");
-    assert_eq!(call(base(ROLE, PROVIDER, "not-a-jwt")).await.code(), "AuthenticationFail.OIDCToken.Invalid");
+    assert_eq!(
+        call(base("acs:ram::1:role/other", PROVIDER, &good))
+            .await
+            .code(),
+        "EntityNotExist.Role"
+    );
+    assert_eq!(
+        call(base(ROLE, "acs:ram::1:oidc-provider/x", &good))
+            .await
+            .code(),
+        "EntityNotExist.OIDCProvider"
+    );
+    assert_eq!(
+        call(base(ROLE, PROVIDER, &jwt(-60))).await.code(),
+        "AuthenticationFail.OIDCToken.Expired"
+    );
+    assert_eq!(
+        call(base(ROLE, PROVIDER, "not-a-jwt")).await.code(),
+        "AuthenticationFail.OIDCToken.Invalid"
+    );
     let mut short = base(ROLE, PROVIDER, &good);
     short.push(("DurationSeconds", "60".to_owned()));
     assert_eq!(call(short).await.code(), "InvalidParameter.DurationSeconds");
-    assert_eq!(call(vec![("RoleArn", ROLE.to_owned())]).await.code(), "MissingParameter");
-    let wrong_version = client::anonymous(&emu.url(), "AssumeRoleWithOIDC", "2014-05-26", &[]).await;
+    assert_eq!(
+        call(vec![("RoleArn", ROLE.to_owned())]).await.code(),
+        "MissingParameter"
+    );
+    let wrong_version =
+        client::anonymous(&emu.url(), "AssumeRoleWithOIDC", "2014-05-26", &[]).await;
     assert_eq!(wrong_version.code(), "InvalidVersion");
     let (no_oidc, _) = start(config(&[])).await;
     let r = client::anonymous(
         &no_oidc.url(),
         "AssumeRoleWithOIDC",
         "2015-04-01",
-        &[("RoleArn", ROLE), ("OIDCProviderArn", PROVIDER), ("OIDCToken", &good)],
+        &[
+            ("RoleArn", ROLE),
+            ("OIDCProviderArn", PROVIDER),
+            ("OIDCToken", &good),
+        ],
     )
     .await;
     assert_eq!(r.code(), "EntityNotExist.Role");

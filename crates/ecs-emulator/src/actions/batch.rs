@@ -41,7 +41,11 @@ fn answer(entries: Vec<Value>) -> Answer {
 
 pub(super) fn run(ctx: &Context<'_>, op: Op) -> Answer {
     let p = ctx.params;
-    let action = if op == Op::Start { "StartInstances" } else { "StopInstances" };
+    let action = if op == Op::Start {
+        "StartInstances"
+    } else {
+        "StopInstances"
+    };
     let region = p.required("RegionId")?;
     let ids = p.indexed("InstanceId", 100)?;
     if ids.is_empty() {
@@ -49,7 +53,10 @@ pub(super) fn run(ctx: &Context<'_>, op: Op) -> Answer {
     }
     let mut seen = HashSet::new();
     if let Some(dup) = ids.iter().find(|id| !seen.insert(id.as_str())) {
-        return Err(EcsError::invalid("InstanceId.N", &format!("{dup} is given more than once")));
+        return Err(EcsError::invalid(
+            "InstanceId.N",
+            &format!("{dup} is given more than once"),
+        ));
     }
     let success_first = p
         .one_of("BatchOptimization", &["AllTogether", "SuccessFirst"])?
@@ -85,9 +92,14 @@ pub(super) fn run(ctx: &Context<'_>, op: Op) -> Answer {
         let injected: Vec<Option<EcsError>> = {
             let mut faults = lock(&ctx.shared.faults);
             ids.iter()
-                .map(|id| match faults.fire(action, Scope::Instance(id), crate::emulator::roll).outcome {
-                    Some(Outcome::Error(e)) => Some(e),
-                    _ => None,
+                .map(|id| {
+                    match faults
+                        .fire(action, Scope::Instance(id), crate::emulator::roll)
+                        .outcome
+                    {
+                        Some(Outcome::Error(e)) => Some(e),
+                        _ => None,
+                    }
                 })
                 .collect()
         };
@@ -105,7 +117,9 @@ pub(super) fn run(ctx: &Context<'_>, op: Op) -> Answer {
                 continue;
             }
             apply_mode(instance);
-            let current = store.begin(id, op.transition(), ctx.now).map_or("", |s| s.as_str());
+            let current = store
+                .begin(id, op.transition(), ctx.now)
+                .map_or("", |s| s.as_str());
             entries.push(entry(id, "200", "success", previous, current));
         }
         return answer(entries);
@@ -132,7 +146,9 @@ pub(super) fn run(ctx: &Context<'_>, op: Op) -> Answer {
         if let Some(instance) = store.observe(id, ctx.now) {
             apply_mode(instance);
         }
-        let current = store.begin(id, op.transition(), ctx.now).map_or("", |s| s.as_str());
+        let current = store
+            .begin(id, op.transition(), ctx.now)
+            .map_or("", |s| s.as_str());
         entries.push(entry(id, "200", "success", previous, current));
     }
     answer(entries)

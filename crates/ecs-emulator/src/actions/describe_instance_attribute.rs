@@ -20,10 +20,16 @@ pub(super) fn run(ctx: &Context<'_>) -> Answer {
         .ok_or_else(EcsError::instance_not_found)?;
     let mut answer = instance_fields(instance, started, ctx.shared.created_at, default_mode);
     drop(store);
-    answer.insert("VpcAttributes".to_owned(), json!({"PrivateIpAddress": {"IpAddress": []}}));
+    answer.insert(
+        "VpcAttributes".to_owned(),
+        json!({"PrivateIpAddress": {"IpAddress": []}}),
+    );
     answer.insert("PublicIpAddress".to_owned(), json!({"IpAddress": []}));
     answer.insert("InnerIpAddress".to_owned(), json!({"IpAddress": []}));
     answer.insert("EipAddress".to_owned(), json!({}));
-    answer.insert("SecurityGroupIds".to_owned(), json!({"SecurityGroupId": []}));
+    answer.insert(
+        "SecurityGroupIds".to_owned(),
+        json!({"SecurityGroupId": []}),
+    );
     Ok(answer)
 }

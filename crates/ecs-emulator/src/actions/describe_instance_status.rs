@@ -54,7 +54,10 @@ pub(super) fn run(ctx: &Context<'_>) -> Answer {
     }
     drop(store);
     Ok(super::object([
-        ("InstanceStatuses", json!({ "InstanceStatus": Value::Array(items) })),
+        (
+            "InstanceStatuses",
+            json!({ "InstanceStatus": Value::Array(items) }),
+        ),
         ("TotalCount", json!(total)),
         ("PageNumber", json!(number)),
         ("PageSize", json!(size)),

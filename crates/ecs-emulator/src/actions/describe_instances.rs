@@ -58,7 +58,9 @@ fn paging(ctx: &Context<'_>) -> Result<Paging, EcsError> {
                 hex::decode(t)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| EcsError::invalid("NextToken", "not a token this endpoint issued"))?,
+                    .ok_or_else(|| {
+                        EcsError::invalid("NextToken", "not a token this endpoint issued")
+                    })?,
             ),
         };
         Ok(Paging::Token { after, max })
@@ -76,7 +78,10 @@ pub(super) fn run(ctx: &Context<'_>) -> Answer {
     let ids = p.json_list("InstanceIds", 100)?;
     let status = match p.non_empty("Status") {
         None => None,
-        Some(s) => Some(s.parse::<Status>().map_err(|_| EcsError::of("InvalidStatus.NotFound"))?),
+        Some(s) => Some(
+            s.parse::<Status>()
+                .map_err(|_| EcsError::of("InvalidStatus.NotFound"))?,
+        ),
     };
     let charge_type = p.non_empty("InstanceChargeType");
     if charge_type.is_some_and(|c| c != "PostPaid" && c != "PrePaid") {
@@ -123,7 +128,12 @@ pub(super) fn run(ctx: &Context<'_>) -> Answer {
             return;
         }
         if items.len() < take {
-            items.push(Value::Object(instance_fields(i, started, created, default_mode)));
+            items.push(Value::Object(instance_fields(
+                i,
+                started,
+                created,
+                default_mode,
+            )));
             last_id = Some(i.id.clone());
         } else {
             more = true;
@@ -149,7 +159,11 @@ pub(super) fn run(ctx: &Context<'_>) -> Answer {
     let mut answer = super::object([("Instances", json!({ "Instance": items }))]);
     match paging {
         Paging::Token { .. } => {
-            let next = if more { last_id.map(hex::encode).unwrap_or_default() } else { String::new() };
+            let next = if more {
+                last_id.map(hex::encode).unwrap_or_default()
+            } else {
+                String::new()
+            };
             answer.insert("NextToken".to_owned(), json!(next));
             answer.insert("TotalCount".to_owned(), json!(total));
         }

@@ -81,21 +81,39 @@ mod tests {
         let running = Instance::new("i-a", "r", Status::Running);
         let starting = Instance::new("i-a", "r", Status::Starting);
         assert_eq!(code(Op::Start, &stopped), None);
-        assert_eq!(code(Op::Start, &running).as_deref(), Some("IncorrectInstanceStatus"));
+        assert_eq!(
+            code(Op::Start, &running).as_deref(),
+            Some("IncorrectInstanceStatus")
+        );
         assert_eq!(code(Op::Stop, &running), None);
-        assert_eq!(code(Op::Stop, &stopped).as_deref(), Some("IncorrectInstanceStatus"));
+        assert_eq!(
+            code(Op::Stop, &stopped).as_deref(),
+            Some("IncorrectInstanceStatus")
+        );
         assert_eq!(code(Op::Reboot, &running), None);
-        assert_eq!(code(Op::Reboot, &starting).as_deref(), Some("IncorrectInstanceStatus"));
+        assert_eq!(
+            code(Op::Reboot, &starting).as_deref(),
+            Some("IncorrectInstanceStatus")
+        );
     }
 
     #[test]
     fn lock_rules() {
         let sec = Instance::new("i-a", "r", Status::Stopped).with_lock("security");
-        assert_eq!(code(Op::Start, &sec).as_deref(), Some("InstanceLockedForSecurity"));
+        assert_eq!(
+            code(Op::Start, &sec).as_deref(),
+            Some("InstanceLockedForSecurity")
+        );
         let fin = Instance::new("i-a", "r", Status::Stopped).with_lock("financial");
-        assert_eq!(code(Op::Start, &fin).as_deref(), Some("InsufficientBalance"));
+        assert_eq!(
+            code(Op::Start, &fin).as_deref(),
+            Some("InsufficientBalance")
+        );
         let fin_running = Instance::new("i-a", "r", Status::Running).with_lock("financial");
-        assert_eq!(code(Op::Stop, &fin_running).as_deref(), Some("InstanceExpiredOrInArrears"));
+        assert_eq!(
+            code(Op::Stop, &fin_running).as_deref(),
+            Some("InstanceExpiredOrInArrears")
+        );
         let rec = Instance::new("i-a", "r", Status::Stopped).with_lock("recycling");
         let e = check(Op::Start, &rec, jiff::Timestamp::now()).unwrap_err();
         assert_eq!(e.code, "IncorrectInstanceStatus");

@@ -17,7 +17,9 @@ use crate::emulator::lock;
 fn claims(token: &str) -> Result<serde_json::Map<String, Value>, EcsError> {
     let invalid = || EcsError::of("AuthenticationFail.OIDCToken.Invalid");
     let mut parts = token.split('.');
-    let (Some(_), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(invalid());
     };
     let bytes = URL_SAFE_NO_PAD
@@ -39,7 +41,10 @@ pub(super) fn run(ctx: &Context<'_>) -> Answer {
     let provider_arn = p.required("OIDCProviderArn")?;
     let token = p.required("OIDCToken")?;
     if !(4..=20_000).contains(&token.len()) {
-        return Err(EcsError::invalid("OIDCToken", "must be 4 to 20000 characters"));
+        return Err(EcsError::invalid(
+            "OIDCToken",
+            "must be 4 to 20000 characters",
+        ));
     }
     let session = p.non_empty("RoleSessionName").unwrap_or("emulator-session");
     if !(2..=64).contains(&session.len())
@@ -47,7 +52,10 @@ pub(super) fn run(ctx: &Context<'_>) -> Answer {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '_' | '-'))
     {
-        return Err(EcsError::invalid("RoleSessionName", "2 to 64 characters of [A-Za-z0-9.@_-]"));
+        return Err(EcsError::invalid(
+            "RoleSessionName",
+            "2 to 64 characters of [A-Za-z0-9.@_-]",
+        ));
     }
     let requested = match p.non_empty("DurationSeconds") {
         None => None,
@@ -79,7 +87,12 @@ pub(super) fn run(ctx: &Context<'_>) -> Answer {
         seconds = seconds.min(max);
     }
     let issued = lock(&ctx.shared.keys).issue_sts(Duration::from_secs(u64::from(seconds)), now);
-    let claim = |name: &str| claims.get(name).cloned().unwrap_or(Value::String(String::new()));
+    let claim = |name: &str| {
+        claims
+            .get(name)
+            .cloned()
+            .unwrap_or(Value::String(String::new()))
+    };
     let time_claim = |name: &str| {
         claims
             .get(name)
@@ -130,7 +143,10 @@ mod tests {
     use super::*;
 
     fn jwt(payload: &str) -> String {
-        format!("eyJhbGciOiJSUzI1NiJ9.{}.c2ln", URL_SAFE_NO_PAD.encode(payload))
+        format!(
+            "eyJhbGciOiJSUzI1NiJ9.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(payload)
+        )
     }
 
     #[test]
@@ -142,7 +158,11 @@ mod tests {
     #[test]
     fn rejects_malformed_tokens() {
         for bad in ["abcd", "a.b", "a.!!!.c", &jwt("[1]"), "a.b.c.d"] {
-            assert_eq!(claims(bad).unwrap_err().code, "AuthenticationFail.OIDCToken.Invalid", "{bad}");
+            assert_eq!(
+                claims(bad).unwrap_err().code,
+                "AuthenticationFail.OIDCToken.Invalid",
+                "{bad}"
+            );
         }
     }
 }

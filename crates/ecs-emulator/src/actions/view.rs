@@ -24,7 +24,10 @@ pub(crate) fn instance_fields(
     default_stopped_mode: crate::state::StoppedMode,
 ) -> Map<String, Value> {
     let stopped_mode = if instance.status == Status::Stopped {
-        instance.stopped_mode.unwrap_or(default_stopped_mode).as_str()
+        instance
+            .stopped_mode
+            .unwrap_or(default_stopped_mode)
+            .as_str()
     } else {
         "Not-applicable"
     };
@@ -80,18 +83,25 @@ mod tests {
         assert_eq!(f["ZoneId"], "cn-hangzhou-a");
         assert_eq!(f["ExpiredTime"], NO_EXPIRY);
         assert_eq!(f["CreationTime"], "1970-01-01T00:00Z");
-        let stopped = Instance::new("i-a", "r", Status::Stopped).with_stopped_mode(StoppedMode::StopCharging);
+        let stopped =
+            Instance::new("i-a", "r", Status::Stopped).with_stopped_mode(StoppedMode::StopCharging);
         let f = instance_fields(&stopped, None, 0, StoppedMode::KeepCharging);
         assert_eq!(f["StoppedMode"], "StopCharging");
         assert_eq!(f["StartTime"], "");
         let plain = Instance::new("i-a", "r", Status::Stopped);
-        assert_eq!(instance_fields(&plain, None, 0, StoppedMode::KeepCharging)["StoppedMode"], "KeepCharging");
+        assert_eq!(
+            instance_fields(&plain, None, 0, StoppedMode::KeepCharging)["StoppedMode"],
+            "KeepCharging"
+        );
     }
 
     #[test]
     fn locks_are_listed() {
         let i = Instance::new("i-a", "r", Status::Running).with_lock("security");
         let f = instance_fields(&i, None, 0, StoppedMode::KeepCharging);
-        assert_eq!(f["OperationLocks"]["LockReason"][0]["LockReason"], "security");
+        assert_eq!(
+            f["OperationLocks"]["LockReason"][0]["LockReason"],
+            "security"
+        );
     }
 }

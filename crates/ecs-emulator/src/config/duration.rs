@@ -15,9 +15,9 @@ pub fn parse(input: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.parse::<f64>() {
         return from_secs(secs, input);
     }
-    let d: jiff::SignedDuration = s.parse().map_err(|_| {
-        format!("{input:?} is not a duration such as 2s, 500ms or 1m 30s")
-    })?;
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|_| format!("{input:?} is not a duration such as 2s, 500ms or 1m 30s"))?;
     Duration::try_from(d).map_err(|_| format!("duration {input:?} must not be negative"))
 }
 
@@ -93,7 +93,10 @@ pub mod option {
     /// # Errors
     /// The serializer's error.
     #[allow(clippy::ref_option)]
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        d: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => serializer.serialize_str(&format(*d)),
             None => serializer.serialize_none(),
@@ -138,7 +141,10 @@ mod tests {
             d: Duration,
         }
         assert_eq!(serde_yaml::from_str::<T>("d: 0").unwrap().d, Duration::ZERO);
-        assert_eq!(serde_yaml::from_str::<T>("d: 3").unwrap().d, Duration::from_secs(3));
+        assert_eq!(
+            serde_yaml::from_str::<T>("d: 3").unwrap().d,
+            Duration::from_secs(3)
+        );
         assert_eq!(
             serde_yaml::from_str::<T>("d: 200ms").unwrap().d,
             Duration::from_millis(200)

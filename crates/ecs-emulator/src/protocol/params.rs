@@ -20,7 +20,10 @@ impl Params {
     ) -> Result<(), EcsError> {
         for (k, v) in pairs {
             if self.map.contains_key(&k) {
-                return Err(EcsError::invalid(&k, "the parameter is given more than once"));
+                return Err(EcsError::invalid(
+                    &k,
+                    "the parameter is given more than once",
+                ));
             }
             self.map.insert(k, v);
         }
@@ -58,7 +61,13 @@ impl Params {
     }
 
     /// An integer within `min..=max`; absent is `default`.
-    pub(crate) fn int_in(&self, name: &str, min: u32, max: u32, default: u32) -> Result<u32, EcsError> {
+    pub(crate) fn int_in(
+        &self,
+        name: &str,
+        min: u32,
+        max: u32,
+        default: u32,
+    ) -> Result<u32, EcsError> {
         match self.non_empty(name) {
             None => Ok(default),
             Some(v) => v
@@ -66,16 +75,25 @@ impl Params {
                 .parse::<u32>()
                 .ok()
                 .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| EcsError::invalid(name, &format!("expected an integer from {min} to {max}"))),
+                .ok_or_else(|| {
+                    EcsError::invalid(name, &format!("expected an integer from {min} to {max}"))
+                }),
         }
     }
 
     /// One of `allowed`; absent is `None`.
-    pub(crate) fn one_of<'a>(&'a self, name: &str, allowed: &[&str]) -> Result<Option<&'a str>, EcsError> {
+    pub(crate) fn one_of<'a>(
+        &'a self,
+        name: &str,
+        allowed: &[&str],
+    ) -> Result<Option<&'a str>, EcsError> {
         match self.non_empty(name) {
             None => Ok(None),
             Some(v) if allowed.contains(&v) => Ok(Some(v)),
-            Some(_) => Err(EcsError::invalid(name, &format!("expected one of {}", allowed.join(", ")))),
+            Some(_) => Err(EcsError::invalid(
+                name,
+                &format!("expected one of {}", allowed.join(", ")),
+            )),
         }
     }
 
@@ -92,7 +110,9 @@ impl Params {
                 .parse::<usize>()
                 .ok()
                 .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| EcsError::invalid(k, &format!("the index must be from 1 to {max}")))?;
+                .ok_or_else(|| {
+                    EcsError::invalid(k, &format!("the index must be from 1 to {max}"))
+                })?;
             if v.trim().is_empty() {
                 return Err(EcsError::invalid(k, "the value is empty"));
             }
@@ -103,14 +123,25 @@ impl Params {
     }
 
     /// A parameter holding a JSON array of strings (e.g. `InstanceIds`), at most `max` items.
-    pub(crate) fn json_list(&self, name: &str, max: usize) -> Result<Option<Vec<String>>, EcsError> {
+    pub(crate) fn json_list(
+        &self,
+        name: &str,
+        max: usize,
+    ) -> Result<Option<Vec<String>>, EcsError> {
         let Some(raw) = self.non_empty(name) else {
             return Ok(None);
         };
-        let list: Vec<String> = serde_json::from_str(raw)
-            .map_err(|_| EcsError::invalid(name, "expected a JSON array of strings such as [\"i-a\",\"i-b\"]"))?;
+        let list: Vec<String> = serde_json::from_str(raw).map_err(|_| {
+            EcsError::invalid(
+                name,
+                "expected a JSON array of strings such as [\"i-a\",\"i-b\"]",
+            )
+        })?;
         if list.len() > max {
-            return Err(EcsError::invalid(name, &format!("at most {max} items are allowed")));
+            return Err(EcsError::invalid(
+                name,
+                &format!("at most {max} items are allowed"),
+            ));
         }
         Ok(Some(list))
     }
@@ -131,7 +162,10 @@ impl Params {
                 ids.push(v.clone());
             }
         }
-        if let Some(Ok(list)) = self.non_empty("InstanceIds").map(serde_json::from_str::<Vec<String>>) {
+        if let Some(Ok(list)) = self
+            .non_empty("InstanceIds")
+            .map(serde_json::from_str::<Vec<String>>)
+        {
             ids.extend(list);
         }
         ids
@@ -145,7 +179,12 @@ mod tests {
 
     fn params(pairs: &[(&str, &str)]) -> Params {
         let mut p = Params::default();
-        p.extend(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))).unwrap();
+        p.extend(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+        .unwrap();
         p
     }
 
@@ -176,7 +215,12 @@ mod tests {
 
     #[test]
     fn indexed_lists_are_ordered_numerically() {
-        let p = params(&[("InstanceId.10", "j"), ("InstanceId.2", "b"), ("InstanceId.1", "a"), ("InstanceIdx", "z")]);
+        let p = params(&[
+            ("InstanceId.10", "j"),
+            ("InstanceId.2", "b"),
+            ("InstanceId.1", "a"),
+            ("InstanceIdx", "z"),
+        ]);
         assert_eq!(p.indexed("InstanceId", 100).unwrap(), ["a", "b", "j"]);
         let over = params(&[("InstanceId.101", "x")]);
         assert!(over.indexed("InstanceId", 100).is_err());
@@ -187,7 +231,10 @@ mod tests {
     #[test]
     fn json_lists() {
         let p = params(&[("InstanceIds", r#"["i-a","i-b"]"#), ("Bad", "i-a,i-b")]);
-        assert_eq!(p.json_list("InstanceIds", 100).unwrap().unwrap(), ["i-a", "i-b"]);
+        assert_eq!(
+            p.json_list("InstanceIds", 100).unwrap().unwrap(),
+            ["i-a", "i-b"]
+        );
         assert!(p.json_list("InstanceIds", 1).is_err());
         assert!(p.json_list("Bad", 100).is_err());
         assert!(p.json_list("Absent", 100).unwrap().is_none());
@@ -195,7 +242,11 @@ mod tests {
 
     #[test]
     fn named_instances_collects_every_form() {
-        let p = params(&[("InstanceId", "i-x"), ("InstanceId.1", "i-a"), ("InstanceIds", r#"["i-j"]"#)]);
+        let p = params(&[
+            ("InstanceId", "i-x"),
+            ("InstanceId.1", "i-a"),
+            ("InstanceIds", r#"["i-j"]"#),
+        ]);
         assert_eq!(p.named_instances(), ["i-x", "i-a", "i-j"]);
     }
 

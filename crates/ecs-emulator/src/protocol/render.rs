@@ -36,7 +36,8 @@ fn encode(format: Format, root: &str, body: &Value) -> (Vec<u8>, &'static str) {
 
 fn respond(status: u16, content_type: &'static str, request_id: &str, bytes: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(v) = HeaderValue::from_str(request_id) {
@@ -119,7 +120,10 @@ pub(crate) fn transport(kind: TransportFault, request_id: &str, full: Option<Vec
             let first = futures::stream::iter([Ok::<_, std::io::Error>(half)]);
             let failure = futures::stream::once(async {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "truncated by fault"))
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "truncated by fault",
+                ))
             });
             let mut r = Response::new(Body::from_stream(futures::StreamExt::chain(first, failure)));
             let headers = r.headers_mut();
@@ -158,7 +162,12 @@ mod tests {
 
     #[test]
     fn transport_answers() {
-        assert!(transport(TransportFault::Reset, "R", None).extensions().get::<ResetConnection>().is_some());
+        assert!(
+            transport(TransportFault::Reset, "R", None)
+                .extensions()
+                .get::<ResetConnection>()
+                .is_some()
+        );
         assert_eq!(transport(TransportFault::Html502, "R", None).status(), 502);
         let t = transport(TransportFault::Truncated, "R", Some(b"0123456789".to_vec()));
         assert_eq!(t.headers()["content-length"], "10");

@@ -15,7 +15,10 @@ type HmacSha1 = Hmac<Sha1>;
 /// The StringToSign for these parameters (`Signature` excluded by the caller or skipped here).
 /// Parameters are sorted byte-wise by name; empty values stay as `Name=`.
 #[must_use]
-pub fn string_to_sign<'a>(method: &str, params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+pub fn string_to_sign<'a>(
+    method: &str,
+    params: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> String {
     let mut pairs: Vec<(&str, &str)> = params
         .into_iter()
         .filter(|(k, _)| *k != "Signature")
@@ -114,7 +117,12 @@ mod tests {
             string_to_sign("GET", params.iter().copied()),
             "GET&%2F&AccessKeyId%3DaccessKeyId%26Action%3D%26Format%3DJSON%26RegionId%3DregionId%26SignatureMethod%3DHMAC-SHA1%26SignatureNonce%3DMOCK_UUID%26SignatureType%3D%26SignatureVersion%3D1.0%26Timestamp%3Dmock%2520date%26Version%3D"
         );
-        check("GET", "accessKeySecret", &params, "7loPmFjvDnzOVnQeQNj85S6nFGY=");
+        check(
+            "GET",
+            "accessKeySecret",
+            &params,
+            "7loPmFjvDnzOVnQeQNj85S6nFGY=",
+        );
     }
 
     /// ECS-API.md §1.5 B: STS token is signed.
@@ -122,14 +130,22 @@ mod tests {
     fn go_sdk_sts_vector() {
         let mut params = go_sdk_params();
         params.push(("SecurityToken", "accessKeyStsToken"));
-        check("GET", "accessKeySecret", &params, "5Nxdcler+ihqWqv0Hr2On4PsBf4=");
+        check(
+            "GET",
+            "accessKeySecret",
+            &params,
+            "5Nxdcler+ihqWqv0Hr2On4PsBf4=",
+        );
     }
 
     /// ECS-API.md §1.5 C.
     #[test]
     fn tea_util_vector() {
         let params = [("query", "test"), ("body", "test")];
-        assert_eq!(string_to_sign("GET", params), "GET&%2F&body%3Dtest%26query%3Dtest");
+        assert_eq!(
+            string_to_sign("GET", params),
+            "GET&%2F&body%3Dtest%26query%3Dtest"
+        );
         check("GET", "secret", &params, "XlUyV4sXjOuX5FnjUz9IF9tm5rU=");
     }
 
@@ -171,7 +187,10 @@ mod tests {
     #[test]
     fn ecs_shaped_vectors() {
         let mut start = ecs_common();
-        start.extend([("Action", "StartInstance"), ("InstanceId", "i-bp67acfmxazb4ph00001")]);
+        start.extend([
+            ("Action", "StartInstance"),
+            ("InstanceId", "i-bp67acfmxazb4ph00001"),
+        ]);
         check("GET", "testsecret", &start, "3VhlmaOjQQOB8oN7NjSO52siViw=");
 
         let mut batch = ecs_common();
@@ -189,15 +208,31 @@ mod tests {
         describe.extend([
             ("Action", "DescribeInstances"),
             ("RegionId", "cn-hangzhou"),
-            ("InstanceIds", r#"["i-bp67acfmxazb4ph00001","i-bp67acfmxazb4ph00002"]"#),
+            (
+                "InstanceIds",
+                r#"["i-bp67acfmxazb4ph00001","i-bp67acfmxazb4ph00002"]"#,
+            ),
             ("MaxResults", "100"),
         ]);
-        check("GET", "testsecret", &describe, "Rx8TWeoXx7Rhf48rznMG0XmfiYU=");
+        check(
+            "GET",
+            "testsecret",
+            &describe,
+            "Rx8TWeoXx7Rhf48rznMG0XmfiYU=",
+        );
     }
 
     #[test]
     fn signature_parameter_is_not_signed_and_order_is_bytewise() {
-        let a = string_to_sign("GET", [("b", "1"), ("Signature", "x"), ("InstanceId.10", "y"), ("InstanceId.2", "z")]);
+        let a = string_to_sign(
+            "GET",
+            [
+                ("b", "1"),
+                ("Signature", "x"),
+                ("InstanceId.10", "y"),
+                ("InstanceId.2", "z"),
+            ],
+        );
         assert_eq!(a, "GET&%2F&InstanceId.10%3Dy%26InstanceId.2%3Dz%26b%3D1");
     }
 

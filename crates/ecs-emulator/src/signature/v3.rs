@@ -117,7 +117,9 @@ pub fn canonical_request(
     payload_hash: &str,
 ) -> String {
     let uri = if path.is_empty() { "/" } else { path };
-    format!("{method}\n{uri}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}")
+    format!(
+        "{method}\n{uri}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}"
+    )
 }
 
 /// Hex SHA-256.
@@ -194,7 +196,10 @@ mod tests {
         let (ch, sh) = canonical_headers(&headers, &signed);
         let query = canonical_query([
             ("RegionId", "cn-shanghai"),
-            ("ImageId", "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd"),
+            (
+                "ImageId",
+                "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd",
+            ),
         ]);
         let cr = canonical_request("POST", "/", &query, &ch, &sh, &sha256_hex(b""));
         assert_eq!(

@@ -292,10 +292,9 @@ mod tests {
 
     #[test]
     fn parses_the_design_example() {
-        let i: Instance = serde_yaml::from_str(
-            "{id: i-abc, region: cn-hangzhou, status: Stopped, locks: []}",
-        )
-        .unwrap();
+        let i: Instance =
+            serde_yaml::from_str("{id: i-abc, region: cn-hangzhou, status: Stopped, locks: []}")
+                .unwrap();
         assert_eq!(i, Instance::new("i-abc", "cn-hangzhou", Status::Stopped));
     }
 
@@ -322,22 +321,38 @@ mod tests {
     #[test]
     fn rejects_unknown_fields_and_statuses() {
         assert!(serde_yaml::from_str::<Instance>("{id: i-a, region: r, colour: red}").is_err());
-        assert!(serde_yaml::from_str::<Instance>("{id: i-a, region: r, status: Sleeping}").is_err());
-        assert!(serde_yaml::from_str::<Instance>("{id: i-a, region: r, expiredTime: soon}").is_err());
+        assert!(
+            serde_yaml::from_str::<Instance>("{id: i-a, region: r, status: Sleeping}").is_err()
+        );
+        assert!(
+            serde_yaml::from_str::<Instance>("{id: i-a, region: r, expiredTime: soon}").is_err()
+        );
     }
 
     #[test]
     fn validate_catches_empty_fields() {
         assert!(Instance::new("", "r", Status::Running).validate().is_err());
-        assert!(Instance::new("i-a", " ", Status::Running).validate().is_err());
-        assert!(Instance::new("i a", "r", Status::Running).validate().is_err());
+        assert!(
+            Instance::new("i-a", " ", Status::Running)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Instance::new("i a", "r", Status::Running)
+                .validate()
+                .is_err()
+        );
         assert!(
             Instance::new("i-a", "r", Status::Running)
                 .with_lock("")
                 .validate()
                 .is_err()
         );
-        assert!(Instance::new("i-a", "r", Status::Running).validate().is_ok());
+        assert!(
+            Instance::new("i-a", "r", Status::Running)
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -273,9 +273,18 @@ mod tests {
         let mut s = store(1000);
         let t0 = Instant::now();
         s.upsert(Instance::new("i-a", "r", Status::Stopped), t0);
-        assert_eq!(s.begin("i-a", TransitionKind::Start, t0), Some(Status::Starting));
-        assert_eq!(status(&mut s, "i-a", t0 + Duration::from_millis(999)), Status::Starting);
-        assert_eq!(status(&mut s, "i-a", t0 + Duration::from_millis(1000)), Status::Running);
+        assert_eq!(
+            s.begin("i-a", TransitionKind::Start, t0),
+            Some(Status::Starting)
+        );
+        assert_eq!(
+            status(&mut s, "i-a", t0 + Duration::from_millis(999)),
+            Status::Starting
+        );
+        assert_eq!(
+            status(&mut s, "i-a", t0 + Duration::from_millis(1000)),
+            Status::Running
+        );
         // Settled for good: an earlier clock reading does not bring Starting back.
         assert_eq!(status(&mut s, "i-a", t0), Status::Running);
     }
@@ -285,9 +294,18 @@ mod tests {
         let mut s = store(500);
         let t0 = Instant::now();
         s.upsert(Instance::new("i-a", "r", Status::Running), t0);
-        assert_eq!(s.begin("i-a", TransitionKind::Stop, t0), Some(Status::Stopping));
-        assert_eq!(status(&mut s, "i-a", t0 + Duration::from_millis(499)), Status::Stopping);
-        assert_eq!(status(&mut s, "i-a", t0 + Duration::from_millis(500)), Status::Stopped);
+        assert_eq!(
+            s.begin("i-a", TransitionKind::Stop, t0),
+            Some(Status::Stopping)
+        );
+        assert_eq!(
+            status(&mut s, "i-a", t0 + Duration::from_millis(499)),
+            Status::Stopping
+        );
+        assert_eq!(
+            status(&mut s, "i-a", t0 + Duration::from_millis(500)),
+            Status::Stopped
+        );
     }
 
     #[test]
@@ -296,9 +314,18 @@ mod tests {
         let t0 = Instant::now();
         s.upsert(Instance::new("i-a", "r", Status::Running), t0);
         s.begin("i-a", TransitionKind::Reboot, t0);
-        assert_eq!(status(&mut s, "i-a", t0 + Duration::from_millis(50)), Status::Stopping);
-        assert_eq!(status(&mut s, "i-a", t0 + Duration::from_millis(150)), Status::Starting);
-        assert_eq!(status(&mut s, "i-a", t0 + Duration::from_millis(200)), Status::Running);
+        assert_eq!(
+            status(&mut s, "i-a", t0 + Duration::from_millis(50)),
+            Status::Stopping
+        );
+        assert_eq!(
+            status(&mut s, "i-a", t0 + Duration::from_millis(150)),
+            Status::Starting
+        );
+        assert_eq!(
+            status(&mut s, "i-a", t0 + Duration::from_millis(200)),
+            Status::Running
+        );
     }
 
     #[test]
@@ -306,7 +333,10 @@ mod tests {
         let mut s = store(0);
         let t0 = Instant::now();
         s.upsert(Instance::new("i-a", "r", Status::Stopped), t0);
-        assert_eq!(s.begin("i-a", TransitionKind::Start, t0), Some(Status::Starting));
+        assert_eq!(
+            s.begin("i-a", TransitionKind::Start, t0),
+            Some(Status::Starting)
+        );
         assert_eq!(status(&mut s, "i-a", t0), Status::Running);
     }
 
@@ -315,11 +345,15 @@ mod tests {
         let mut s = store(10_000);
         let t0 = Instant::now();
         s.upsert(
-            Instance::new("i-a", "r", Status::Stopped).with_transition_delay(Duration::from_millis(10)),
+            Instance::new("i-a", "r", Status::Stopped)
+                .with_transition_delay(Duration::from_millis(10)),
             t0,
         );
         s.begin("i-a", TransitionKind::Start, t0);
-        assert_eq!(status(&mut s, "i-a", t0 + Duration::from_millis(10)), Status::Running);
+        assert_eq!(
+            status(&mut s, "i-a", t0 + Duration::from_millis(10)),
+            Status::Running
+        );
     }
 
     #[test]
@@ -328,9 +362,15 @@ mod tests {
         let t0 = Instant::now();
         s.upsert(Instance::new("i-a", "r", Status::Starting), t0);
         assert_eq!(status(&mut s, "i-a", t0), Status::Starting);
-        assert_eq!(status(&mut s, "i-a", t0 + Duration::from_millis(100)), Status::Running);
+        assert_eq!(
+            status(&mut s, "i-a", t0 + Duration::from_millis(100)),
+            Status::Running
+        );
         assert!(s.set_status("i-a", Status::Stopping, t0));
-        assert_eq!(status(&mut s, "i-a", t0 + Duration::from_millis(100)), Status::Stopped);
+        assert_eq!(
+            status(&mut s, "i-a", t0 + Duration::from_millis(100)),
+            Status::Stopped
+        );
         assert!(!s.set_status("i-missing", Status::Running, t0));
     }
 
@@ -341,7 +381,10 @@ mod tests {
         s.upsert(Instance::new("i-a", "r", Status::Stopped), t0);
         s.begin("i-a", TransitionKind::Start, t0);
         s.set_status("i-a", Status::Stopped, t0);
-        assert_eq!(status(&mut s, "i-a", t0 + Duration::from_secs(5)), Status::Stopped);
+        assert_eq!(
+            status(&mut s, "i-a", t0 + Duration::from_secs(5)),
+            Status::Stopped
+        );
     }
 
     #[test]

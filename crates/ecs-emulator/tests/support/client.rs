@@ -25,14 +25,19 @@ pub fn pct(s: &str) -> String {
 }
 
 fn now_stamp() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Signs `params` (which must include the common ones) with V1 and returns the query string.
 pub fn v1_query(method: &str, secret: &str, params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let canonical: Vec<String> = sorted.iter().map(|(k, v)| format!("{}={}", pct(k), pct(v))).collect();
+    let canonical: Vec<String> = sorted
+        .iter()
+        .map(|(k, v)| format!("{}={}", pct(k), pct(v)))
+        .collect();
     let canonical = canonical.join("&");
     let to_sign = format!("{method}&%2F&{}", pct(&canonical));
     let mut mac = Hmac::<Sha1>::new_from_slice(format!("{secret}&").as_bytes()).expect("hmac key");
@@ -71,7 +76,10 @@ impl Client {
     pub fn new(base: &str, access_key_id: &str, secret: &str) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("http client"),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("http client"),
             access_key_id: access_key_id.to_owned(),
             secret: secret.to_owned(),
             token: None,
@@ -142,7 +150,10 @@ impl Client {
         let host = self.base.trim_start_matches("http://").to_owned();
         let mut sorted: Vec<(&str, &str)> = params.to_vec();
         sorted.sort_by(|a, b| a.0.cmp(b.0));
-        let canonical_query: Vec<String> = sorted.iter().map(|(k, v)| format!("{}={}", pct(k), pct(v))).collect();
+        let canonical_query: Vec<String> = sorted
+            .iter()
+            .map(|(k, v)| format!("{}={}", pct(k), pct(v)))
+            .collect();
         let canonical_query = canonical_query.join("&");
         let payload = hex::encode(Sha256::digest(b""));
         let mut headers: Vec<(String, String)> = vec![
@@ -150,7 +161,10 @@ impl Client {
             ("x-acs-action".into(), action.into()),
             ("x-acs-version".into(), "2014-05-26".into()),
             ("x-acs-date".into(), now_stamp()),
-            ("x-acs-signature-nonce".into(), uuid::Uuid::new_v4().simple().to_string()),
+            (
+                "x-acs-signature-nonce".into(),
+                uuid::Uuid::new_v4().simple().to_string(),
+            ),
             ("x-acs-content-sha256".into(), payload.clone()),
         ];
         if let Some(t) = &self.token {
@@ -160,8 +174,12 @@ impl Client {
         let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
         let signed: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
         let signed = signed.join(";");
-        let canonical = format!("POST\n/\n{canonical_query}\n{canonical_headers}\n{signed}\n{payload}");
-        let to_sign = format!("ACS3-HMAC-SHA256\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+        let canonical =
+            format!("POST\n/\n{canonical_query}\n{canonical_headers}\n{signed}\n{payload}");
+        let to_sign = format!(
+            "ACS3-HMAC-SHA256\n{}",
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
         let mut mac = Hmac::<Sha256>::new_from_slice(self.secret.as_bytes()).expect("hmac key");
         mac.update(to_sign.as_bytes());
         let signature = hex::encode(mac.finalize().into_bytes());
@@ -171,7 +189,10 @@ impl Client {
         }
         req = req.header(
             "authorization",
-            format!("ACS3-HMAC-SHA256 Credential={},SignedHeaders={signed},Signature={signature}", self.access_key_id),
+            format!(
+                "ACS3-HMAC-SHA256 Credential={},SignedHeaders={signed},Signature={signature}",
+                self.access_key_id
+            ),
         );
         into_reply(req.send().await.expect("request sent")).await
     }
@@ -185,10 +206,21 @@ pub async fn anonymous(base: &str, action: &str, version: &str, params: &[(&str,
         ("Format".into(), "JSON".into()),
         ("Timestamp".into(), now_stamp()),
     ];
-    all.extend(params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    let query: Vec<String> = all.iter().map(|(k, v)| format!("{}={}", pct(k), pct(v))).collect();
+    all.extend(
+        params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let query: Vec<String> = all
+        .iter()
+        .map(|(k, v)| format!("{}={}", pct(k), pct(v)))
+        .collect();
     let resp = reqwest::Client::new()
-        .post(format!("{}/?{}", base.trim_end_matches('/'), query.join("&")))
+        .post(format!(
+            "{}/?{}",
+            base.trim_end_matches('/'),
+            query.join("&")
+        ))
         .send()
         .await
         .expect("request sent");

@@ -32,7 +32,9 @@ pub fn config(instances: &[(&str, Status)]) -> Config {
 }
 
 pub async fn start(config: Config) -> (Emulator, Client) {
-    let emu = Emulator::start(local(), config).await.expect("emulator starts");
+    let emu = Emulator::start(local(), config)
+        .await
+        .expect("emulator starts");
     let client = Client::new(&emu.url(), AK, SECRET);
     (emu, client)
 }
@@ -59,7 +61,10 @@ where
 pub async fn described_status(client: &Client, id: &str) -> String {
     let ids = format!("[\"{id}\"]");
     let reply = client
-        .call("DescribeInstances", &[("RegionId", REGION), ("InstanceIds", &ids)])
+        .call(
+            "DescribeInstances",
+            &[("RegionId", REGION), ("InstanceIds", &ids)],
+        )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     reply.body["Instances"]["Instance"]
