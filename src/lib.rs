@@ -1,1 +1,2 @@
 //! ecs-power-operator library
+pub mod ecs;

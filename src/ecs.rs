@@ -1,0 +1,38 @@
+//! The ECS side of the pipeline: everything the controller needs to observe and change the power
+//! state of Alibaba Cloud ECS instances.
+//!
+//! ```text
+//! controller ── observe ──► EcsClient::describe_instance ─┐
+//!            ── act ─────► EcsClient::{start,stop}_instance ┤  signature (RPC V1, HMAC-SHA1)
+//!                                                          ├─► endpoint (regional / VPC / override)
+//!            ◄── InstanceObservation / WriteOutcome ───────┤  CallObserver (metrics)
+//!            ◄── EcsError ──► catalogue::classify ─► Verdict { reason, class }
+//! ```
+//!
+//! - [`credentials`]: [`Credentials`] from a Secret or the environment; secrets are redacted.
+//! - [`signature`]: the hand-written RPC signature V1 (ECS-API.md §1), with its known answers.
+//! - [`endpoint`]: which URL a region's calls go to.
+//! - [`client`]: [`EcsClient`], the three calls, timeouts, body cap, logging, observer.
+//! - [`instance`] and [`power`]: what the calls take and return.
+//! - [`error`]: [`EcsError`]; [`catalogue`]: THE error classification table (DESIGN §3).
+//! - [`observer`]: the [`CallObserver`] hook for metrics; [`redaction`]: scrubbing echoed secrets.
+
+pub mod catalogue;
+pub mod client;
+pub mod credentials;
+pub mod endpoint;
+pub mod error;
+pub mod instance;
+pub mod observer;
+pub mod power;
+pub mod redaction;
+pub mod signature;
+
+pub use catalogue::{ErrorClass, Verdict, classify, classify_credentials, classify_lock};
+pub use client::{ClientBuildError, EcsClient, EcsClientConfig};
+pub use credentials::{Credentials, CredentialsError, OperatorCredentials, SecretString};
+pub use endpoint::{Endpoint, EndpointError, EndpointStyle};
+pub use error::EcsError;
+pub use instance::{InstanceObservation, InstanceStatus};
+pub use observer::{CallObserver, NoopObserver};
+pub use power::{StartInstance, StopInstance, StoppedMode, WriteOutcome};

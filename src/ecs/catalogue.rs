@@ -1,0 +1,617 @@
+//! THE ECS error catalogue (DESIGN §3): every ECS outcome → a `Ready` condition reason and a
+//! retry class, in one place.
+//!
+//! The controller calls [`classify`] on every [`EcsError`] and [`classify_lock`] on every
+//! `OperationLocks` entry that DescribeInstances reports; the [`Verdict`] it gets names the
+//! condition reason (a valid Kubernetes condition reason, CamelCase) and the [`ErrorClass`] that
+//! picks the retry schedule. The reasons the controller uses for non-ECS problems live in
+//! [`reason`] beside the ECS ones, so every reason string is defined here once.
+
+use super::credentials::CredentialsError;
+use super::error::EcsError;
+
+/// Every `Ready` condition reason this catalogue can produce, plus the controller's own ones.
+pub mod reason {
+    /// `InvalidInstanceId.NotFound`, or the instance absent from DescribeInstances.
+    pub const INSTANCE_NOT_FOUND: &str = "InstanceNotFound";
+    /// `IncorrectInstanceStatus`: the instance is not in a state that allows the call.
+    pub const INCORRECT_INSTANCE_STATUS: &str = "IncorrectInstanceStatus";
+    /// `OperationConflict`: another operation on the resource is in progress.
+    pub const OPERATION_CONFLICT: &str = "OperationConflict";
+    /// `InstanceLockedForSecurity`, or an `OperationLocks` entry `security`.
+    pub const INSTANCE_LOCKED_FOR_SECURITY: &str = "InstanceLockedForSecurity";
+    /// Any other `OperationLocks` entry (`financial`, `recycling`, …).
+    pub const INSTANCE_LOCKED: &str = "InstanceLocked";
+    /// `InsufficientBalance`.
+    pub const INSUFFICIENT_BALANCE: &str = "InsufficientBalance";
+    /// `InstanceExpired`, `InstanceExpiredOrInArrears`.
+    pub const INSTANCE_EXPIRED: &str = "InstanceExpired";
+    /// `DiskInArrears`.
+    pub const DISK_IN_ARREARS: &str = "DiskInArrears";
+    /// `DiskError`.
+    pub const DISK_ERROR: &str = "DiskError";
+    /// `InstanceNotReady`.
+    pub const INSTANCE_NOT_READY: &str = "InstanceNotReady";
+    /// `OperationDenied.NoStock`.
+    pub const NO_STOCK: &str = "NoStock";
+    /// `LackResource`.
+    pub const LACK_RESOURCE: &str = "LackResource";
+    /// `InvalidDedicatedHost.NotEnoughResource`.
+    pub const DEDICATED_HOST_NOT_ENOUGH_RESOURCE: &str = "InvalidDedicatedHostNotEnoughResource";
+    /// `Invalid.PrivatePoolOptions.NoStock`.
+    pub const PRIVATE_POOL_NO_STOCK: &str = "InvalidPrivatePoolOptionsNoStock";
+    /// `OperationDenied.SpotPriceLowerThanPublicPrice`.
+    pub const SPOT_PRICE_LOWER_THAN_PUBLIC_PRICE: &str = "SpotPriceLowerThanPublicPrice";
+    /// `InvalidParameter.KMSKeyId.KMSUnauthorized`.
+    pub const KMS_UNAUTHORIZED: &str = "KMSUnauthorized";
+    /// `QuotaExceed.ElasticQuota`.
+    pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
+    /// `InternalError`, `UnknownError`, any other HTTP ≥ 500 except 502/503/504.
+    pub const INTERNAL_ERROR: &str = "InternalError";
+    /// `ServiceUnavailable*`, HTTP 502/503/504.
+    pub const SERVICE_UNAVAILABLE: &str = "ServiceUnavailable";
+    /// `Throttling*`, `Rejected.Throttling`.
+    pub const THROTTLED: &str = "Throttled";
+    /// `InvalidAccessKeyId.*`, `SignatureDoesNotMatch`, `IncompleteSignature`,
+    /// `InvalidSecurityToken.*`.
+    pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
+    /// `Forbidden.*`.
+    pub const FORBIDDEN: &str = "Forbidden";
+    /// `InvalidTimeStamp.Expired`, `IllegalTimestamp`, `SignatureNonceUsed`.
+    pub const REQUEST_REJECTED: &str = "RequestRejected";
+    /// No answer from the endpoint (connect error, reset, timeout).
+    pub const ECS_UNREACHABLE: &str = "EcsUnreachable";
+    /// An answer that could not be understood.
+    pub const MALFORMED_RESPONSE: &str = "MalformedResponse";
+    /// The client refused to send a call with invalid input (a bug, not an ECS answer).
+    pub const INVALID_REQUEST: &str = "InvalidRequest";
+    /// Fallback when an ECS code leaves nothing usable as a reason.
+    pub const UNKNOWN_ECS_ERROR: &str = "UnknownEcsError";
+    /// The Secret named by `credentialsSecretRef` does not exist.
+    pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
+    /// The credentials Secret (or the operator's environment) lacks a key, or it is empty.
+    pub const CREDENTIALS_INVALID: &str = "CredentialsInvalid";
+}
+
+/// How the controller retries after a failure of this kind (DESIGN §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Needs someone to act: no write call, re-check every 10 min or when the spec/Secret changes.
+    Terminal,
+    /// The instance is busy or in the wrong state: re-observe after 2–5 s.
+    Conflict,
+    /// ECS has no capacity right now: back off 30 s → 30 min.
+    Capacity,
+    /// Probably gone on its own soon: back off 1 s → 5 min.
+    Transient,
+    /// Rate-limited: back off 2 s → 5 min and slow the shared limiter down.
+    Throttled,
+}
+
+impl ErrorClass {
+    /// The class name, for logs and metric labels.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Terminal => "Terminal",
+            Self::Conflict => "Conflict",
+            Self::Capacity => "Capacity",
+            Self::Transient => "Transient",
+            Self::Throttled => "Throttled",
+        }
+    }
+
+    /// Whether the operator retries the write call by itself (everything but `Terminal`).
+    #[must_use]
+    pub const fn is_retryable(self) -> bool {
+        !matches!(self, Self::Terminal)
+    }
+}
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the catalogue says about one failure.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Verdict {
+    /// The `Ready` condition reason (CamelCase, matches `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`).
+    pub reason: String,
+    /// The retry class.
+    pub class: ErrorClass,
+}
+
+impl Verdict {
+    fn new(reason: impl Into<String>, class: ErrorClass) -> Self {
+        Self {
+            reason: reason.into(),
+            class,
+        }
+    }
+}
+
+/// Classifies an ECS call failure.
+#[must_use]
+pub fn classify(err: &EcsError) -> Verdict {
+    match err {
+        EcsError::Api {
+            code, http_status, ..
+        } => classify_code(code, *http_status),
+        EcsError::HttpStatus { http_status, .. } => classify_status(*http_status)
+            .unwrap_or_else(|| Verdict::new(reason::MALFORMED_RESPONSE, ErrorClass::Transient)),
+        EcsError::Unreachable { .. } => Verdict::new(reason::ECS_UNREACHABLE, ErrorClass::Transient),
+        EcsError::Malformed { .. } => {
+            Verdict::new(reason::MALFORMED_RESPONSE, ErrorClass::Transient)
+        }
+        EcsError::InvalidRequest { .. } => {
+            Verdict::new(reason::INVALID_REQUEST, ErrorClass::Terminal)
+        }
+    }
+}
+
+/// Classifies one `OperationLocks` entry of DescribeInstances: `security` →
+/// `InstanceLockedForSecurity`, anything else (`financial`, `recycling`, …) → `InstanceLocked`.
+/// Both are terminal: no write call while a lock is present.
+#[must_use]
+pub fn classify_lock(lock_reason: &str) -> Verdict {
+    if lock_reason.trim().eq_ignore_ascii_case("security") {
+        Verdict::new(reason::INSTANCE_LOCKED_FOR_SECURITY, ErrorClass::Terminal)
+    } else {
+        Verdict::new(reason::INSTANCE_LOCKED, ErrorClass::Terminal)
+    }
+}
+
+/// Classifies unusable credentials (a Secret or environment missing a key, or an empty one).
+#[must_use]
+pub fn classify_credentials(_err: &CredentialsError) -> Verdict {
+    Verdict::new(reason::CREDENTIALS_INVALID, ErrorClass::Terminal)
+}
+
+/// The ECS error code table, then the HTTP status rules, then "the code without its dots".
+fn classify_code(code: &str, http_status: u16) -> Verdict {
+    use ErrorClass::{Capacity, Conflict, Terminal, Throttled, Transient};
+    let known = match code {
+        "InvalidInstanceId.NotFound" => Some((reason::INSTANCE_NOT_FOUND, Terminal)),
+        "IncorrectInstanceStatus" => Some((reason::INCORRECT_INSTANCE_STATUS, Conflict)),
+        // Not in DESIGN §3's table, which would make it terminal; but ECS-API.md §5 (and every
+        // official SDK's retry policy) says this 409 means "another operation is in progress,
+        // try again": it is the same situation as IncorrectInstanceStatus, so re-observe.
+        "OperationConflict" => Some((reason::OPERATION_CONFLICT, Conflict)),
+        "InstanceLockedForSecurity" => Some((reason::INSTANCE_LOCKED_FOR_SECURITY, Terminal)),
+        "InsufficientBalance" => Some((reason::INSUFFICIENT_BALANCE, Terminal)),
+        "InstanceExpired" | "InstanceExpiredOrInArrears" => {
+            Some((reason::INSTANCE_EXPIRED, Terminal))
+        }
+        "DiskInArrears" => Some((reason::DISK_IN_ARREARS, Terminal)),
+        "DiskError" => Some((reason::DISK_ERROR, Terminal)),
+        "InstanceNotReady" => Some((reason::INSTANCE_NOT_READY, Transient)),
+        "OperationDenied.NoStock" => Some((reason::NO_STOCK, Capacity)),
+        // The "newer online page" StartInstance codes that say the zone, the dedicated host or
+        // the private pool has no room right now. Like NoStock this usually resolves itself when
+        // capacity frees up, and hammering ECS does not help: capacity back-off (30 s → 30 min),
+        // each with its own reason so users can tell which pool ran dry.
+        "LackResource" => Some((reason::LACK_RESOURCE, Capacity)),
+        "InvalidDedicatedHost.NotEnoughResource" => {
+            Some((reason::DEDICATED_HOST_NOT_ENOUGH_RESOURCE, Capacity))
+        }
+        "Invalid.PrivatePoolOptions.NoStock" => Some((reason::PRIVATE_POOL_NO_STOCK, Capacity)),
+        "OperationDenied.SpotPriceLowerThanPublicPrice" => {
+            Some((reason::SPOT_PRICE_LOWER_THAN_PUBLIC_PRICE, Terminal))
+        }
+        "InvalidParameter.KMSKeyId.KMSUnauthorized" => Some((reason::KMS_UNAUTHORIZED, Terminal)),
+        "QuotaExceed.ElasticQuota" => Some((reason::QUOTA_EXCEEDED, Terminal)),
+        "InternalError" | "UnknownError" => Some((reason::INTERNAL_ERROR, Transient)),
+        "Rejected.Throttling" => Some((reason::THROTTLED, Throttled)),
+        "SignatureDoesNotMatch" | "IncompleteSignature" => {
+            Some((reason::CREDENTIALS_REJECTED, Terminal))
+        }
+        "InvalidTimeStamp.Expired" | "IllegalTimestamp" | "SignatureNonceUsed" => {
+            Some((reason::REQUEST_REJECTED, Transient))
+        }
+        _ => None,
+    }
+    .or_else(|| {
+        let family = |prefix: &str| code == prefix || code.starts_with(&format!("{prefix}."));
+        if family("ServiceUnavailable") {
+            Some((reason::SERVICE_UNAVAILABLE, Transient))
+        } else if family("Throttling") {
+            Some((reason::THROTTLED, Throttled))
+        } else if family("InvalidAccessKeyId") || family("InvalidSecurityToken") {
+            Some((reason::CREDENTIALS_REJECTED, Terminal))
+        } else if family("Forbidden") {
+            Some((reason::FORBIDDEN, Terminal))
+        } else {
+            None
+        }
+    });
+    if let Some((reason, class)) = known {
+        return Verdict::new(reason, class);
+    }
+    if let Some(verdict) = classify_status(http_status) {
+        return verdict;
+    }
+    Verdict::new(reason_from_code(code), Terminal)
+}
+
+/// The rule for any other HTTP status ≥ 500: 502/503/504 → `ServiceUnavailable`, others →
+/// `InternalError`, both transient. `None` below 500.
+fn classify_status(http_status: u16) -> Option<Verdict> {
+    match http_status {
+        502..=504 => Some(Verdict::new(
+            reason::SERVICE_UNAVAILABLE,
+            ErrorClass::Transient,
+        )),
+        500.. => Some(Verdict::new(reason::INTERNAL_ERROR, ErrorClass::Transient)),
+        _ => None,
+    }
+}
+
+/// Longest reason made from an ECS code.
+const MAX_CODE_REASON_LEN: usize = 128;
+
+/// An ECS code as a condition reason: only ASCII letters and digits kept (so `InvalidParameter.Foo`
+/// → `InvalidParameterFoo`), starting with a letter (`Ecs` is put in front otherwise), at most
+/// 128 characters; `UnknownEcsError` when nothing is left.
+fn reason_from_code(code: &str) -> String {
+    let kept: String = code
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(MAX_CODE_REASON_LEN)
+        .collect();
+    match kept.chars().next() {
+        None => reason::UNKNOWN_ECS_ERROR.to_owned(),
+        Some(first) if first.is_ascii_alphabetic() => kept,
+        Some(_) => format!("Ecs{kept}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ErrorClass::{Capacity, Conflict, Terminal, Throttled, Transient};
+
+    fn api(code: &str, http_status: u16) -> EcsError {
+        EcsError::Api {
+            code: code.into(),
+            message: "m".into(),
+            http_status,
+            request_id: Some("R".into()),
+        }
+    }
+
+    /// `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`, the Kubernetes condition reason pattern.
+    fn is_valid_reason(reason: &str) -> bool {
+        let bytes = reason.as_bytes();
+        let Some((first, rest)) = bytes.split_first() else {
+            return false;
+        };
+        if !first.is_ascii_alphabetic() {
+            return false;
+        }
+        if let Some(last) = rest.last() {
+            if !(last.is_ascii_alphanumeric() || *last == b'_') {
+                return false;
+            }
+        }
+        rest.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b',' | b':'))
+            && reason.len() <= 1024
+    }
+
+    fn check(table: &[(&str, u16, &str, ErrorClass)]) {
+        for (code, status, reason, class) in table {
+            let verdict = classify(&api(code, *status));
+            assert_eq!(
+                verdict,
+                Verdict::new(*reason, *class),
+                "code {code} (HTTP {status})"
+            );
+            assert!(is_valid_reason(&verdict.reason), "{verdict:?}");
+        }
+    }
+
+    /// Every code named in DESIGN §3, with the HTTP status ECS documents for it.
+    #[test]
+    fn design_table() {
+        check(&[
+            ("InvalidInstanceId.NotFound", 404, "InstanceNotFound", Terminal),
+            ("IncorrectInstanceStatus", 403, "IncorrectInstanceStatus", Conflict),
+            ("InstanceLockedForSecurity", 403, "InstanceLockedForSecurity", Terminal),
+            ("InsufficientBalance", 403, "InsufficientBalance", Terminal),
+            ("InstanceExpired", 403, "InstanceExpired", Terminal),
+            ("InstanceExpiredOrInArrears", 403, "InstanceExpired", Terminal),
+            ("DiskInArrears", 403, "DiskInArrears", Terminal),
+            ("DiskError", 403, "DiskError", Terminal),
+            ("InstanceNotReady", 403, "InstanceNotReady", Transient),
+            ("InstanceNotReady", 500, "InstanceNotReady", Transient),
+            ("OperationDenied.NoStock", 403, "NoStock", Capacity),
+            (
+                "OperationDenied.SpotPriceLowerThanPublicPrice",
+                403,
+                "SpotPriceLowerThanPublicPrice",
+                Terminal,
+            ),
+            (
+                "InvalidParameter.KMSKeyId.KMSUnauthorized",
+                403,
+                "KMSUnauthorized",
+                Terminal,
+            ),
+            ("QuotaExceed.ElasticQuota", 403, "QuotaExceeded", Terminal),
+            ("InternalError", 500, "InternalError", Transient),
+            ("UnknownError", 500, "InternalError", Transient),
+            ("UnknownError", 400, "InternalError", Transient),
+            ("ServiceUnavailable", 503, "ServiceUnavailable", Transient),
+            (
+                "ServiceUnavailable.RegionMaintaining",
+                503,
+                "ServiceUnavailable",
+                Transient,
+            ),
+            ("SomethingNew", 500, "InternalError", Transient),
+            ("SomethingNew", 501, "InternalError", Transient),
+            ("SomethingNew", 502, "ServiceUnavailable", Transient),
+            ("SomethingNew", 503, "ServiceUnavailable", Transient),
+            ("SomethingNew", 504, "ServiceUnavailable", Transient),
+            ("Throttling", 400, "Throttled", Throttled),
+            ("Throttling.User", 400, "Throttled", Throttled),
+            ("Throttling.Api", 400, "Throttled", Throttled),
+            ("Rejected.Throttling", 400, "Throttled", Throttled),
+            ("InvalidAccessKeyId.NotFound", 400, "CredentialsRejected", Terminal),
+            ("InvalidAccessKeyId.Inactive", 400, "CredentialsRejected", Terminal),
+            ("SignatureDoesNotMatch", 400, "CredentialsRejected", Terminal),
+            ("IncompleteSignature", 400, "CredentialsRejected", Terminal),
+            ("InvalidSecurityToken.Expired", 400, "CredentialsRejected", Terminal),
+            ("InvalidSecurityToken.Malformed", 400, "CredentialsRejected", Terminal),
+            ("Forbidden.RAM", 403, "Forbidden", Terminal),
+            ("Forbidden.AccessKeyDisabled", 403, "Forbidden", Terminal),
+            ("InvalidTimeStamp.Expired", 400, "RequestRejected", Transient),
+            ("IllegalTimestamp", 400, "RequestRejected", Transient),
+            ("SignatureNonceUsed", 400, "RequestRejected", Transient),
+            ("InvalidParameter.Foo", 400, "InvalidParameterFoo", Terminal),
+        ]);
+    }
+
+    /// The whole StartInstance error table of ECS-API.md §4, including the newer online codes.
+    #[test]
+    fn start_instance_table() {
+        check(&[
+            ("InvalidInstanceId.NotFound", 404, "InstanceNotFound", Terminal),
+            ("IncorrectInstanceStatus", 403, "IncorrectInstanceStatus", Conflict),
+            ("InstanceLockedForSecurity", 403, "InstanceLockedForSecurity", Terminal),
+            ("InsufficientBalance", 403, "InsufficientBalance", Terminal),
+            ("InstanceExpired", 403, "InstanceExpired", Terminal),
+            ("InstanceNotReady", 403, "InstanceNotReady", Transient),
+            ("InstanceNotReady", 500, "InstanceNotReady", Transient),
+            ("DiskError", 403, "DiskError", Terminal),
+            ("DiskInArrears", 403, "DiskInArrears", Terminal),
+            ("OperationDenied.NoStock", 403, "NoStock", Capacity),
+            (
+                "OperationDenied.SpotPriceLowerThanPublicPrice",
+                403,
+                "SpotPriceLowerThanPublicPrice",
+                Terminal,
+            ),
+            (
+                "InvalidParameter.KMSKeyId.KMSUnauthorized",
+                403,
+                "KMSUnauthorized",
+                Terminal,
+            ),
+            ("QuotaExceed.ElasticQuota", 403, "QuotaExceeded", Terminal),
+            ("InternalError", 500, "InternalError", Transient),
+            ("LackResource", 400, "LackResource", Capacity),
+            (
+                "InvalidDedicatedHost.NotEnoughResource",
+                400,
+                "InvalidDedicatedHostNotEnoughResource",
+                Capacity,
+            ),
+            (
+                "InvalidInstance.NotFoundSystemDisk",
+                400,
+                "InvalidInstanceNotFoundSystemDisk",
+                Terminal,
+            ),
+            (
+                "Invalid.PrivatePoolOptions.NoStock",
+                400,
+                "InvalidPrivatePoolOptionsNoStock",
+                Capacity,
+            ),
+            (
+                "InvalidParameter.KMSKeyId.NotFound",
+                403,
+                "InvalidParameterKMSKeyIdNotFound",
+                Terminal,
+            ),
+        ]);
+    }
+
+    /// The StopInstance error table of ECS-API.md §4.
+    #[test]
+    fn stop_instance_table() {
+        check(&[
+            ("InvalidInstanceId.NotFound", 404, "InstanceNotFound", Terminal),
+            ("IncorrectInstanceStatus", 403, "IncorrectInstanceStatus", Conflict),
+            ("InstanceLockedForSecurity", 403, "InstanceLockedForSecurity", Terminal),
+            ("DiskError", 403, "DiskError", Terminal),
+            (
+                "InstanceType.ParameterMismatch",
+                403,
+                "InstanceTypeParameterMismatch",
+                Terminal,
+            ),
+            ("InstanceExpiredOrInArrears", 403, "InstanceExpired", Terminal),
+            (
+                "InvalidInstanceId.NotSupport",
+                403,
+                "InvalidInstanceIdNotSupport",
+                Terminal,
+            ),
+            (
+                "InvalidParameter.KMSKeyId.KMSUnauthorized",
+                403,
+                "KMSUnauthorized",
+                Terminal,
+            ),
+            ("InternalError", 500, "InternalError", Transient),
+        ]);
+    }
+
+    /// The common codes of ECS-API.md §5 (documented and seen from the gateway).
+    #[test]
+    fn common_codes() {
+        check(&[
+            ("IllegalTimestamp", 400, "RequestRejected", Transient),
+            ("IncompleteSignature", 400, "CredentialsRejected", Terminal),
+            ("InvalidAccessKeyId.NotFound", 400, "CredentialsRejected", Terminal),
+            ("SignatureNonceUsed", 400, "RequestRejected", Transient),
+            ("Throttling", 400, "Throttled", Throttled),
+            ("MissingParameter", 400, "MissingParameter", Terminal),
+            ("InvalidParameter", 400, "InvalidParameter", Terminal),
+            ("UnknownError", 400, "InternalError", Transient),
+            (
+                "IdempotentParameterMismatch",
+                400,
+                "IdempotentParameterMismatch",
+                Terminal,
+            ),
+            ("InsufficientBalance", 400, "InsufficientBalance", Terminal),
+            ("Forbidden.AccessKeyDisabled", 403, "Forbidden", Terminal),
+            ("Forbidden.RAM", 403, "Forbidden", Terminal),
+            ("Forbidden.Unauthorized", 403, "Forbidden", Terminal),
+            ("Forbidden.SubUser", 403, "Forbidden", Terminal),
+            ("Forbidden.RiskControl", 403, "Forbidden", Terminal),
+            ("Forbidden.NotSupportRAM", 403, "Forbidden", Terminal),
+            ("InvalidAction", 403, "InvalidAction", Terminal),
+            ("UnsupportedHTTPMethod", 403, "UnsupportedHTTPMethod", Terminal),
+            ("ChargeTypeViolation", 403, "ChargeTypeViolation", Terminal),
+            ("InvalidInstanceId.NotFound", 404, "InstanceNotFound", Terminal),
+            ("InvalidRegionId.NotFound", 404, "InvalidRegionIdNotFound", Terminal),
+            ("OperationConflict", 409, "OperationConflict", Conflict),
+            ("InternalError", 500, "InternalError", Transient),
+            ("ServiceUnavailable", 503, "ServiceUnavailable", Transient),
+            (
+                "ServiceUnavailable.RegionMaintaining",
+                503,
+                "ServiceUnavailable",
+                Transient,
+            ),
+            ("SignatureDoesNotMatch", 400, "CredentialsRejected", Terminal),
+            ("InvalidTimeStamp.Expired", 400, "RequestRejected", Transient),
+            ("InvalidAccessKeyId.Inactive", 400, "CredentialsRejected", Terminal),
+            ("InvalidSecurityToken.Expired", 400, "CredentialsRejected", Terminal),
+            ("Throttling.User", 400, "Throttled", Throttled),
+            ("Throttling.Api", 400, "Throttled", Throttled),
+            ("Rejected.Throttling", 400, "Throttled", Throttled),
+        ]);
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments_only() {
+        // `ThrottlingX` is not the Throttling family, `ForbiddenFruit` not Forbidden.
+        check(&[
+            ("ThrottlingX", 400, "ThrottlingX", Terminal),
+            ("ForbiddenFruit", 403, "ForbiddenFruit", Terminal),
+            ("Forbidden", 403, "Forbidden", Terminal),
+        ]);
+    }
+
+    #[test]
+    fn odd_codes_still_give_valid_reasons() {
+        check(&[
+            ("", 400, "UnknownEcsError", Terminal),
+            ("...", 400, "UnknownEcsError", Terminal),
+            ("400", 400, "Ecs400", Terminal),
+            ("Weird-Code_with spaces!", 400, "WeirdCodewithspaces", Terminal),
+            ("中文Code", 400, "Code", Terminal),
+        ]);
+        let long = "A".repeat(10_000);
+        let verdict = classify(&api(&long, 400));
+        assert_eq!(verdict.reason.len(), MAX_CODE_REASON_LEN);
+        assert!(is_valid_reason(&verdict.reason));
+    }
+
+    #[test]
+    fn transport_errors() {
+        assert_eq!(
+            classify(&EcsError::Unreachable {
+                detail: "timed out".into()
+            }),
+            Verdict::new("EcsUnreachable", Transient)
+        );
+        assert_eq!(
+            classify(&EcsError::Malformed {
+                http_status: 200,
+                detail: "x".into()
+            }),
+            Verdict::new("MalformedResponse", Transient)
+        );
+        for (status, reason) in [
+            (500, "InternalError"),
+            (502, "ServiceUnavailable"),
+            (503, "ServiceUnavailable"),
+            (504, "ServiceUnavailable"),
+            (599, "InternalError"),
+        ] {
+            assert_eq!(
+                classify(&EcsError::HttpStatus {
+                    http_status: status,
+                    snippet: "Bad Gateway".into()
+                }),
+                Verdict::new(reason, Transient),
+                "HTTP {status}"
+            );
+        }
+        assert_eq!(
+            classify(&EcsError::InvalidRequest {
+                detail: "101 ids".into()
+            }),
+            Verdict::new("InvalidRequest", Terminal)
+        );
+    }
+
+    #[test]
+    fn locks() {
+        assert_eq!(
+            classify_lock("security"),
+            Verdict::new("InstanceLockedForSecurity", Terminal)
+        );
+        for other in ["financial", "recycling", "Recycling", "dedicatedhostfinancial", "refunded", ""] {
+            assert_eq!(
+                classify_lock(other),
+                Verdict::new("InstanceLocked", Terminal),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_and_controller_reasons_are_valid() {
+        assert_eq!(
+            classify_credentials(&CredentialsError::Missing { key: "accessKeyId" }),
+            Verdict::new("CredentialsInvalid", Terminal)
+        );
+        for r in [
+            reason::CREDENTIALS_NOT_FOUND,
+            reason::CREDENTIALS_INVALID,
+            reason::INSTANCE_NOT_FOUND,
+            reason::INSTANCE_LOCKED,
+            reason::UNKNOWN_ECS_ERROR,
+        ] {
+            assert!(is_valid_reason(r), "{r}");
+        }
+    }
+
+    #[test]
+    fn class_properties() {
+        assert!(!Terminal.is_retryable());
+        for class in [Conflict, Capacity, Transient, Throttled] {
+            assert!(class.is_retryable());
+            assert_eq!(class.to_string(), class.as_str());
+        }
+    }
+}

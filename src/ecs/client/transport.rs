@@ -1,0 +1,162 @@
+//! Sending one signed request over HTTP and reading its answer within limits.
+//!
+//! The [`EcsClient`](super::EcsClient) hands a [`SignedRequest`] here; what comes back is the raw
+//! answer (status and body) or an [`EcsError`] for the transport: [`EcsError::Unreachable`] when
+//! nothing usable arrived (the detail never holds the URL or its query), [`EcsError::Malformed`]
+//! when the body was cut short or exceeds [`MAX_BODY_BYTES`].
+
+use std::time::Duration;
+
+use super::rpc::SignedRequest;
+use crate::ecs::error::EcsError;
+
+/// Largest answer body read, so a huge or endless body cannot exhaust memory.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// An HTTP answer, not yet interpreted.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    /// HTTP status code.
+    pub http_status: u16,
+    /// The body (at most [`MAX_BODY_BYTES`]).
+    pub body: Vec<u8>,
+}
+
+/// POSTs `request` to `<base_url>/?<query>` with an empty body and reads the answer.
+pub async fn send(
+    http: &reqwest::Client,
+    base_url: &str,
+    request: &SignedRequest,
+    request_timeout: Duration,
+) -> Result<RawAnswer, EcsError> {
+    let url = format!("{}/?{}", base_url.trim_end_matches('/'), request.query);
+    let response = http
+        .post(url)
+        .send()
+        .await
+        .map_err(|e| unreachable_error(&e, request, request_timeout))?;
+    let http_status = response.status().as_u16();
+    let body = read_capped(response, http_status, request, request_timeout).await?;
+    Ok(RawAnswer { http_status, body })
+}
+
+/// Reads the body chunk by chunk, refusing more than [`MAX_BODY_BYTES`].
+async fn read_capped(
+    mut response: reqwest::Response,
+    http_status: u16,
+    request: &SignedRequest,
+    request_timeout: Duration,
+) -> Result<Vec<u8>, EcsError> {
+    let too_large = || EcsError::Malformed {
+        http_status,
+        detail: format!("response body larger than {MAX_BODY_BYTES} bytes"),
+    };
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_BODY_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) if e.is_timeout() => {
+                return Err(unreachable_error(&e, request, request_timeout));
+            }
+            Err(e) => {
+                return Err(EcsError::Malformed {
+                    http_status,
+                    detail: format!(
+                        "response body cut short after {} bytes: {}",
+                        body.len(),
+                        error_chain(&e, request)
+                    ),
+                });
+            }
+        }
+    }
+}
+
+/// An [`EcsError::Unreachable`] for a failed send, without URL or query.
+fn unreachable_error(
+    err: &reqwest::Error,
+    request: &SignedRequest,
+    request_timeout: Duration,
+) -> EcsError {
+    let chain = error_chain(err, request);
+    let detail = if err.is_connect() {
+        format!("could not connect: {chain}")
+    } else if err.is_timeout() {
+        format!(
+            "no answer within {} ms: {chain}",
+            request_timeout.as_millis()
+        )
+    } else {
+        chain
+    };
+    EcsError::Unreachable { detail }
+}
+
+/// The error and its sources as one line, with the URL removed and known values scrubbed.
+fn error_chain(err: &reqwest::Error, request: &SignedRequest) -> String {
+    let mut parts = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(err);
+    // reqwest's own Display names the URL ("… for url (…)"), so take its kind words only.
+    parts.push(if err.is_timeout() {
+        "operation timed out".to_owned()
+    } else if err.is_connect() {
+        "connection error".to_owned()
+    } else if err.is_body() {
+        "error reading the body".to_owned()
+    } else {
+        "error sending the request".to_owned()
+    });
+    while let Some(current) = source {
+        let text = current.to_string();
+        if !text.is_empty() && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = current.source();
+    }
+    let joined = parts.join(": ");
+    strip_query(&request.redactor.redact(&joined))
+}
+
+/// Cuts anything that looks like a query string (`?…` up to the next space) out of `text`.
+fn strip_query(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_query = false;
+    for c in text.chars() {
+        if c == '?' {
+            in_query = true;
+            out.push_str("?<query>");
+        } else if in_query && (c.is_whitespace() || c == ')') {
+            in_query = false;
+            out.push(c);
+        } else if !in_query {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_cut_out() {
+        assert_eq!(
+            strip_query("error for url (http://h/?A=1&Signature=x) done"),
+            "error for url (http://h/?<query>) done"
+        );
+        assert_eq!(strip_query("no query here"), "no query here");
+    }
+}
