@@ -141,7 +141,9 @@ pub fn classify(err: &EcsError) -> Verdict {
         } => classify_code(code, *http_status),
         EcsError::HttpStatus { http_status, .. } => classify_status(*http_status)
             .unwrap_or_else(|| Verdict::new(reason::MALFORMED_RESPONSE, ErrorClass::Transient)),
-        EcsError::Unreachable { .. } => Verdict::new(reason::ECS_UNREACHABLE, ErrorClass::Transient),
+        EcsError::Unreachable { .. } => {
+            Verdict::new(reason::ECS_UNREACHABLE, ErrorClass::Transient)
+        }
         EcsError::Malformed { .. } => {
             Verdict::new(reason::MALFORMED_RESPONSE, ErrorClass::Transient)
         }
@@ -290,10 +292,10 @@ mod tests {
         if !first.is_ascii_alphabetic() {
             return false;
         }
-        if let Some(last) = rest.last() {
-            if !(last.is_ascii_alphanumeric() || *last == b'_') {
-                return false;
-            }
+        if let Some(last) = rest.last()
+            && !(last.is_ascii_alphanumeric() || *last == b'_')
+        {
+            return false;
         }
         rest.iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b',' | b':'))
@@ -316,12 +318,32 @@ mod tests {
     #[test]
     fn design_table() {
         check(&[
-            ("InvalidInstanceId.NotFound", 404, "InstanceNotFound", Terminal),
-            ("IncorrectInstanceStatus", 403, "IncorrectInstanceStatus", Conflict),
-            ("InstanceLockedForSecurity", 403, "InstanceLockedForSecurity", Terminal),
+            (
+                "InvalidInstanceId.NotFound",
+                404,
+                "InstanceNotFound",
+                Terminal,
+            ),
+            (
+                "IncorrectInstanceStatus",
+                403,
+                "IncorrectInstanceStatus",
+                Conflict,
+            ),
+            (
+                "InstanceLockedForSecurity",
+                403,
+                "InstanceLockedForSecurity",
+                Terminal,
+            ),
             ("InsufficientBalance", 403, "InsufficientBalance", Terminal),
             ("InstanceExpired", 403, "InstanceExpired", Terminal),
-            ("InstanceExpiredOrInArrears", 403, "InstanceExpired", Terminal),
+            (
+                "InstanceExpiredOrInArrears",
+                403,
+                "InstanceExpired",
+                Terminal,
+            ),
             ("DiskInArrears", 403, "DiskInArrears", Terminal),
             ("DiskError", 403, "DiskError", Terminal),
             ("InstanceNotReady", 403, "InstanceNotReady", Transient),
@@ -359,15 +381,45 @@ mod tests {
             ("Throttling.User", 400, "Throttled", Throttled),
             ("Throttling.Api", 400, "Throttled", Throttled),
             ("Rejected.Throttling", 400, "Throttled", Throttled),
-            ("InvalidAccessKeyId.NotFound", 400, "CredentialsRejected", Terminal),
-            ("InvalidAccessKeyId.Inactive", 400, "CredentialsRejected", Terminal),
-            ("SignatureDoesNotMatch", 400, "CredentialsRejected", Terminal),
+            (
+                "InvalidAccessKeyId.NotFound",
+                400,
+                "CredentialsRejected",
+                Terminal,
+            ),
+            (
+                "InvalidAccessKeyId.Inactive",
+                400,
+                "CredentialsRejected",
+                Terminal,
+            ),
+            (
+                "SignatureDoesNotMatch",
+                400,
+                "CredentialsRejected",
+                Terminal,
+            ),
             ("IncompleteSignature", 400, "CredentialsRejected", Terminal),
-            ("InvalidSecurityToken.Expired", 400, "CredentialsRejected", Terminal),
-            ("InvalidSecurityToken.Malformed", 400, "CredentialsRejected", Terminal),
+            (
+                "InvalidSecurityToken.Expired",
+                400,
+                "CredentialsRejected",
+                Terminal,
+            ),
+            (
+                "InvalidSecurityToken.Malformed",
+                400,
+                "CredentialsRejected",
+                Terminal,
+            ),
             ("Forbidden.RAM", 403, "Forbidden", Terminal),
             ("Forbidden.AccessKeyDisabled", 403, "Forbidden", Terminal),
-            ("InvalidTimeStamp.Expired", 400, "RequestRejected", Transient),
+            (
+                "InvalidTimeStamp.Expired",
+                400,
+                "RequestRejected",
+                Transient,
+            ),
             ("IllegalTimestamp", 400, "RequestRejected", Transient),
             ("SignatureNonceUsed", 400, "RequestRejected", Transient),
             ("InvalidParameter.Foo", 400, "InvalidParameterFoo", Terminal),
@@ -378,9 +430,24 @@ mod tests {
     #[test]
     fn start_instance_table() {
         check(&[
-            ("InvalidInstanceId.NotFound", 404, "InstanceNotFound", Terminal),
-            ("IncorrectInstanceStatus", 403, "IncorrectInstanceStatus", Conflict),
-            ("InstanceLockedForSecurity", 403, "InstanceLockedForSecurity", Terminal),
+            (
+                "InvalidInstanceId.NotFound",
+                404,
+                "InstanceNotFound",
+                Terminal,
+            ),
+            (
+                "IncorrectInstanceStatus",
+                403,
+                "IncorrectInstanceStatus",
+                Conflict,
+            ),
+            (
+                "InstanceLockedForSecurity",
+                403,
+                "InstanceLockedForSecurity",
+                Terminal,
+            ),
             ("InsufficientBalance", 403, "InsufficientBalance", Terminal),
             ("InstanceExpired", 403, "InstanceExpired", Terminal),
             ("InstanceNotReady", 403, "InstanceNotReady", Transient),
@@ -434,9 +501,24 @@ mod tests {
     #[test]
     fn stop_instance_table() {
         check(&[
-            ("InvalidInstanceId.NotFound", 404, "InstanceNotFound", Terminal),
-            ("IncorrectInstanceStatus", 403, "IncorrectInstanceStatus", Conflict),
-            ("InstanceLockedForSecurity", 403, "InstanceLockedForSecurity", Terminal),
+            (
+                "InvalidInstanceId.NotFound",
+                404,
+                "InstanceNotFound",
+                Terminal,
+            ),
+            (
+                "IncorrectInstanceStatus",
+                403,
+                "IncorrectInstanceStatus",
+                Conflict,
+            ),
+            (
+                "InstanceLockedForSecurity",
+                403,
+                "InstanceLockedForSecurity",
+                Terminal,
+            ),
             ("DiskError", 403, "DiskError", Terminal),
             (
                 "InstanceType.ParameterMismatch",
@@ -444,7 +526,12 @@ mod tests {
                 "InstanceTypeParameterMismatch",
                 Terminal,
             ),
-            ("InstanceExpiredOrInArrears", 403, "InstanceExpired", Terminal),
+            (
+                "InstanceExpiredOrInArrears",
+                403,
+                "InstanceExpired",
+                Terminal,
+            ),
             (
                 "InvalidInstanceId.NotSupport",
                 403,
@@ -467,7 +554,12 @@ mod tests {
         check(&[
             ("IllegalTimestamp", 400, "RequestRejected", Transient),
             ("IncompleteSignature", 400, "CredentialsRejected", Terminal),
-            ("InvalidAccessKeyId.NotFound", 400, "CredentialsRejected", Terminal),
+            (
+                "InvalidAccessKeyId.NotFound",
+                400,
+                "CredentialsRejected",
+                Terminal,
+            ),
             ("SignatureNonceUsed", 400, "RequestRejected", Transient),
             ("Throttling", 400, "Throttled", Throttled),
             ("MissingParameter", 400, "MissingParameter", Terminal),
@@ -487,10 +579,25 @@ mod tests {
             ("Forbidden.RiskControl", 403, "Forbidden", Terminal),
             ("Forbidden.NotSupportRAM", 403, "Forbidden", Terminal),
             ("InvalidAction", 403, "InvalidAction", Terminal),
-            ("UnsupportedHTTPMethod", 403, "UnsupportedHTTPMethod", Terminal),
+            (
+                "UnsupportedHTTPMethod",
+                403,
+                "UnsupportedHTTPMethod",
+                Terminal,
+            ),
             ("ChargeTypeViolation", 403, "ChargeTypeViolation", Terminal),
-            ("InvalidInstanceId.NotFound", 404, "InstanceNotFound", Terminal),
-            ("InvalidRegionId.NotFound", 404, "InvalidRegionIdNotFound", Terminal),
+            (
+                "InvalidInstanceId.NotFound",
+                404,
+                "InstanceNotFound",
+                Terminal,
+            ),
+            (
+                "InvalidRegionId.NotFound",
+                404,
+                "InvalidRegionIdNotFound",
+                Terminal,
+            ),
             ("OperationConflict", 409, "OperationConflict", Conflict),
             ("InternalError", 500, "InternalError", Transient),
             ("ServiceUnavailable", 503, "ServiceUnavailable", Transient),
@@ -500,10 +607,30 @@ mod tests {
                 "ServiceUnavailable",
                 Transient,
             ),
-            ("SignatureDoesNotMatch", 400, "CredentialsRejected", Terminal),
-            ("InvalidTimeStamp.Expired", 400, "RequestRejected", Transient),
-            ("InvalidAccessKeyId.Inactive", 400, "CredentialsRejected", Terminal),
-            ("InvalidSecurityToken.Expired", 400, "CredentialsRejected", Terminal),
+            (
+                "SignatureDoesNotMatch",
+                400,
+                "CredentialsRejected",
+                Terminal,
+            ),
+            (
+                "InvalidTimeStamp.Expired",
+                400,
+                "RequestRejected",
+                Transient,
+            ),
+            (
+                "InvalidAccessKeyId.Inactive",
+                400,
+                "CredentialsRejected",
+                Terminal,
+            ),
+            (
+                "InvalidSecurityToken.Expired",
+                400,
+                "CredentialsRejected",
+                Terminal,
+            ),
             ("Throttling.User", 400, "Throttled", Throttled),
             ("Throttling.Api", 400, "Throttled", Throttled),
             ("Rejected.Throttling", 400, "Throttled", Throttled),
@@ -526,7 +653,12 @@ mod tests {
             ("", 400, "UnknownEcsError", Terminal),
             ("...", 400, "UnknownEcsError", Terminal),
             ("400", 400, "Ecs400", Terminal),
-            ("Weird-Code_with spaces!", 400, "WeirdCodewithspaces", Terminal),
+            (
+                "Weird-Code_with spaces!",
+                400,
+                "WeirdCodewithspaces",
+                Terminal,
+            ),
             ("中文Code", 400, "Code", Terminal),
         ]);
         let long = "A".repeat(10_000);
@@ -580,7 +712,14 @@ mod tests {
             classify_lock("security"),
             Verdict::new("InstanceLockedForSecurity", Terminal)
         );
-        for other in ["financial", "recycling", "Recycling", "dedicatedhostfinancial", "refunded", ""] {
+        for other in [
+            "financial",
+            "recycling",
+            "Recycling",
+            "dedicatedhostfinancial",
+            "refunded",
+            "",
+        ] {
             assert_eq!(
                 classify_lock(other),
                 Verdict::new("InstanceLocked", Terminal),

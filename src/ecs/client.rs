@@ -211,9 +211,10 @@ impl EcsClient {
         if instance_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids_json = serde_json::to_string(instance_ids).map_err(|e| EcsError::InvalidRequest {
-            detail: format!("cannot encode instance IDs: {e}"),
-        })?;
+        let ids_json =
+            serde_json::to_string(instance_ids).map_err(|e| EcsError::InvalidRequest {
+                detail: format!("cannot encode instance IDs: {e}"),
+            })?;
         let ids_for_log = instance_ids.join(",");
         let mut found = Vec::new();
         let mut next_token: Option<String> = None;

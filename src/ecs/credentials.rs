@@ -118,7 +118,8 @@ impl Credentials {
         let get = |key: &'static str| -> Result<Option<String>, CredentialsError> {
             data.get(key)
                 .map(|bytes| {
-                    String::from_utf8(bytes.0.clone()).map_err(|_| CredentialsError::NotUtf8 { key })
+                    String::from_utf8(bytes.0.clone())
+                        .map_err(|_| CredentialsError::NotUtf8 { key })
                 })
                 .transpose()
         };
@@ -154,7 +155,11 @@ impl Credentials {
     {
         let get = |key: &'static str| -> Result<Option<String>, CredentialsError> {
             lookup(key)
-                .map(|value| value.into_string().map_err(|_| CredentialsError::NotUtf8 { key }))
+                .map(|value| {
+                    value
+                        .into_string()
+                        .map_err(|_| CredentialsError::NotUtf8 { key })
+                })
                 .transpose()
         };
         if get(ENV_ACCESS_KEY_ID)?.is_none() && get(ENV_ACCESS_KEY_SECRET)?.is_none() {
@@ -343,7 +348,10 @@ mod tests {
             let err = Credentials::from_secret_data(&input).unwrap_err();
             assert_eq!(err, expected);
             let text = format!("{err} {err:?}");
-            assert!(!text.contains("hunter2") && !text.contains("ter2"), "{text}");
+            assert!(
+                !text.contains("hunter2") && !text.contains("ter2"),
+                "{text}"
+            );
         }
     }
 

@@ -211,7 +211,10 @@ mod tests {
     #[test]
     fn styles_parse() {
         assert_eq!("vpc".parse::<EndpointStyle>().unwrap(), EndpointStyle::Vpc);
-        assert_eq!("Public".parse::<EndpointStyle>().unwrap(), EndpointStyle::Public);
+        assert_eq!(
+            "Public".parse::<EndpointStyle>().unwrap(),
+            EndpointStyle::Public
+        );
         assert!("internal".parse::<EndpointStyle>().is_err());
         assert_eq!(EndpointStyle::Vpc.to_string(), "vpc");
     }

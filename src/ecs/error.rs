@@ -279,7 +279,10 @@ mod tests {
             panic!("expected HttpStatus, got {err:?}");
         };
         assert_eq!(*http_status, 502);
-        assert!(snippet.starts_with("502 Bad Gateway 502 Bad Gateway nginx"), "{snippet}");
+        assert!(
+            snippet.starts_with("502 Bad Gateway 502 Bad Gateway nginx"),
+            "{snippet}"
+        );
         assert!(snippet.chars().count() <= SNIPPET_CHARS + 1, "{snippet}");
         assert_eq!(err.code(), None);
         assert_eq!(err.http_status(), Some(502));
@@ -300,7 +303,9 @@ mod tests {
                 "{status} {body:?} gave {err:?}"
             );
         }
-        assert!(matches!(api(503, ""), EcsError::HttpStatus { http_status: 503, ref snippet } if snippet == "(empty body)"));
+        assert!(
+            matches!(api(503, ""), EcsError::HttpStatus { http_status: 503, ref snippet } if snippet == "(empty body)")
+        );
     }
 
     #[test]

@@ -174,7 +174,8 @@ struct RawLock {
 
 impl RawInstance {
     fn into_observation(self) -> Result<InstanceObservation, PageError> {
-        let instance_id = non_empty(self.instance_id).ok_or(PageError::MissingField("InstanceId"))?;
+        let instance_id =
+            non_empty(self.instance_id).ok_or(PageError::MissingField("InstanceId"))?;
         let status = non_empty(self.status).ok_or(PageError::MissingField("Status"))?;
         Ok(InstanceObservation {
             instance_id,
@@ -271,7 +272,14 @@ mod tests {
 
     #[test]
     fn statuses() {
-        for s in ["Pending", "Starting", "Running", "Stopping", "Stopped", "Rebooting"] {
+        for s in [
+            "Pending",
+            "Starting",
+            "Running",
+            "Stopping",
+            "Stopped",
+            "Rebooting",
+        ] {
             assert_eq!(InstanceStatus::parse(s).as_str(), s);
         }
         assert_eq!(

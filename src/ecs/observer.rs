@@ -55,7 +55,10 @@ mod tests {
 
     #[test]
     fn code_labels_are_bounded() {
-        assert_eq!(code_label("OperationDenied.NoStock"), "OperationDenied.NoStock");
+        assert_eq!(
+            code_label("OperationDenied.NoStock"),
+            "OperationDenied.NoStock"
+        );
         assert_eq!(code_label("DRYRUN.SUCCESS"), "DRYRUN.SUCCESS");
         assert_eq!(code_label(""), OUTCOME_UNRECOGNISED_CODE);
         assert_eq!(code_label("has space"), OUTCOME_UNRECOGNISED_CODE);

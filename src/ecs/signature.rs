@@ -171,9 +171,16 @@ mod tests {
         );
         let signature = sign("GET", &p, "testsecret");
         assert_eq!(signature, "OLeaidS1JvxuMvnyHOwuJ+uX5qY=");
-        assert_eq!(percent_encode(&signature), "OLeaidS1JvxuMvnyHOwuJ%2BuX5qY%3D");
         assert_eq!(
-            format!("{}&Signature={}", canonical_query(&p), percent_encode(&signature)),
+            percent_encode(&signature),
+            "OLeaidS1JvxuMvnyHOwuJ%2BuX5qY%3D"
+        );
+        assert_eq!(
+            format!(
+                "{}&Signature={}",
+                canonical_query(&p),
+                percent_encode(&signature)
+            ),
             "AccessKeyId=testid&Action=DescribeRegions&Format=XML&SignatureMethod=HMAC-SHA1&SignatureNonce=3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf&SignatureVersion=1.0&Timestamp=2016-02-23T12%3A46%3A24Z&Version=2014-05-26&Signature=OLeaidS1JvxuMvnyHOwuJ%2BuX5qY%3D"
         );
     }
@@ -191,7 +198,10 @@ mod tests {
             ("TimeStamp", "2016-02-23T12:46:24Z"),
             ("Version", "2014-05-26"),
         ]);
-        assert_eq!(sign("GET", &p, "testsecret"), "CT9X0VtwR86fNWSnsc6v8YGOjuE=");
+        assert_eq!(
+            sign("GET", &p, "testsecret"),
+            "CT9X0VtwR86fNWSnsc6v8YGOjuE="
+        );
     }
 
     fn go_sdk_params() -> BTreeMap<String, String> {
@@ -217,7 +227,10 @@ mod tests {
             string_to_sign("GET", &p),
             "GET&%2F&AccessKeyId%3DaccessKeyId%26Action%3D%26Format%3DJSON%26RegionId%3DregionId%26SignatureMethod%3DHMAC-SHA1%26SignatureNonce%3DMOCK_UUID%26SignatureType%3D%26SignatureVersion%3D1.0%26Timestamp%3Dmock%2520date%26Version%3D"
         );
-        assert_eq!(sign("GET", &p, "accessKeySecret"), "7loPmFjvDnzOVnQeQNj85S6nFGY=");
+        assert_eq!(
+            sign("GET", &p, "accessKeySecret"),
+            "7loPmFjvDnzOVnQeQNj85S6nFGY="
+        );
     }
 
     /// ECS-API.md §1.5 B: A plus a security token, which is signed like any parameter.
@@ -225,14 +238,20 @@ mod tests {
     fn vector_b_go_sdk_sts() {
         let mut p = go_sdk_params();
         p.insert("SecurityToken".into(), "accessKeyStsToken".into());
-        assert_eq!(sign("GET", &p, "accessKeySecret"), "5Nxdcler+ihqWqv0Hr2On4PsBf4=");
+        assert_eq!(
+            sign("GET", &p, "accessKeySecret"),
+            "5Nxdcler+ihqWqv0Hr2On4PsBf4="
+        );
     }
 
     /// ECS-API.md §1.5 C: darabonba-openapi-util test.
     #[test]
     fn vector_c_openapi_util() {
         let p = params(&[("query", "test"), ("body", "test")]);
-        assert_eq!(string_to_sign("GET", &p), "GET&%2F&body%3Dtest%26query%3Dtest");
+        assert_eq!(
+            string_to_sign("GET", &p),
+            "GET&%2F&body%3Dtest%26query%3Dtest"
+        );
         assert_eq!(sign("GET", &p, "secret"), "XlUyV4sXjOuX5FnjUz9IF9tm5rU=");
     }
 
@@ -255,7 +274,10 @@ mod tests {
             ("Timestamp", "2017-07-12T02:42:19Z"),
             ("Version", "2017-05-25"),
         ]);
-        assert_eq!(sign("GET", &p, "testSecret"), "zJDF+Lrzhj/ThnlvIToysFRq6t4=");
+        assert_eq!(
+            sign("GET", &p, "testSecret"),
+            "zJDF+Lrzhj/ThnlvIToysFRq6t4="
+        );
     }
 
     /// ECS-API.md §1.5 E: raw HMAC-SHA1/base64 primitives (key used verbatim).
@@ -293,7 +315,10 @@ mod tests {
     fn vector_f_start_instance_get() {
         let mut p = ecs_common("StartInstance");
         p.insert("InstanceId".into(), "i-bp67acfmxazb4ph00001".into());
-        assert_eq!(sign("GET", &p, "testsecret"), "3VhlmaOjQQOB8oN7NjSO52siViw=");
+        assert_eq!(
+            sign("GET", &p, "testsecret"),
+            "3VhlmaOjQQOB8oN7NjSO52siViw="
+        );
     }
 
     /// ECS-API.md §1.5 F, second vector: POST StartInstances with a security token.
@@ -305,9 +330,15 @@ mod tests {
         p.insert("InstanceId.2".into(), "i-bp67acfmxazb4ph00002".into());
         p.insert("BatchOptimization".into(), "SuccessFirst".into());
         p.insert("SecurityToken".into(), "CAIS+sts/token==".into());
-        assert_eq!(sign("POST", &p, "testsecret"), "z4/IDdD4Z8JJQP37TnuAc6NgW7U=");
+        assert_eq!(
+            sign("POST", &p, "testsecret"),
+            "z4/IDdD4Z8JJQP37TnuAc6NgW7U="
+        );
         // The method is part of what is signed.
-        assert_ne!(sign("GET", &p, "testsecret"), "z4/IDdD4Z8JJQP37TnuAc6NgW7U=");
+        assert_ne!(
+            sign("GET", &p, "testsecret"),
+            "z4/IDdD4Z8JJQP37TnuAc6NgW7U="
+        );
     }
 
     /// ECS-API.md §1.5 F, third vector: GET DescribeInstances with a JSON array of ids.
@@ -320,7 +351,10 @@ mod tests {
             r#"["i-bp67acfmxazb4ph00001","i-bp67acfmxazb4ph00002"]"#.into(),
         );
         p.insert("MaxResults".into(), "100".into());
-        assert_eq!(sign("GET", &p, "testsecret"), "Rx8TWeoXx7Rhf48rznMG0XmfiYU=");
+        assert_eq!(
+            sign("GET", &p, "testsecret"),
+            "Rx8TWeoXx7Rhf48rznMG0XmfiYU="
+        );
     }
 
     #[test]
@@ -335,6 +369,9 @@ mod tests {
     #[test]
     fn wrong_secret_gives_another_signature() {
         let p = ecs_common("StartInstance");
-        assert_ne!(sign("POST", &p, "testsecret"), sign("POST", &p, "testsecreT"));
+        assert_ne!(
+            sign("POST", &p, "testsecret"),
+            sign("POST", &p, "testsecreT")
+        );
     }
 }

@@ -152,7 +152,10 @@ mod tests {
             "n",
             "t",
         );
-        assert!(with.query.contains("&SecurityToken=CAIS%2Bsts%2Ftoken%3D%3D&"));
+        assert!(
+            with.query
+                .contains("&SecurityToken=CAIS%2Bsts%2Ftoken%3D%3D&")
+        );
         let without = build(
             &creds(None),
             "StartInstance",
@@ -162,7 +165,9 @@ mod tests {
         );
         let signature = |q: &str| q.rsplit("&Signature=").next().map(str::to_owned);
         assert_ne!(signature(&with.query), signature(&without.query));
-        let scrubbed = with.redactor.redact("token CAIS%252Bsts%252Ftoken%253D%253D");
+        let scrubbed = with
+            .redactor
+            .redact("token CAIS%252Bsts%252Ftoken%253D%253D");
         assert_eq!(scrubbed, "token <redacted>");
     }
 
@@ -189,7 +194,10 @@ mod tests {
         let ts = timestamp_now();
         assert_eq!(ts.len(), 20, "{ts}");
         assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{ts}");
-        assert!(jiff::civil::DateTime::strptime("%Y-%m-%dT%H:%M:%SZ", &ts).is_ok(), "{ts}");
+        assert!(
+            jiff::civil::DateTime::strptime("%Y-%m-%dT%H:%M:%SZ", &ts).is_ok(),
+            "{ts}"
+        );
         let a = new_nonce();
         assert_eq!(a.len(), 36);
         assert_ne!(a, new_nonce());
