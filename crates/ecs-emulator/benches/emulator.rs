@@ -7,6 +7,8 @@
 //!    resident-set growth for comparison.
 //!
 //! Run: `cargo bench -p ecs-emulator` (env `BENCH_SECONDS`, `BENCH_CLIENTS` to change the load).
+//! Under `cargo test --all-targets` (no `--bench` argument) it only does a short smoke run
+//! (debug build, small sizes) to prove the benchmark still works, and says so.
 
 #[path = "../tests/support/client.rs"]
 mod client;
@@ -38,9 +40,17 @@ fn local() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-async fn throughput() -> anyhow::Result<()> {
-    let seconds = env_number("BENCH_SECONDS", 5);
-    let clients = env_number("BENCH_CLIENTS", 8);
+/// Sizes of one run.
+#[derive(Clone, Copy)]
+struct Scale {
+    millis: u64,
+    clients: u64,
+    instances: usize,
+}
+
+async fn throughput(scale: Scale) -> anyhow::Result<()> {
+    let millis = scale.millis;
+    let clients = scale.clients;
     let config = Config {
         access_keys: vec![AccessKey::new("AKBENCH", "bench-secret")],
         transition_delay: Duration::ZERO,
@@ -56,7 +66,7 @@ async fn throughput() -> anyhow::Result<()> {
     let warmup = Duration::from_millis(500);
     let start = Instant::now();
     let measure_from = start + warmup;
-    let deadline = measure_from + Duration::from_secs(seconds);
+    let deadline = measure_from + Duration::from_millis(millis);
     let mut tasks = Vec::new();
     for c in 0..clients {
         let client = client::Client::new(&base, "AKBENCH", "bench-secret");
@@ -115,14 +125,14 @@ fn rss_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-async fn memory() -> anyhow::Result<()> {
-    const COUNT: usize = 100_000;
+async fn memory(scale: Scale) -> anyhow::Result<()> {
+    let count = scale.instances;
     let config = Config {
         access_keys: vec![AccessKey::new("AKBENCH", "bench-secret")],
         ..Config::default()
     };
     let emu = Emulator::start(local(), config).await?;
-    let ids: Vec<String> = (0..COUNT).map(instance_id).collect();
+    let ids: Vec<String> = (0..count).map(instance_id).collect();
     let rss_before = rss_bytes();
     let region = Region::new(GLOBAL);
     for (n, id) in ids.into_iter().enumerate() {
@@ -137,28 +147,46 @@ async fn memory() -> anyhow::Result<()> {
     let rss_after = rss_bytes();
     let net = stats.bytes_allocated as i64 - stats.bytes_deallocated as i64;
     println!(
-        "memory at {COUNT} instances: {:.0} bytes of heap per instance ({} allocations net, counting allocator){}",
-        net as f64 / COUNT as f64,
+        "memory at {count} instances: {:.0} bytes of heap per instance ({} allocations net, counting allocator){}",
+        net as f64 / count as f64,
         stats.allocations as i64 - stats.deallocations as i64,
         match (rss_before, rss_after) {
             (Some(b), Some(a)) => format!(
                 "; resident set grew {:.0} bytes per instance",
-                (a.saturating_sub(b)) as f64 / COUNT as f64
+                (a.saturating_sub(b)) as f64 / count as f64
             ),
             _ => String::new(),
         }
     );
-    anyhow::ensure!(emu.instances().len() == COUNT, "instances missing");
+    anyhow::ensure!(emu.instances().len() == count, "instances missing");
     emu.shutdown().await;
     Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    let scale = if benchmarking {
+        Scale {
+            millis: env_number("BENCH_SECONDS", 5) * 1000,
+            clients: env_number("BENCH_CLIENTS", 8),
+            instances: 100_000,
+        }
+    } else {
+        println!(
+            "ecs-emulator benchmark: smoke run only (not started by `cargo bench`, so the numbers below mean nothing); \
+             run `cargo bench -p ecs-emulator` for real numbers"
+        );
+        Scale {
+            millis: 300,
+            clients: 2,
+            instances: 1_000,
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        throughput().await?;
-        memory().await
+        throughput(scale).await?;
+        memory(scale).await
     })
 }
