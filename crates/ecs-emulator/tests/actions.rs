@@ -326,7 +326,7 @@ async fn describe_instance_attribute_and_regions() {
 #[tokio::test]
 async fn start_and_stop_go_through_their_transitions() {
     let mut cfg = config(&[("i-a", Status::Stopped)]);
-    cfg.transition_delay = Duration::from_millis(1000);
+    cfg.transition_delay = Duration::from_millis(2000);
     let (_emu, client) = start(cfg).await;
     let r = client.call("StartInstance", &[("InstanceId", "i-a")]).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -338,7 +338,7 @@ async fn start_and_stop_go_through_their_transitions() {
         (403, "IncorrectInstanceStatus")
     );
     assert!(
-        wait_until(Duration::from_secs(5), || async {
+        wait_until(Duration::from_secs(15), || async {
             described_status(&client, "i-a").await == "Running"
         })
         .await
@@ -362,7 +362,7 @@ async fn start_and_stop_go_through_their_transitions() {
     assert_eq!(stop.status, 200, "{}", stop.text);
     assert_eq!(described_status(&client, "i-a").await, "Stopping");
     assert!(
-        wait_until(Duration::from_secs(5), || async {
+        wait_until(Duration::from_secs(15), || async {
             described_status(&client, "i-a").await == "Stopped"
         })
         .await
@@ -398,7 +398,7 @@ async fn zero_delay_completes_on_the_next_observation() {
 #[tokio::test]
 async fn reboot_stops_and_starts_again() {
     let mut cfg = config(&[("i-a", Status::Running), ("i-b", Status::Stopped)]);
-    cfg.transition_delay = Duration::from_millis(500);
+    cfg.transition_delay = Duration::from_millis(1000);
     let (_emu, client) = start(cfg).await;
     let r = client
         .call(
@@ -409,13 +409,13 @@ async fn reboot_stops_and_starts_again() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(described_status(&client, "i-a").await, "Stopping");
     assert!(
-        wait_until(Duration::from_secs(5), || async {
+        wait_until(Duration::from_secs(15), || async {
             described_status(&client, "i-a").await == "Starting"
         })
         .await
     );
     assert!(
-        wait_until(Duration::from_secs(5), || async {
+        wait_until(Duration::from_secs(15), || async {
             described_status(&client, "i-a").await == "Running"
         })
         .await

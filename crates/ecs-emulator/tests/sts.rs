@@ -44,7 +44,7 @@ fn oidc(max: Option<u32>) -> OidcConfig {
 #[tokio::test]
 async fn issued_credentials_work_until_they_expire() {
     let mut cfg = config(&[("i-a", Status::Running)]);
-    cfg.oidc = Some(oidc(Some(1)));
+    cfg.oidc = Some(oidc(Some(2)));
     let (emu, _) = start(cfg).await;
     let token = jwt(600);
     let r = client::anonymous(
@@ -80,7 +80,7 @@ async fn issued_credentials_work_until_they_expire() {
         200
     );
     assert!(
-        wait_until(Duration::from_secs(5), || async {
+        wait_until(Duration::from_secs(15), || async {
             sts_client
                 .call("DescribeInstances", &[("RegionId", REGION)])
                 .await
@@ -88,7 +88,7 @@ async fn issued_credentials_work_until_they_expire() {
                 == "InvalidSecurityToken.Expired"
         })
         .await,
-        "credentials capped at 1 s expire"
+        "credentials capped at 2 s expire"
     );
     let log = serde_json::to_string(&emu.call_log()).unwrap();
     assert!(!log.contains(creds["AccessKeySecret"].as_str().unwrap()));

@@ -1,17 +1,21 @@
 //! The nonce cache: `SignatureNonce` / `x-acs-signature-nonce` values seen per access key, kept
 //! for twice the timestamp window (a request older or newer than the window is refused anyway),
 //! so a replay within the window is answered `SignatureNonceUsed`. Expiry is in arrival order,
-//! so purging is amortised O(1).
+//! so purging is amortised O(1). Entries are 64-bit keyed hashes of (key id, nonce), about 40
+//! bytes each, so a long run at a thousand requests per second stays well under 100 MB; a
+//! false "used" needs a 64-bit collision with a per-process random key.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
 /// Seen nonces with their expiry.
 #[derive(Debug)]
 pub(crate) struct NonceCache {
-    seen: HashSet<(String, String)>,
-    order: VecDeque<(Instant, (String, String))>,
+    seen: HashSet<u64>,
+    order: VecDeque<(Instant, u64)>,
     retention: Duration,
+    hasher: RandomState,
 }
 
 impl NonceCache {
@@ -21,17 +25,17 @@ impl NonceCache {
             seen: HashSet::new(),
             order: VecDeque::new(),
             retention,
+            hasher: RandomState::new(),
         }
     }
 
     /// Records the nonce; false when this key already used it within the retention.
     pub(crate) fn check_and_insert(&mut self, access_key: &str, nonce: &str, now: Instant) -> bool {
         self.purge(now);
-        let key = (access_key.to_owned(), nonce.to_owned());
-        if self.seen.contains(&key) {
+        let key = self.hasher.hash_one((access_key, nonce));
+        if !self.seen.insert(key) {
             return false;
         }
-        self.seen.insert(key.clone());
         self.order.push_back((now + self.retention, key));
         true
     }
