@@ -258,7 +258,11 @@ fn custom_cell(c: &PrinterColumn, obj: &Value) -> Value {
         "integer" => v.as_i64().map(Value::from).unwrap_or(Value::Null),
         "number" => v.as_f64().map(Value::from).unwrap_or(Value::Null),
         "boolean" => v.as_bool().map(Value::from).unwrap_or(Value::Null),
-        "date" => v.as_str().map(Value::from).unwrap_or(Value::Null),
+        // The server renders dates as ages, as the CRD table convertor does.
+        "date" => v
+            .as_str()
+            .map(|t| Value::from(age::since(Some(t))))
+            .unwrap_or(Value::Null),
         _ => match v {
             Value::String(s) => Value::String(s.clone()),
             Value::Null => Value::Null,
