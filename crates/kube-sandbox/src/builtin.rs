@@ -50,6 +50,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
             ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount"),
             |r| {
                 r.short_names = short(&["sa"]);
+                r.table = TableLayout::ServiceAccount;
             },
         ),
         with(
@@ -239,9 +240,25 @@ pub fn normalize(rt: &ResourceType, obj: &mut Value, creating: bool) -> Vec<Fiel
             }
         }
         ("", "services") => {
+            let uid = map
+                .get("metadata")
+                .and_then(|m| m.get("uid"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let spec = map.entry("spec").or_insert_with(|| json!({}));
             if let Some(s) = spec.as_object_mut() {
                 s.entry("type").or_insert_with(|| json!("ClusterIP"));
+                let external = s.get("type").and_then(Value::as_str) == Some("ExternalName");
+                if creating && !external && !s.contains_key("clusterIP") {
+                    // A stable fake address from the service CIDR 10.96.0.0/12 (nothing routes to it).
+                    let h = uid
+                        .bytes()
+                        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+                    let ip = format!("10.96.{}.{}", (h >> 8) % 256, h % 254 + 1);
+                    s.insert("clusterIP".into(), json!(ip));
+                    s.insert("clusterIPs".into(), json!([ip]));
+                }
             }
         }
         _ => {}
@@ -284,6 +301,21 @@ mod tests {
         ns["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
         normalize(&rt("namespaces"), &mut ns, false);
         assert_eq!(ns["status"]["phase"], "Terminating");
+    }
+
+    #[test]
+    fn services_get_a_cluster_ip() {
+        let mut svc = json!({"metadata": {"uid": "abc"}, "spec": {"ports": [{"port": 80}]}});
+        normalize(&rt("services"), &mut svc, true);
+        assert_eq!(svc["spec"]["type"], "ClusterIP");
+        assert!(
+            svc["spec"]["clusterIP"]
+                .as_str()
+                .is_some_and(|ip| ip.starts_with("10.96."))
+        );
+        let mut headless = json!({"spec": {"clusterIP": "None"}});
+        normalize(&rt("services"), &mut headless, true);
+        assert_eq!(headless["spec"]["clusterIP"], "None");
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub enum TableLayout {
     Service,
     /// Name, Created At.
     Crd,
+    /// Name, Secrets, Age.
+    ServiceAccount,
     /// A CRD's `additionalPrinterColumns` after Name.
     Custom(Vec<PrinterColumn>),
 }
