@@ -481,6 +481,25 @@ async fn raw_watches_resume_bookmark_and_expire() -> anyhow::Result<()> {
         other => anyhow::bail!("expected the initial-events-end bookmark, got {other:?}"),
     }
 
+    // timeoutSeconds ends a watch.
+    let mut short = api
+        .watch(&WatchParams::default().timeout(1).disable_bookmarks(), "0")
+        .await?
+        .boxed();
+    let ended = tokio::time::timeout(WAIT, async {
+        let mut n = 0;
+        while let Some(ev) = short.next().await {
+            ev?;
+            n += 1;
+        }
+        anyhow::Ok(n)
+    })
+    .await;
+    assert!(
+        matches!(ended, Ok(Ok(1))),
+        "watch with timeoutSeconds=1 should end after the initial event: {ended:?}"
+    );
+
     // Breaking watches ends the streams; resuming from rv0 is now 410 Gone.
     sb.compact_and_break_watches();
     let ended = tokio::time::timeout(WAIT, async {
