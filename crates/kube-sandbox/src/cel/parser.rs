@@ -90,7 +90,16 @@ impl Expr {
 
 /// Parses a token list into one expression.
 pub fn parse(tokens: &[Token]) -> Result<Expr, CelError> {
-    let mut p = Parser { tokens, pos: 0 };
+    if tokens.len() > MAX_TOKENS {
+        return Err(CelError::Unsupported(format!(
+            "rules longer than {MAX_TOKENS} tokens"
+        )));
+    }
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        depth: 0,
+    };
     let e = p.expr()?;
     match p.peek() {
         None => Ok(e),
@@ -101,7 +110,13 @@ pub fn parse(tokens: &[Token]) -> Result<Expr, CelError> {
 struct Parser<'a> {
     tokens: &'a [Token],
     pos: usize,
+    depth: usize,
 }
+
+/// Longest rule, in tokens (keeps every recursive walk of the tree shallow).
+const MAX_TOKENS: usize = 512;
+/// Deepest nesting of unary operators, parentheses, calls and lists.
+const MAX_DEPTH: usize = 64;
 
 impl Parser<'_> {
     fn peek(&self) -> Option<&Token> {
@@ -210,6 +225,18 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Expr, CelError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(CelError::Unsupported(format!(
+                "expressions nested deeper than {MAX_DEPTH}"
+            )));
+        }
+        let r = self.unary_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn unary_inner(&mut self) -> Result<Expr, CelError> {
         if self.eat("!") {
             return Ok(Expr::Unary(UnOp::Not, Box::new(self.unary()?)));
         }
@@ -443,6 +470,21 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn limits() {
+        let deep = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(matches!(
+            parse(&tokenize(&deep).expect("tokens")),
+            Err(CelError::Unsupported(_))
+        ));
+        let long = vec!["1"; 2_000].join(" + ");
+        assert!(matches!(
+            parse(&tokenize(&long).expect("tokens")),
+            Err(CelError::Unsupported(_))
+        ));
+        assert!(parse(&tokenize(&"!".repeat(30)).expect("tokens")).is_err());
     }
 
     #[test]

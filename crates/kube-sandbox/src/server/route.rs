@@ -77,13 +77,39 @@ fn resource(group: &str, version: &str, rest: &[&str]) -> Route {
     })
 }
 
+/// Percent-decodes one path segment (`%3A` → `:`); malformed escapes are kept as written.
+fn decode_segment(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Parses a request path.
 pub fn parse(path: &str) -> Route {
     let trimmed = path.trim_matches('/');
     if trimmed.is_empty() {
         return Route::Root;
     }
-    let segs: Vec<&str> = trimmed.split('/').collect();
+    let decoded: Vec<String> = trimmed.split('/').map(decode_segment).collect();
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["version"] => Route::Version,
         ["healthz" | "livez" | "readyz", ..] => Route::Health,
@@ -149,6 +175,8 @@ mod tests {
         assert!(r.legacy_watch);
         assert_eq!(r.namespace.as_deref(), Some("d"));
         assert_eq!(parse("/apis/g/v/a/b/c/d"), Route::NotFound);
+        let r = res("/apis/rbac.authorization.k8s.io/v1/clusterroles/system%3Aop%2");
+        assert_eq!(r.name.as_deref(), Some("system:op%2"));
     }
 
     #[test]
