@@ -328,6 +328,23 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_watcher_never_blocks_writers() {
+        let store = Store::new(1000, 16);
+        let mut slow = store.read().subscribe();
+        for i in 0..100 {
+            store
+                .write()
+                .put(&sk(), cm("a", &format!("n{i}")), Owners::default());
+        }
+        assert_eq!(store.read().rv(), 100);
+        // The receiver fell behind the broadcast buffer: it is told so (and its watch ends).
+        assert!(matches!(
+            slow.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(_))
+        ));
+    }
+
+    #[test]
     fn breaking_watches_replaces_the_token() {
         let store = Store::new(10, 16);
         let t = store.watch_breaker();
