@@ -17,7 +17,7 @@ use fixture::{AK, REGION, SECRET, config, described_status, start};
 use serde_json::{Value, json};
 
 async fn admin(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, url);
+    let mut req = client::http().request(method, url);
     if let Some(b) = body {
         req = req
             .header("content-type", "application/json")
@@ -287,7 +287,7 @@ async fn library_control_surface() {
     emu.reset();
     emu.shutdown().await;
     assert!(
-        reqwest::Client::new()
+        client::http()
             .get(format!("{}/_emulator/healthz", emu.url()))
             .send()
             .await

@@ -21,7 +21,7 @@ async fn raw_start(client: &client::Client, id: &str) -> reqwest::Result<reqwest
     let params = client.v1_params("StartInstance", &[("InstanceId", id)]);
     let query = client::v1_query("POST", &client.secret, &params);
     // A fresh connection per call so a reset cannot affect the next request's pooled socket.
-    reqwest::Client::builder()
+    client::http_builder()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap()

@@ -193,19 +193,19 @@ async fn unknown_action_version_method_and_missing_parameters() {
     let r = client.call("DescribeInstances", &[]).await;
     assert_eq!((r.status, r.code()), (400, "MissingParameter"));
     assert!(r.body["Message"].as_str().unwrap().contains("RegionId"));
-    let put = reqwest::Client::new()
+    let put = client::http()
         .put(format!("{}/", emu.url()))
         .send()
         .await
         .unwrap();
     assert_eq!(put.status(), 403);
-    let missing = reqwest::Client::new()
+    let missing = client::http()
         .post(format!("{}/?Version=2014-05-26", emu.url()))
         .send()
         .await
         .unwrap();
     assert_eq!(client::into_reply(missing).await.code(), "MissingAction");
-    let unsigned = reqwest::Client::new()
+    let unsigned = client::http()
         .post(format!(
             "{}/?Action=DescribeInstances&Version=2014-05-26&RegionId={REGION}",
             emu.url()

@@ -11,6 +11,18 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
+/// A reqwest builder that works whichever TLS features the workspace unifies onto reqwest: with
+/// `rustls-no-provider` (the operator's choice) reqwest panics unless a provider is installed.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// A plain HTTP client for requests the tests build by hand.
+pub fn http() -> reqwest::Client {
+    http_builder().build().expect("http client")
+}
+
 /// RFC 3986 encoding with the ECS rules, byte by byte.
 pub fn pct(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
@@ -76,7 +88,7 @@ impl Client {
     pub fn new(base: &str, access_key_id: &str, secret: &str) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder()
+            http: http_builder()
                 .pool_max_idle_per_host(64)
                 .build()
                 .expect("http client"),
@@ -215,7 +227,7 @@ pub async fn anonymous(base: &str, action: &str, version: &str, params: &[(&str,
         .iter()
         .map(|(k, v)| format!("{}={}", pct(k), pct(v)))
         .collect();
-    let resp = reqwest::Client::new()
+    let resp = http()
         .post(format!(
             "{}/?{}",
             base.trim_end_matches('/'),
