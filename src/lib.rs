@@ -1,2 +1,17 @@
-//! ecs-power-operator library
+//! ecs-power-operator: keeps Alibaba Cloud ECS instances in the power state declared by
+//! `EcsInstancePower` custom resources.
+//!
+//! - [`api`]: the custom resource (spec, status, CRD).
+//! - [`ecs`]: the ECS OpenAPI client (signature, errors and their classification, credentials).
+//! - [`controller`]: observe → decide → act → report, on kube-runtime's `Controller`.
+//! - [`metrics`], [`server`], [`telemetry`]: what operators of the operator look at.
+//! - [`cli`] and [`run`]: the binary's command line and process assembly.
+
+pub mod api;
+pub mod cli;
+pub mod controller;
 pub mod ecs;
+pub mod metrics;
+pub mod run;
+pub mod server;
+pub mod telemetry;

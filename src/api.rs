@@ -1,0 +1,333 @@
+//! The `EcsInstancePower` custom resource: the API contract users write and read (DESIGN §1–§2).
+//!
+//! Everything here is data: the spec users declare, the status the controller reports, and the CRD
+//! generated from both. Doc comments on fields become `kubectl explain` text, so they are written for
+//! users. The controller (`crate::controller`) reads the spec and writes the status; nothing in this
+//! module talks to Kubernetes or ECS.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Condition type: the instance is in the desired state (DESIGN §2).
+pub const CONDITION_READY: &str = "Ready";
+/// Condition type: the operator expects progress without help (a transition or a retry).
+pub const CONDITION_RECONCILING: &str = "Reconciling";
+/// Condition type: progress needs someone to act.
+pub const CONDITION_STALLED: &str = "Stalled";
+
+/// Keeps one Alibaba Cloud ECS instance in the declared power state.
+///
+/// The operator starts or stops the instance (StartInstance / StopInstance) until it is in
+/// `desiredState`, and reports the observed state, every ECS error and the retry schedule in `status`.
+/// Deleting this resource leaves the instance as it is.
+// kube's `printcolumn(...)` repeats `type_ = ...` by design; clippy reads that as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "ecspower.dev",
+    version = "v1alpha1",
+    kind = "EcsInstancePower",
+    plural = "ecsinstancepowers",
+    singular = "ecsinstancepower",
+    shortname = "ecspower",
+    namespaced,
+    status = "EcsInstancePowerStatus",
+    derive = "PartialEq",
+    doc = "Keeps one Alibaba Cloud ECS instance in the power state declared by spec.desiredState.",
+    printcolumn(name = "Instance", type_ = "string", json_path = ".spec.instanceId"),
+    printcolumn(name = "Desired", type_ = "string", json_path = ".spec.desiredState"),
+    printcolumn(
+        name = "Actual",
+        type_ = "string",
+        json_path = ".status.instanceStatus"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsInstancePowerSpec {
+    /// ID of the ECS instance to manage, for example `i-bp67acfmxazb4p3zh9lg`. Immutable: to manage
+    /// another instance, create another EcsInstancePower.
+    #[schemars(length(max = 64), pattern(r"^i-[0-9a-z]+$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("instanceId is immutable"))]
+    pub instance_id: String,
+
+    /// Region of the instance, for example `cn-hangzhou`. It selects the ECS endpoint
+    /// (`ecs.<regionId>.aliyuncs.com` unless the operator is configured with another endpoint).
+    #[schemars(pattern(r"^[a-z]{2}(-[a-z0-9]+)+$"))]
+    pub region_id: String,
+
+    /// The power state to hold: `Running` (default) or `Stopped`.
+    #[serde(default)]
+    pub desired_state: DesiredState,
+
+    /// Passed to StartInstance as `InitLocalDisk`: reinitialise (WIPE) the local disks when starting.
+    /// Only meaningful for local-disk instance families (d1, i1, i2, …). Default false.
+    #[serde(default)]
+    pub init_local_disk: bool,
+
+    /// Passed to StopInstance as `StoppedMode`: `KeepCharging` keeps the resources reserved (and
+    /// billed); `StopCharging` (economical mode) releases vCPU and memory, so a later start may fail
+    /// with NoStock. When unset, the ECS account default applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_mode: Option<StoppedMode>,
+
+    /// Passed to StopInstance as `ForceStop`: power off without a graceful guest shutdown (may lose
+    /// unwritten data). Default false.
+    #[serde(default)]
+    pub force_stop: bool,
+
+    /// Send every write call with `DryRun=true`: ECS checks permissions, parameters and state and
+    /// answers without changing anything. The verdict is reported as Ready reason `DryRunSucceeded`
+    /// or as the error ECS returned. Default false.
+    #[serde(default)]
+    pub dry_run: bool,
+
+    /// Observe and report only: make no write call while set. Default false.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// Credentials for this instance: a Secret in the SAME namespace with keys `accessKeyId`,
+    /// `accessKeySecret` and optionally `securityToken`. When unset, the operator's own credentials
+    /// are used. When set and the Secret is missing, the operator reports CredentialsNotFound and
+    /// never falls back to its own credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretReference>,
+}
+
+/// The power state an instance should be kept in.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DesiredState {
+    /// The instance should be running (StartInstance when it is Stopped).
+    #[default]
+    Running,
+    /// The instance should be stopped (StopInstance when it is Running).
+    Stopped,
+}
+
+impl DesiredState {
+    /// The ECS `Status` value that satisfies this desired state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesiredState::Running => "Running",
+            DesiredState::Stopped => "Stopped",
+        }
+    }
+}
+
+/// StopInstance `StoppedMode`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StoppedMode {
+    /// Standard stop: resources stay reserved and billing continues.
+    KeepCharging,
+    /// Economical stop: compute resources are released and stop being billed.
+    StopCharging,
+}
+
+/// A reference to a Secret in the resource's own namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SecretReference {
+    /// Name of the Secret (same namespace as this resource).
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// What the operator observed and did; written only by the operator.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsInstancePowerStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// The last observed ECS status: `Pending`, `Starting`, `Running`, `Stopping`, `Stopped`, or
+    /// `NotFound` when DescribeInstances does not return the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_status: Option<String>,
+
+    /// When the instance was observed for this status. The status is rewritten only when something
+    /// changes, so in a steady state this time stays old while the operator keeps re-checking the
+    /// instance every resync interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_observed_time: Option<Time>,
+
+    /// `Ready`, `Reconciling` and `Stalled` (kstatus-compatible).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// The last write call that ECS accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action: Option<LastAction>,
+
+    /// The last error ECS (or the way to it) returned; cleared by the next success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+
+    /// The retry schedule while the operator backs off after an error; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryStatus>,
+}
+
+/// A write call that ECS accepted.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LastAction {
+    /// `StartInstance` or `StopInstance`.
+    pub action: String,
+    /// The ECS RequestId of the call (quote it to Alibaba Cloud support).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// When ECS accepted the call.
+    pub time: Time,
+    /// Whether the call was a dry run.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// An error from ECS or from the way to it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LastError {
+    /// The call that failed: `DescribeInstances`, `StartInstance` or `StopInstance`; absent when no
+    /// call could be made (for example, missing credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// The ECS error code (`OperationDenied.NoStock`, …) or the operator's own reason
+    /// (`EcsUnreachable`, `MalformedResponse`, `CredentialsNotFound`, …).
+    pub code: String,
+    /// The error message.
+    pub message: String,
+    /// The HTTP status of the ECS answer, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<i32>,
+    /// The ECS RequestId, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// When the error happened.
+    pub time: Time,
+}
+
+/// Backoff state, kept in status so that it survives an operator restart.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryStatus {
+    /// Consecutive failed attempts for the current generation.
+    pub attempts: i32,
+    /// No ECS call for this resource before this time.
+    pub next_attempt_time: Time,
+}
+
+impl EcsInstancePowerStatus {
+    /// The condition of the given type, if present.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
+/// The CRD as YAML, exactly what `ecs-power-operator crd` prints and `crds/` holds.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(&EcsInstancePower::crd())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_crd_matches_the_generated_one() {
+        let committed = include_str!("../crds/ecsinstancepowers.ecspower.dev.yaml");
+        assert_eq!(
+            crd_yaml().unwrap(),
+            committed,
+            "crds/ecsinstancepowers.ecspower.dev.yaml is stale: regenerate it with \
+             `cargo run -- crd > crds/ecsinstancepowers.ecspower.dev.yaml`"
+        );
+    }
+
+    #[test]
+    fn crd_carries_names_columns_and_validation() {
+        let crd = EcsInstancePower::crd();
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("ecsinstancepowers.ecspower.dev")
+        );
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(
+            crd.spec.names.short_names,
+            Some(vec!["ecspower".to_string()])
+        );
+        let version = &crd.spec.versions[0];
+        assert!(version.subresources.as_ref().unwrap().status.is_some());
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            columns,
+            ["Instance", "Desired", "Actual", "Ready", "Reason", "Age"]
+        );
+        let schema = serde_json::to_value(version.schema.as_ref().unwrap()).unwrap();
+        let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
+        assert_eq!(
+            spec["required"],
+            serde_json::json!(["instanceId", "regionId"])
+        );
+        let id = &spec["properties"]["instanceId"];
+        assert_eq!(id["pattern"], "^i-[0-9a-z]+$");
+        assert_eq!(id["maxLength"], 64);
+        assert_eq!(id["x-kubernetes-validations"][0]["rule"], "self == oldSelf");
+        assert_eq!(spec["properties"]["desiredState"]["default"], "Running");
+        assert_eq!(
+            spec["properties"]["desiredState"]["enum"],
+            serde_json::json!(["Running", "Stopped"])
+        );
+        assert_eq!(
+            spec["properties"]["stoppedMode"]["enum"],
+            serde_json::json!(["KeepCharging", "StopCharging"])
+        );
+        for field in [
+            "instanceId",
+            "regionId",
+            "desiredState",
+            "dryRun",
+            "suspend",
+        ] {
+            let description = spec["properties"][field]["description"]
+                .as_str()
+                .unwrap_or("");
+            assert!(
+                description.len() > 20,
+                "{field} lacks a kubectl explain text"
+            );
+        }
+    }
+
+    #[test]
+    fn spec_defaults_apply_when_fields_are_omitted() {
+        let spec: EcsInstancePowerSpec =
+            serde_json::from_str(r#"{"instanceId":"i-abc","regionId":"cn-hangzhou"}"#).unwrap();
+        assert_eq!(spec.desired_state, DesiredState::Running);
+        assert!(!spec.dry_run && !spec.suspend && !spec.force_stop && !spec.init_local_disk);
+        assert_eq!(spec.stopped_mode, None);
+    }
+}

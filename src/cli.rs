@@ -1,0 +1,202 @@
+//! Command line of the `ecs-power-operator` binary: subcommands and the flags (with env twins) of
+//! DESIGN §6. Parsing only; `main.rs` wires the parsed values into the controller.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::ecs::{Endpoint, EndpointStyle};
+
+/// Keeps Alibaba Cloud ECS instances in the power state declared by EcsInstancePower resources.
+#[derive(Debug, Parser)]
+#[command(name = "ecs-power-operator", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of `run`, accepted without the subcommand too (`run` is the default).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the operator against the cluster of the current kubeconfig / in-cluster config (default).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinition YAML.
+    Crd,
+}
+
+/// Flags of the operator itself.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// ECS endpoint for every region (tests, the emulator, proxies), e.g. `http://127.0.0.1:9090`.
+    /// Default: `https://ecs.<regionId>.aliyuncs.com` per resource.
+    #[arg(long, env = "ECS_ENDPOINT", global = true)]
+    pub ecs_endpoint: Option<String>,
+
+    /// Which regional endpoint to use when `--ecs-endpoint` is unset: `public`
+    /// (`ecs.<region>.aliyuncs.com`) or `vpc` (`ecs-vpc.<region>.aliyuncs.com`).
+    #[arg(long, env = "ECS_ENDPOINT_STYLE", value_enum, default_value_t = EndpointStyleArg::Public, global = true)]
+    pub ecs_endpoint_style: EndpointStyleArg,
+
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE", global = true)]
+    pub watch_namespace: Option<String>,
+
+    /// How often a resource in its desired state is re-observed to catch drift (±10 % jitter),
+    /// e.g. `30s`, `5m`, `1h`.
+    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration, global = true)]
+    pub resync_interval: Duration,
+
+    /// How many resources are reconciled at the same time.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..), global = true)]
+    pub max_concurrent_reconciles: u16,
+
+    /// Address of the HTTP server for `/metrics`, `/healthz` and `/readyz`.
+    #[arg(
+        long,
+        env = "METRICS_ADDR",
+        default_value = "0.0.0.0:8080",
+        global = true
+    )]
+    pub metrics_addr: SocketAddr,
+
+    /// Log format: `text` for people, `json` for log pipelines. Levels come from `RUST_LOG`.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+impl RunArgs {
+    /// The ECS endpoint selection these flags describe.
+    pub fn endpoint(&self) -> Endpoint {
+        match &self.ecs_endpoint {
+            Some(url) => Endpoint::Override(url.trim_end_matches('/').to_string()),
+            None => Endpoint::Regional {
+                style: match self.ecs_endpoint_style {
+                    EndpointStyleArg::Public => EndpointStyle::Public,
+                    EndpointStyleArg::Vpc => EndpointStyle::Vpc,
+                },
+            },
+        }
+    }
+}
+
+/// `--ecs-endpoint-style`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EndpointStyleArg {
+    /// `ecs.<region>.aliyuncs.com`
+    Public,
+    /// `ecs-vpc.<region>.aliyuncs.com`
+    Vpc,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h`, `1h30m` (and a bare number of seconds).
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!(
+                "invalid duration {input:?}: expected a number before the unit"
+            ));
+        }
+        let value: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {input:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value.saturating_mul(60)),
+            "h" => Duration::from_secs(value.saturating_mul(3600)),
+            other => {
+                return Err(format!(
+                    "invalid duration {input:?}: unknown unit {other:?} (use ms, s, m or h)"
+                ));
+            }
+        };
+        total = total.saturating_add(part);
+        rest = &rest[unit_len..];
+    }
+    if total.is_zero() {
+        return Err(format!(
+            "invalid duration {input:?}: must be greater than zero"
+        ));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_kubernetes_users_write_them() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        for bad in ["", "m", "5x", "-1s", "0s", "5 m"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn run_is_the_default_and_flags_have_defaults() {
+        let cli = Cli::try_parse_from(["ecs-power-operator"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.resync_interval, Duration::from_secs(300));
+        assert_eq!(cli.run.metrics_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(
+            cli.run.endpoint(),
+            Endpoint::Regional {
+                style: EndpointStyle::Public
+            }
+        );
+        let cli = Cli::try_parse_from([
+            "ecs-power-operator",
+            "run",
+            "--ecs-endpoint",
+            "http://127.0.0.1:9090/",
+            "--resync-interval",
+            "30s",
+        ])
+        .unwrap();
+        let Some(Command::Run(args)) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(
+            args.endpoint(),
+            Endpoint::Override("http://127.0.0.1:9090".into())
+        );
+        assert!(
+            Cli::try_parse_from(["ecs-power-operator", "--max-concurrent-reconciles", "0"])
+                .is_err()
+        );
+    }
+}

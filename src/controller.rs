@@ -1,0 +1,154 @@
+//! The controller: kube-runtime's `Controller` over `EcsInstancePower`, plus a watch on Secrets'
+//! metadata so that creating or fixing a referenced Secret re-queues the resources that use it.
+//!
+//! ```text
+//! watch EcsInstancePower ─┐
+//! watch Secret metadata ──┴─► Controller ─► reconcile: schedule → credentials → observe (ECS)
+//!                                              → decide (pure) → act (ECS) → report (status, event)
+//! ```
+//!
+//! - [`reconcile`]: one pass of the pipeline; [`decide`] and [`report`] are pure and table-tested.
+//! - [`schedule`]: why a reconcile triggered by our own status write makes no ECS call.
+//! - [`credentials`]: which credentials sign a resource's calls.
+//! - [`retry`]: backoff per error class; [`conditions`]: condition bookkeeping.
+
+pub mod conditions;
+pub mod context;
+pub mod credentials;
+pub mod decide;
+pub mod reconcile;
+pub mod report;
+pub mod retry;
+pub mod schedule;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
+use kube::{Api, Client, ResourceExt};
+use tracing::{debug, info};
+
+use crate::api::EcsInstancePower;
+use crate::ecs::{EcsClient, OperatorCredentials};
+use crate::metrics::Metrics;
+
+pub use context::Context;
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Watch only this namespace; `None` for all.
+    pub watch_namespace: Option<String>,
+    /// Steady-state re-observation interval.
+    pub resync: Duration,
+    /// Reconciles at the same time.
+    pub concurrency: u16,
+    /// The event reporter (controller name and pod name).
+    pub reporter: Reporter,
+}
+
+/// A built controller, ready to [`run`](Operator::run).
+pub struct Operator {
+    controller: Controller<EcsInstancePower>,
+    context: Arc<Context>,
+    concurrency: u16,
+}
+
+impl Operator {
+    /// Builds the controller and its watches.
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        ecs: EcsClient,
+        operator_credentials: Option<OperatorCredentials>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let (resources, secrets): (Api<EcsInstancePower>, Api<PartialObjectMeta<Secret>>) =
+            match &settings.watch_namespace {
+                Some(ns) => (
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
+                ),
+                None => (Api::all(client.clone()), Api::all(client.clone())),
+            };
+        let controller = Controller::new(resources, watcher::Config::default().any_semantic());
+        let store = controller.store();
+
+        let (secret_store, secret_writer) = reflector::store();
+        // Metadata only: the operator never caches Secret data, it reads a Secret when it needs it.
+        let secret_changes = reflector::reflector(
+            secret_writer,
+            watcher(secrets, watcher::Config::default().any_semantic()).default_backoff(),
+        )
+        .touched_objects();
+        let mapper_store = store.clone();
+        let controller = controller.watches_stream(secret_changes, move |secret| {
+            let namespace = secret.namespace();
+            let name = secret.name_any();
+            let users: Vec<ObjectRef<EcsInstancePower>> = mapper_store
+                .state()
+                .iter()
+                .filter(|r| {
+                    r.namespace() == namespace
+                        && r.spec.credentials_secret_ref.as_ref().is_some_and(|s| s.name == name)
+                })
+                .map(|r| ObjectRef::from_obj(&**r))
+                .collect();
+            if !users.is_empty() {
+                debug!(secret = %name, resources = users.len(), "referenced Secret changed; re-queueing");
+            }
+            users
+        });
+
+        let context = Arc::new(Context {
+            recorder: Recorder::new(client.clone(), settings.reporter),
+            client,
+            ecs,
+            operator_credentials,
+            metrics,
+            schedule: schedule::Schedule::default(),
+            secrets: secret_store,
+            resync: settings.resync,
+        });
+        Operator {
+            controller,
+            context,
+            concurrency: settings.concurrency,
+        }
+    }
+
+    /// The controller's cache of resources (for metrics and readiness).
+    pub fn store(&self) -> Store<EcsInstancePower> {
+        self.controller.store()
+    }
+
+    /// Runs until `shutdown` completes, then finishes the reconciles in flight.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+        let store = self.controller.store();
+        let context = self.context.clone();
+        let config = controller::Config::default().concurrency(self.concurrency);
+        info!(concurrency = self.concurrency, "controller started");
+        self.controller
+            .with_config(config)
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile::reconcile, reconcile::error_policy, self.context)
+            .for_each(|result| {
+                if let Err(err) = result {
+                    debug!(error = %err, "reconcile did not complete");
+                }
+                // Forget deleted resources now and then, so the schedule does not grow forever.
+                if rand::random_ratio(1, 256) {
+                    context.schedule.retain(|key| store.get(key).is_some());
+                }
+                futures::future::ready(())
+            })
+            .await;
+        info!("controller stopped");
+    }
+}

@@ -1,0 +1,54 @@
+//! What every reconcile shares: the Kubernetes client, the event recorder, the ECS client, the
+//! operator's own credentials, metrics, the observation schedule and the cache of referenced
+//! Secrets' metadata. Built once by [`crate::controller::Operator`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::api::EcsInstancePower;
+use crate::ecs::{EcsClient, OperatorCredentials};
+use crate::metrics::Metrics;
+
+use super::schedule::Schedule;
+
+/// Shared state of the reconciler.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// Publishes events on resources.
+    pub recorder: Recorder,
+    /// The ECS client.
+    pub ecs: EcsClient,
+    /// The operator's own credentials, for resources without `credentialsSecretRef`.
+    pub operator_credentials: Option<OperatorCredentials>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// When each resource is next observed.
+    pub schedule: Schedule,
+    /// Metadata of Secrets (no data), to notice changes of referenced ones.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// `--resync-interval`.
+    pub resync: Duration,
+}
+
+impl Context {
+    /// The `resourceVersion` of the Secret `obj` references: `None` without a reference, `Some("")`
+    /// when the Secret is not (yet) known.
+    pub fn secret_version(&self, obj: &EcsInstancePower) -> Option<String> {
+        let reference = obj.spec.credentials_secret_ref.as_ref()?;
+        let key = ObjectRef::new(&reference.name)
+            .within(obj.metadata.namespace.as_deref().unwrap_or_default());
+        Some(
+            self.secrets
+                .get(&key)
+                .and_then(|s| s.metadata.resource_version.clone())
+                .unwrap_or_default(),
+        )
+    }
+}

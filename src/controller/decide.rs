@@ -1,0 +1,503 @@
+//! The **decide** step of observe → decide → act → report (DESIGN §4): a pure function from the
+//! spec, what observe saw, the previous status and the time to a [`Plan`].
+//!
+//! This is where the safety rules live, so they are tested as a table: no write call while the
+//! instance carries an operation lock, while `suspend` is set, before `status.retry.nextAttemptTime`
+//! (which the report step sets after every failed call, 10 minutes out for a terminal error), or
+//! while a transition is in flight.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::api::{CONDITION_READY, DesiredState, EcsInstancePowerSpec, EcsInstancePowerStatus};
+use crate::ecs::{ErrorClass, InstanceObservation, InstanceStatus, Verdict, catalogue};
+
+use super::retry;
+
+/// The ECS write call a plan makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteCall {
+    /// StartInstance.
+    Start,
+    /// StopInstance.
+    Stop,
+}
+
+impl WriteCall {
+    /// The ECS action name.
+    pub fn action(self) -> &'static str {
+        match self {
+            WriteCall::Start => "StartInstance",
+            WriteCall::Stop => "StopInstance",
+        }
+    }
+}
+
+/// Why a plan waits for a transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// The instance is starting towards the desired Running state.
+    Starting,
+    /// The instance is stopping towards the desired Stopped state.
+    Stopping,
+    /// Any other transitory state (Pending, or moving away from the desired state).
+    WaitingForTransition,
+}
+
+impl Transition {
+    /// The condition reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Transition::Starting => "Starting",
+            Transition::Stopping => "Stopping",
+            Transition::WaitingForTransition => "WaitingForTransition",
+        }
+    }
+}
+
+/// What the reconciler does next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// The instance is in the desired state: nothing to do.
+    Ready,
+    /// A transition is in flight: re-observe after the delay, no write call.
+    Wait {
+        transition: Transition,
+        after: Duration,
+    },
+    /// Make the write call (with `DryRun` when the spec says so).
+    Write(WriteCall),
+    /// Progress needs someone to act (a lock, a missing instance, a terminal error): no write call.
+    Stall(Verdict),
+    /// `suspend` is set and the instance is not in the desired state: report only.
+    Suspended,
+    /// Backing off after an error: no call before this time.
+    Hold { until: Timestamp },
+    /// `dryRun` is set and ECS already approved this generation's call: do not repeat it.
+    DryRunDone,
+}
+
+/// Everything decide looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// The resource's spec.
+    pub spec: &'a EcsInstancePowerSpec,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// What observe saw; `None` when DescribeInstances did not return the instance.
+    pub observed: Option<&'a InstanceObservation>,
+    /// The status written by the previous reconcile.
+    pub status: &'a EcsInstancePowerStatus,
+    /// When the referenced credentials changed since the last reconcile, a terminal error or a
+    /// retry gate of the previous attempt no longer holds.
+    pub credentials_changed: bool,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// A StartInstance / StopInstance accepted less than this long ago still counts as in flight even if
+/// DescribeInstances does not show the transitory state yet, so a lagging read never doubles a call.
+pub const SETTLE: Duration = Duration::from_secs(10);
+
+/// Decides the next step. Pure: same input, same plan.
+pub fn decide(input: Input<'_>) -> Plan {
+    let Input {
+        spec,
+        generation,
+        observed,
+        status,
+        credentials_changed,
+        now,
+    } = input;
+    let Some(observed) = observed else {
+        return Plan::Stall(Verdict {
+            reason: catalogue::reason::INSTANCE_NOT_FOUND.to_string(),
+            class: ErrorClass::Terminal,
+        });
+    };
+    let desired = spec.desired_state;
+    let needed = match (&observed.status, desired) {
+        (InstanceStatus::Running, DesiredState::Running)
+        | (InstanceStatus::Stopped, DesiredState::Stopped) => return Plan::Ready,
+        (InstanceStatus::Stopped, DesiredState::Running) => Some(WriteCall::Start),
+        (InstanceStatus::Running, DesiredState::Stopped) => Some(WriteCall::Stop),
+        _ => None,
+    };
+    if spec.suspend {
+        return Plan::Suspended;
+    }
+    if let Some(lock) = preferred_lock(&observed.lock_reasons) {
+        return Plan::Stall(catalogue::classify_lock(lock));
+    }
+    let Some(call) = needed else {
+        let transition = match (&observed.status, desired) {
+            (InstanceStatus::Starting, DesiredState::Running) => Transition::Starting,
+            (InstanceStatus::Stopping, DesiredState::Stopped) => Transition::Stopping,
+            _ => Transition::WaitingForTransition,
+        };
+        let elapsed = status
+            .last_action
+            .as_ref()
+            .filter(|a| !a.dry_run)
+            .map(|a| Duration::try_from(now.duration_since(a.time.0)).unwrap_or_default());
+        return Plan::Wait {
+            transition,
+            after: retry::transition_poll(elapsed),
+        };
+    };
+
+    let same_generation =
+        status.observed_generation.is_some() && status.observed_generation == generation;
+    if same_generation && !credentials_changed {
+        if let Some(until) = status.retry.as_ref().map(|r| r.next_attempt_time.0)
+            && now < until
+        {
+            return Plan::Hold { until };
+        }
+        if spec.dry_run && dry_run_already_approved(status, observed) {
+            return Plan::DryRunDone;
+        }
+    }
+    if let Some(action) = status
+        .last_action
+        .as_ref()
+        .filter(|a| !a.dry_run && a.action == call.action())
+    {
+        let since = Duration::try_from(now.duration_since(action.time.0)).unwrap_or_default();
+        if since < SETTLE && same_generation {
+            let transition = match call {
+                WriteCall::Start => Transition::Starting,
+                WriteCall::Stop => Transition::Stopping,
+            };
+            return Plan::Wait {
+                transition,
+                after: retry::transition_poll(Some(since)),
+            };
+        }
+    }
+    Plan::Write(call)
+}
+
+/// The lock that explains the most: `security` first, then the first one listed.
+fn preferred_lock(locks: &[String]) -> Option<&str> {
+    locks
+        .iter()
+        .find(|l| l.eq_ignore_ascii_case("security"))
+        .or_else(|| locks.first())
+        .map(String::as_str)
+}
+
+/// ECS already answered `DryRunOperation` for this generation while the instance was in the same state.
+fn dry_run_already_approved(
+    status: &EcsInstancePowerStatus,
+    observed: &InstanceObservation,
+) -> bool {
+    status
+        .condition(CONDITION_READY)
+        .is_some_and(|c| c.status == "True" && c.reason == "DryRunSucceeded")
+        && status.instance_status.as_deref() == Some(observed.status.as_str())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::api::{LastAction, LastError, RetryStatus};
+    use crate::controller::conditions::{self, Desired};
+
+    fn spec(desired: DesiredState) -> EcsInstancePowerSpec {
+        serde_json::from_value(serde_json::json!({
+            "instanceId": "i-abc", "regionId": "cn-hangzhou", "desiredState": desired
+        }))
+        .unwrap()
+    }
+
+    fn seen(status: InstanceStatus, locks: &[&str]) -> InstanceObservation {
+        InstanceObservation {
+            instance_id: "i-abc".into(),
+            status,
+            lock_reasons: locks.iter().map(|s| s.to_string()).collect(),
+            stopped_mode: None,
+            expired_time: None,
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    fn secs_ago(s: i64) -> Time {
+        Time(now() - jiff::SignedDuration::from_secs(s))
+    }
+
+    struct Case {
+        desired: DesiredState,
+        observed: Option<InstanceObservation>,
+        suspend: bool,
+        dry_run: bool,
+        status: EcsInstancePowerStatus,
+        credentials_changed: bool,
+    }
+
+    impl Case {
+        fn new(desired: DesiredState, observed: InstanceStatus) -> Self {
+            Case {
+                desired,
+                observed: Some(seen(observed, &[])),
+                suspend: false,
+                dry_run: false,
+                status: EcsInstancePowerStatus {
+                    observed_generation: Some(1),
+                    ..Default::default()
+                },
+                credentials_changed: false,
+            }
+        }
+        fn decide(&self) -> Plan {
+            let mut spec = spec(self.desired);
+            spec.suspend = self.suspend;
+            spec.dry_run = self.dry_run;
+            decide(Input {
+                spec: &spec,
+                generation: Some(1),
+                observed: self.observed.as_ref(),
+                status: &self.status,
+                credentials_changed: self.credentials_changed,
+                now: now(),
+            })
+        }
+    }
+
+    use DesiredState::{Running as WantRunning, Stopped as WantStopped};
+    use InstanceStatus as S;
+
+    #[test]
+    fn desired_times_observed_state() {
+        let table = [
+            (WantRunning, S::Running, "Ready"),
+            (WantRunning, S::Stopped, "Write(Start)"),
+            (WantRunning, S::Starting, "Wait(Starting)"),
+            (WantRunning, S::Stopping, "Wait(WaitingForTransition)"),
+            (WantRunning, S::Pending, "Wait(WaitingForTransition)"),
+            (
+                WantRunning,
+                S::Other("Weird".into()),
+                "Wait(WaitingForTransition)",
+            ),
+            (WantStopped, S::Stopped, "Ready"),
+            (WantStopped, S::Running, "Write(Stop)"),
+            (WantStopped, S::Stopping, "Wait(Stopping)"),
+            (WantStopped, S::Starting, "Wait(WaitingForTransition)"),
+            (WantStopped, S::Pending, "Wait(WaitingForTransition)"),
+        ];
+        for (desired, observed, expected) in table {
+            let plan = Case::new(desired, observed.clone()).decide();
+            assert_eq!(
+                short(&plan),
+                expected,
+                "desired {desired:?}, observed {observed:?}"
+            );
+        }
+    }
+
+    fn short(plan: &Plan) -> String {
+        match plan {
+            Plan::Ready => "Ready".into(),
+            Plan::Wait { transition, .. } => format!("Wait({transition:?})"),
+            Plan::Write(call) => format!("Write({call:?})"),
+            Plan::Stall(v) => format!("Stall({})", v.reason),
+            Plan::Suspended => "Suspended".into(),
+            Plan::Hold { .. } => "Hold".into(),
+            Plan::DryRunDone => "DryRunDone".into(),
+        }
+    }
+
+    #[test]
+    fn missing_instance_stalls() {
+        let mut case = Case::new(WantRunning, S::Stopped);
+        case.observed = None;
+        assert_eq!(short(&case.decide()), "Stall(InstanceNotFound)");
+    }
+
+    #[test]
+    fn locks_stall_before_any_write_but_not_a_satisfied_state() {
+        for (locks, reason) in [
+            (vec!["security"], "InstanceLockedForSecurity"),
+            (vec!["financial"], "InstanceLocked"),
+            (vec!["financial", "security"], "InstanceLockedForSecurity"),
+            (vec!["recycling"], "InstanceLocked"),
+        ] {
+            let mut case = Case::new(WantRunning, S::Stopped);
+            case.observed = Some(seen(S::Stopped, &locks));
+            assert_eq!(
+                short(&case.decide()),
+                format!("Stall({reason})"),
+                "{locks:?}"
+            );
+            // Locks also stop a stop, and a transition wait is not needed while locked.
+            let mut case = Case::new(WantStopped, S::Running);
+            case.observed = Some(seen(S::Running, &locks));
+            assert_eq!(short(&case.decide()), format!("Stall({reason})"));
+        }
+        let mut case = Case::new(WantRunning, S::Running);
+        case.observed = Some(seen(S::Running, &["security"]));
+        assert_eq!(short(&case.decide()), "Ready");
+    }
+
+    #[test]
+    fn suspend_is_observe_only() {
+        for (desired, observed, expected) in [
+            (WantRunning, S::Stopped, "Suspended"),
+            (WantStopped, S::Running, "Suspended"),
+            (WantRunning, S::Starting, "Suspended"),
+            (WantRunning, S::Running, "Ready"),
+        ] {
+            let mut case = Case::new(desired, observed);
+            case.suspend = true;
+            assert_eq!(short(&case.decide()), expected);
+        }
+    }
+
+    #[test]
+    fn retry_gate_holds_until_next_attempt_time() {
+        let mut case = Case::new(WantRunning, S::Stopped);
+        case.status.retry = Some(RetryStatus {
+            attempts: 2,
+            next_attempt_time: Time(now() + jiff::SignedDuration::from_secs(30)),
+        });
+        assert_eq!(short(&case.decide()), "Hold");
+        // Passed gate: write again.
+        case.status.retry.as_mut().unwrap().next_attempt_time = secs_ago(1);
+        assert_eq!(short(&case.decide()), "Write(Start)");
+        // A new generation resets the gate.
+        case.status.retry.as_mut().unwrap().next_attempt_time =
+            Time(now() + jiff::SignedDuration::from_secs(30));
+        case.status.observed_generation = Some(0);
+        assert_eq!(short(&case.decide()), "Write(Start)");
+        // So does a credentials change.
+        case.status.observed_generation = Some(1);
+        case.credentials_changed = true;
+        assert_eq!(short(&case.decide()), "Write(Start)");
+        // The gate never delays reaching Ready or seeing a transition.
+        case.credentials_changed = false;
+        case.observed = Some(seen(S::Running, &[]));
+        assert_eq!(short(&case.decide()), "Ready");
+    }
+
+    #[test]
+    fn a_terminal_write_error_waits_for_its_recheck_then_tries_once_more() {
+        // The report step gates a terminal error 10 minutes out (TERMINAL_RECHECK).
+        let mut case = Case::new(WantRunning, S::Stopped);
+        let t = Time(now());
+        conditions::set(
+            &mut case.status.conditions,
+            "Ready",
+            Some(Desired::falsy("InsufficientBalance", "m")),
+            Some(1),
+            &t,
+        );
+        conditions::set(
+            &mut case.status.conditions,
+            "Stalled",
+            Some(Desired::truthy("InsufficientBalance", "m")),
+            Some(1),
+            &t,
+        );
+        case.status.last_error = Some(LastError {
+            action: Some("StartInstance".into()),
+            code: "InsufficientBalance".into(),
+            message: "m".into(),
+            http_status: Some(403),
+            request_id: None,
+            time: t,
+        });
+        case.status.retry = Some(RetryStatus {
+            attempts: 1,
+            next_attempt_time: Time(
+                now() + jiff::SignedDuration::try_from(retry::TERMINAL_RECHECK).unwrap(),
+            ),
+        });
+        assert_eq!(short(&case.decide()), "Hold");
+        // The Secret was fixed: try at once.
+        case.credentials_changed = true;
+        assert_eq!(short(&case.decide()), "Write(Start)");
+        // The spec changed: try at once.
+        case.credentials_changed = false;
+        case.status.observed_generation = Some(0);
+        assert_eq!(short(&case.decide()), "Write(Start)");
+        // The re-check time came: one more write call (the user may have topped up the account).
+        case.status.observed_generation = Some(1);
+        case.status.retry.as_mut().unwrap().next_attempt_time = secs_ago(1);
+        assert_eq!(short(&case.decide()), "Write(Start)");
+    }
+
+    #[test]
+    fn dry_run_is_not_repeated_once_approved() {
+        let mut case = Case::new(WantRunning, S::Stopped);
+        case.dry_run = true;
+        assert_eq!(short(&case.decide()), "Write(Start)");
+        let t = Time(now());
+        conditions::set(
+            &mut case.status.conditions,
+            "Ready",
+            Some(Desired::truthy("DryRunSucceeded", "m")),
+            Some(1),
+            &t,
+        );
+        case.status.instance_status = Some("Stopped".into());
+        assert_eq!(short(&case.decide()), "DryRunDone");
+        // The instance changed state meanwhile: ask ECS again.
+        case.observed = Some(seen(S::Running, &[]));
+        case.desired = WantStopped;
+        assert_eq!(short(&case.decide()), "Write(Stop)");
+        // dryRun switched off (new generation): real call.
+        let mut case = Case::new(WantRunning, S::Stopped);
+        case.status.observed_generation = Some(0);
+        assert_eq!(short(&case.decide()), "Write(Start)");
+    }
+
+    #[test]
+    fn a_just_accepted_call_is_not_repeated_while_the_read_lags() {
+        let mut case = Case::new(WantRunning, S::Stopped);
+        case.status.last_action = Some(LastAction {
+            action: "StartInstance".into(),
+            request_id: None,
+            time: secs_ago(3),
+            dry_run: false,
+        });
+        assert_eq!(short(&case.decide()), "Wait(Starting)");
+        case.status.last_action.as_mut().unwrap().time = secs_ago(60);
+        assert_eq!(short(&case.decide()), "Write(Start)");
+        // A dry run does not count.
+        case.status.last_action = Some(LastAction {
+            action: "StartInstance".into(),
+            request_id: None,
+            time: secs_ago(3),
+            dry_run: true,
+        });
+        assert_eq!(short(&case.decide()), "Write(Start)");
+    }
+
+    #[test]
+    fn transition_poll_grows_with_the_time_since_the_call() {
+        let mut case = Case::new(WantRunning, S::Starting);
+        case.status.last_action = Some(LastAction {
+            action: "StartInstance".into(),
+            request_id: None,
+            time: secs_ago(1),
+            dry_run: false,
+        });
+        let Plan::Wait { after: early, .. } = case.decide() else {
+            panic!()
+        };
+        case.status.last_action.as_mut().unwrap().time = secs_ago(120);
+        let Plan::Wait { after: late, .. } = case.decide() else {
+            panic!()
+        };
+        assert_eq!(early, Duration::from_secs(2));
+        assert_eq!(late, Duration::from_secs(15));
+    }
+}

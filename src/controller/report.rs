@@ -1,0 +1,1022 @@
+//! The **report** step of observe → decide → act → report (DESIGN §2–§4): from what happened in
+//! one reconcile, the next status, the event to publish and when to reconcile again.
+//!
+//! Pure, like `decide`: the reconciler calls it and then writes the status only when
+//! [`Report::status_changed`] says so. Condition messages are stable across retries and never hold a
+//! RequestId or a timestamp (those go to `lastError` / `lastAction`), so a retry rewrites only
+//! `status.retry` and `status.lastError`.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use rand::Rng;
+
+use crate::api::{
+    CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, EcsInstancePowerSpec,
+    EcsInstancePowerStatus, LastAction, LastError, RetryStatus,
+};
+use crate::ecs::catalogue::reason;
+use crate::ecs::{EcsError, ErrorClass, InstanceObservation, Verdict, WriteOutcome, classify};
+
+use super::conditions::{self, Desired};
+use super::credentials::Problem;
+use super::decide::{Plan, WriteCall};
+use super::retry::{self, BackoffPolicy};
+
+/// Ready reason while `suspend` is set and the instance is not in the desired state.
+pub const REASON_SUSPENDED: &str = "Suspended";
+/// Ready reason when ECS approved a dry-run call.
+pub const REASON_DRY_RUN_SUCCEEDED: &str = "DryRunSucceeded";
+/// Reconciling reason while a retryable error is retried.
+pub const REASON_RETRYING: &str = "Retrying";
+/// `status.instanceStatus` when DescribeInstances does not return the instance.
+pub const INSTANCE_NOT_FOUND_STATUS: &str = "NotFound";
+
+/// What happened in one reconcile.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    /// No usable credentials: nothing was called.
+    NoCredentials(&'a Problem),
+    /// DescribeInstances failed.
+    ObserveFailed(&'a EcsError),
+    /// Observed and decided; `write` is the result of the write call when the plan made one.
+    Decided {
+        /// The observation (`None`: ECS does not report the instance).
+        observed: Option<&'a InstanceObservation>,
+        /// The plan of `decide`.
+        plan: &'a Plan,
+        /// The write call's result, for [`Plan::Write`].
+        write: Option<&'a Result<WriteOutcome, EcsError>>,
+    },
+}
+
+/// Severity of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Progress or success.
+    Normal,
+    /// An error or something that needs attention.
+    Warning,
+}
+
+/// An event to publish on the resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventNote {
+    /// Normal or Warning.
+    pub severity: Severity,
+    /// The condition reason.
+    pub reason: String,
+    /// What happened, for `kubectl describe`.
+    pub note: String,
+    /// The operator's action (`Observe`, `StartInstance`, …).
+    pub action: String,
+}
+
+/// The result of one reconcile, for the `reconciles_total{result}` metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultKind {
+    /// In the desired state (or dry run approved).
+    Ready,
+    /// A transition in flight.
+    Progressing,
+    /// A write call was accepted.
+    Acted,
+    /// A retryable error; retrying.
+    Retrying,
+    /// Needs someone to act.
+    Stalled,
+    /// `suspend` is set.
+    Suspended,
+    /// Waiting for the retry gate.
+    BackingOff,
+}
+
+impl ResultKind {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultKind::Ready => "ready",
+            ResultKind::Progressing => "progressing",
+            ResultKind::Acted => "acted",
+            ResultKind::Retrying => "retrying",
+            ResultKind::Stalled => "stalled",
+            ResultKind::Suspended => "suspended",
+            ResultKind::BackingOff => "backing_off",
+        }
+    }
+}
+
+/// What the report step produced.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The next status.
+    pub status: EcsInstancePowerStatus,
+    /// Whether it differs from the previous one in anything but `lastObservedTime`.
+    pub status_changed: bool,
+    /// The event to publish, if any.
+    pub event: Option<EventNote>,
+    /// When to reconcile again.
+    pub requeue: Duration,
+    /// For metrics and logs.
+    pub result: ResultKind,
+}
+
+/// Everything the report step reads besides the outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// The resource's spec.
+    pub spec: &'a EcsInstancePowerSpec,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// The status before this reconcile.
+    pub previous: &'a EcsInstancePowerStatus,
+    /// Now.
+    pub now: Timestamp,
+    /// `--resync-interval`.
+    pub resync: Duration,
+}
+
+/// Computes the next status, event and requeue time.
+pub fn report(input: Input<'_>, outcome: Outcome<'_>, rng: &mut impl Rng) -> Report {
+    let mut builder = Builder::new(input);
+    match outcome {
+        Outcome::NoCredentials(problem) => {
+            builder.failed(&problem.verdict, problem.message.clone(), None, None, rng)
+        }
+        Outcome::ObserveFailed(error) => {
+            let verdict = classify(error);
+            let message = error_message("DescribeInstances", error, &verdict);
+            builder.failed(
+                &verdict,
+                message,
+                Some(("DescribeInstances", error)),
+                None,
+                rng,
+            )
+        }
+        Outcome::Decided {
+            observed,
+            plan,
+            write,
+        } => {
+            builder.observed(observed);
+            match (plan, write) {
+                (Plan::Write(call), Some(Ok(outcome))) => builder.accepted(*call, outcome, rng),
+                (Plan::Write(call), Some(Err(error))) => {
+                    let verdict = classify(error);
+                    let message = error_message(call.action(), error, &verdict);
+                    let observed_status = observed.map(|o| o.status.as_str().to_string());
+                    builder.failed(
+                        &verdict,
+                        message,
+                        Some((call.action(), error)),
+                        observed_status,
+                        rng,
+                    )
+                }
+                (plan, _) => builder.planned(plan, observed, rng),
+            }
+        }
+    }
+}
+
+struct Builder<'a> {
+    input: Input<'a>,
+    status: EcsInstancePowerStatus,
+    now: Time,
+}
+
+impl<'a> Builder<'a> {
+    fn new(input: Input<'a>) -> Self {
+        let mut status = input.previous.clone();
+        status.observed_generation = input.generation;
+        Builder {
+            input,
+            status,
+            now: Time(input.now),
+        }
+    }
+
+    fn instance(&self) -> &str {
+        &self.input.spec.instance_id
+    }
+
+    fn desired(&self) -> &'static str {
+        self.input.spec.desired_state.as_str()
+    }
+
+    fn observed(&mut self, observed: Option<&InstanceObservation>) {
+        self.status.instance_status = Some(match observed {
+            Some(o) => o.status.as_str().to_string(),
+            None => INSTANCE_NOT_FOUND_STATUS.to_string(),
+        });
+        self.status.last_observed_time = Some(self.now.clone());
+    }
+
+    fn set(&mut self, type_: &str, desired: Option<Desired>) {
+        conditions::set(
+            &mut self.status.conditions,
+            type_,
+            desired,
+            self.input.generation,
+            &self.now,
+        );
+    }
+
+    /// Ready=True: no error, no retry.
+    fn ready(&mut self, reason: &str, message: String) {
+        self.set(CONDITION_READY, Some(Desired::truthy(reason, message)));
+        self.set(CONDITION_RECONCILING, None);
+        self.set(CONDITION_STALLED, None);
+        self.status.retry = None;
+        self.status.last_error = None;
+    }
+
+    /// Ready=False and Reconciling=True with the same reason.
+    fn progressing(&mut self, reason: &str, message: String) {
+        self.set(
+            CONDITION_READY,
+            Some(Desired::falsy(reason, message.clone())),
+        );
+        self.set(
+            CONDITION_RECONCILING,
+            Some(Desired::truthy(reason, message)),
+        );
+        self.set(CONDITION_STALLED, None);
+        self.status.retry = None;
+    }
+
+    /// Ready=False and Stalled=True with the same reason.
+    fn stalled(&mut self, reason: &str, message: String) {
+        self.set(
+            CONDITION_READY,
+            Some(Desired::falsy(reason, message.clone())),
+        );
+        self.set(CONDITION_RECONCILING, None);
+        self.set(CONDITION_STALLED, Some(Desired::truthy(reason, message)));
+    }
+
+    fn planned(
+        mut self,
+        plan: &Plan,
+        observed: Option<&InstanceObservation>,
+        rng: &mut impl Rng,
+    ) -> Report {
+        let observed_status = observed
+            .map_or(INSTANCE_NOT_FOUND_STATUS, |o| o.status.as_str())
+            .to_string();
+        let (requeue, result) = match plan {
+            Plan::Ready => {
+                self.ready(
+                    self.desired(),
+                    format!(
+                        "Instance {} is {}, as desired",
+                        self.instance(),
+                        self.desired()
+                    ),
+                );
+                (
+                    retry::resync_delay(self.input.resync, rng),
+                    ResultKind::Ready,
+                )
+            }
+            Plan::Wait { transition, after } => {
+                let message = format!(
+                    "Instance {} is {observed_status}; waiting for it to be {}",
+                    self.instance(),
+                    self.desired()
+                );
+                self.progressing(transition.reason(), message);
+                (*after, ResultKind::Progressing)
+            }
+            Plan::Stall(verdict) => {
+                let message = match observed {
+                    None => format!(
+                        "DescribeInstances in region {} does not return instance {}: check spec.instanceId, \
+                         spec.regionId and that the credentials belong to the instance's account",
+                        self.input.spec.region_id,
+                        self.instance()
+                    ),
+                    Some(o) => format!(
+                        "Instance {} carries the ECS operation lock(s) {}; no StartInstance or StopInstance is sent \
+                         while it is locked. {}",
+                        self.instance(),
+                        o.lock_reasons.join(", "),
+                        lock_hint(&verdict.reason)
+                    ),
+                };
+                self.stalled(&verdict.reason, message);
+                self.status.retry = None;
+                (retry::TERMINAL_RECHECK, ResultKind::Stalled)
+            }
+            Plan::Suspended => {
+                let message = format!(
+                    "spec.suspend is set: observing only; instance {} is {observed_status}, desired {}",
+                    self.instance(),
+                    self.desired()
+                );
+                self.set(
+                    CONDITION_READY,
+                    Some(Desired::falsy(REASON_SUSPENDED, message)),
+                );
+                self.set(CONDITION_RECONCILING, None);
+                self.set(CONDITION_STALLED, None);
+                self.status.retry = None;
+                (
+                    retry::resync_delay(self.input.resync, rng),
+                    ResultKind::Suspended,
+                )
+            }
+            Plan::Hold { until } => {
+                let wait =
+                    Duration::try_from(until.duration_since(self.input.now)).unwrap_or_default();
+                (wait.max(Duration::from_secs(1)), ResultKind::BackingOff)
+            }
+            Plan::DryRunDone => (
+                retry::resync_delay(self.input.resync, rng),
+                ResultKind::Ready,
+            ),
+            // A write plan always comes with its result; without one, nothing happened.
+            Plan::Write(_) => (retry::transition_poll(None), ResultKind::Progressing),
+        };
+        self.finish(requeue, result, None)
+    }
+
+    fn accepted(mut self, call: WriteCall, outcome: &WriteOutcome, rng: &mut impl Rng) -> Report {
+        self.status.last_action = Some(LastAction {
+            action: call.action().to_string(),
+            request_id: outcome.request_id.clone(),
+            time: self.now.clone(),
+            dry_run: outcome.dry_run,
+        });
+        self.status.last_error = None;
+        if outcome.dry_run {
+            let message = format!(
+                "dryRun: ECS approved {} with DryRun=true for instance {} (now {}); nothing was changed",
+                call.action(),
+                self.instance(),
+                self.status.instance_status.as_deref().unwrap_or("unknown"),
+            );
+            self.ready(REASON_DRY_RUN_SUCCEEDED, message.clone());
+            let event = EventNote {
+                severity: Severity::Normal,
+                reason: REASON_DRY_RUN_SUCCEEDED.to_string(),
+                note: message,
+                action: call.action().to_string(),
+            };
+            let requeue = retry::resync_delay(self.input.resync, rng);
+            return self.finish(requeue, ResultKind::Ready, Some(event));
+        }
+        let reason = match call {
+            WriteCall::Start => "Starting",
+            WriteCall::Stop => "Stopping",
+        };
+        self.progressing(
+            reason,
+            format!(
+                "{} accepted; waiting for instance {} to be {}",
+                call.action(),
+                self.instance(),
+                self.desired()
+            ),
+        );
+        let event = EventNote {
+            severity: Severity::Normal,
+            reason: reason.to_string(),
+            note: format!(
+                "ECS accepted {} for instance {} (RequestId {})",
+                call.action(),
+                self.instance(),
+                outcome.request_id.as_deref().unwrap_or("none")
+            ),
+            action: call.action().to_string(),
+        };
+        self.finish(
+            retry::transition_poll(Some(Duration::ZERO)),
+            ResultKind::Acted,
+            Some(event),
+        )
+    }
+
+    fn failed(
+        mut self,
+        verdict: &Verdict,
+        message: String,
+        call: Option<(&str, &EcsError)>,
+        observed_status: Option<String>,
+        rng: &mut impl Rng,
+    ) -> Report {
+        if let Some(status) = observed_status {
+            self.status.instance_status = Some(status);
+            self.status.last_observed_time = Some(self.now.clone());
+        }
+        let previous = self.input.previous;
+        let attempts = match &previous.retry {
+            Some(r) if previous.observed_generation == self.input.generation => {
+                r.attempts.saturating_add(1)
+            }
+            _ => 1,
+        };
+        let delay = match BackoffPolicy::for_class(verdict.class) {
+            Some(policy) => policy.delay(u32::try_from(attempts).unwrap_or(1), rng),
+            None => retry::TERMINAL_RECHECK,
+        };
+        let next = self.input.now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::ZERO);
+        self.status.retry = Some(RetryStatus {
+            attempts,
+            next_attempt_time: Time(next),
+        });
+        self.status.last_error = Some(match call {
+            Some((action, error)) => LastError {
+                action: Some(action.to_string()),
+                code: error
+                    .code()
+                    .map_or_else(|| verdict.reason.clone(), str::to_string),
+                message: error
+                    .message()
+                    .map_or_else(|| error.to_string(), str::to_string),
+                http_status: error.http_status().map(i32::from),
+                request_id: error.request_id().map(str::to_string),
+                time: self.now.clone(),
+            },
+            None => LastError {
+                action: None,
+                code: verdict.reason.clone(),
+                message: message.clone(),
+                http_status: None,
+                request_id: None,
+                time: self.now.clone(),
+            },
+        });
+        let result = if verdict.class.is_retryable() {
+            self.set(
+                CONDITION_READY,
+                Some(Desired::falsy(&verdict.reason, message.clone())),
+            );
+            self.set(
+                CONDITION_RECONCILING,
+                Some(Desired::truthy(REASON_RETRYING, message.clone())),
+            );
+            self.set(CONDITION_STALLED, None);
+            ResultKind::Retrying
+        } else {
+            self.stalled(&verdict.reason, message.clone());
+            ResultKind::Stalled
+        };
+        let event = EventNote {
+            severity: Severity::Warning,
+            reason: verdict.reason.clone(),
+            note: message,
+            action: call
+                .map_or("ResolveCredentials", |(action, _)| action)
+                .to_string(),
+        };
+        self.finish(delay, result, Some(event))
+    }
+
+    fn finish(self, requeue: Duration, result: ResultKind, event: Option<EventNote>) -> Report {
+        let status_changed =
+            without_observed_time(&self.status) != without_observed_time(self.input.previous);
+        let event = event.or_else(|| self.ready_changed_event());
+        Report {
+            status: self.status,
+            status_changed,
+            event,
+            requeue,
+            result,
+        }
+    }
+
+    /// A Normal or Warning event when the Ready condition changed status or reason.
+    fn ready_changed_event(&self) -> Option<EventNote> {
+        let new = self.status.condition(CONDITION_READY)?;
+        let old = self.input.previous.condition(CONDITION_READY);
+        if old.is_some_and(|o| o.status == new.status && o.reason == new.reason) {
+            return None;
+        }
+        let stalled = self
+            .status
+            .condition(CONDITION_STALLED)
+            .is_some_and(|c| c.status == "True");
+        Some(EventNote {
+            severity: if stalled {
+                Severity::Warning
+            } else {
+                Severity::Normal
+            },
+            reason: new.reason.clone(),
+            note: new.message.clone(),
+            action: "Observe".to_string(),
+        })
+    }
+}
+
+fn without_observed_time(status: &EcsInstancePowerStatus) -> EcsInstancePowerStatus {
+    EcsInstancePowerStatus {
+        last_observed_time: None,
+        ..status.clone()
+    }
+}
+
+/// A stable condition message for a failed call: the action, what ECS said (code and HTTP status,
+/// never the RequestId, the ECS message or anything else that changes between attempts), and what
+/// happens next.
+pub fn error_message(action: &str, error: &EcsError, verdict: &Verdict) -> String {
+    let what = match error {
+        EcsError::Api {
+            code, http_status, ..
+        } => format!("ECS answered {code} (HTTP {http_status})"),
+        EcsError::Unreachable { .. } => {
+            "the ECS endpoint could not be reached (connection error or timeout)".into()
+        }
+        EcsError::Malformed { http_status, .. } => {
+            format!("ECS returned a response that could not be parsed (HTTP {http_status})")
+        }
+        EcsError::HttpStatus { http_status, .. } => {
+            format!("the ECS endpoint answered HTTP {http_status}")
+        }
+        EcsError::InvalidRequest { .. } => "the request is invalid and was not sent".into(),
+    };
+    format!("{action} failed: {what}. {}", next_step(verdict))
+}
+
+/// What the operator does next, and what a person can do, per reason and class.
+fn next_step(verdict: &Verdict) -> &'static str {
+    match verdict.reason.as_str() {
+        reason::CREDENTIALS_REJECTED => {
+            "ECS rejected the credentials: check the AccessKey pair (or STS token) and that it is enabled. Re-checked \
+             every 10 minutes and at once when the Secret or the spec changes."
+        }
+        reason::FORBIDDEN => {
+            "The credentials lack a RAM permission for this call (ecs:DescribeInstances, ecs:StartInstance, \
+             ecs:StopInstance). Re-checked every 10 minutes."
+        }
+        reason::INSUFFICIENT_BALANCE => {
+            "Top up the Alibaba Cloud account. Re-checked every 10 minutes."
+        }
+        reason::INSTANCE_EXPIRED => "Renew the subscription instance. Re-checked every 10 minutes.",
+        reason::INSTANCE_NOT_FOUND => {
+            "Check spec.instanceId and spec.regionId. Re-checked every 10 minutes."
+        }
+        _ => match verdict.class {
+            ErrorClass::Transient => "Retrying with backoff (1 s to 5 min).",
+            ErrorClass::Throttled => {
+                "The ECS API rate limit was hit; retrying with backoff (2 s to 5 min)."
+            }
+            ErrorClass::Capacity => {
+                "ECS has no capacity for this instance right now; retrying with backoff (30 s to 30 min)."
+            }
+            ErrorClass::Conflict => {
+                "The instance is not in a state that allows this call (another operation may be in progress); \
+                 re-checking in a few seconds."
+            }
+            ErrorClass::Terminal => {
+                "This needs someone to act; re-checked every 10 minutes and at once when the spec or the referenced \
+                 Secret changes."
+            }
+        },
+    }
+}
+
+fn lock_hint(reason: &str) -> &'static str {
+    if reason == reason::INSTANCE_LOCKED_FOR_SECURITY {
+        "A security lock is set by Alibaba Cloud security: see the ECS console and the security notices."
+    } else {
+        "Resolve the lock (for example, overdue payment) in the ECS console; re-checked every 10 minutes."
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+    use crate::api::DesiredState;
+    use crate::controller::decide::Transition;
+    use crate::ecs::InstanceStatus;
+
+    fn spec(desired: DesiredState) -> EcsInstancePowerSpec {
+        serde_json::from_value(serde_json::json!({
+            "instanceId": "i-abc", "regionId": "cn-hangzhou", "desiredState": desired
+        }))
+        .unwrap()
+    }
+
+    fn seen(status: InstanceStatus, locks: &[&str]) -> InstanceObservation {
+        InstanceObservation {
+            instance_id: "i-abc".into(),
+            status,
+            lock_reasons: locks.iter().map(|s| s.to_string()).collect(),
+            stopped_mode: None,
+            expired_time: None,
+        }
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn run(
+        spec: &EcsInstancePowerSpec,
+        previous: &EcsInstancePowerStatus,
+        now: Timestamp,
+        outcome: Outcome<'_>,
+    ) -> Report {
+        let input = Input {
+            spec,
+            generation: Some(1),
+            previous,
+            now,
+            resync: Duration::from_secs(300),
+        };
+        report(input, outcome, &mut StdRng::seed_from_u64(3))
+    }
+
+    fn cond<'s>(status: &'s EcsInstancePowerStatus, type_: &str) -> Option<(&'s str, &'s str)> {
+        status
+            .condition(type_)
+            .map(|c| (c.status.as_str(), c.reason.as_str()))
+    }
+
+    fn api_error(code: &str, http_status: u16, request_id: &str) -> EcsError {
+        EcsError::Api {
+            code: code.into(),
+            message: format!("message of {code}"),
+            http_status,
+            request_id: Some(request_id.into()),
+        }
+    }
+
+    #[test]
+    fn ready_then_steady_state_writes_nothing() {
+        let spec = spec(DesiredState::Running);
+        let observed = seen(InstanceStatus::Running, &[]);
+        let first = run(
+            &spec,
+            &EcsInstancePowerStatus::default(),
+            at(0),
+            Outcome::Decided {
+                observed: Some(&observed),
+                plan: &Plan::Ready,
+                write: None,
+            },
+        );
+        assert!(first.status_changed);
+        assert_eq!(
+            cond(&first.status, CONDITION_READY),
+            Some(("True", "Running"))
+        );
+        assert_eq!(first.status.instance_status.as_deref(), Some("Running"));
+        assert_eq!(first.status.observed_generation, Some(1));
+        assert_eq!(
+            first.event.as_ref().map(|e| e.reason.as_str()),
+            Some("Running")
+        );
+        assert!(
+            first.requeue >= Duration::from_secs(270) && first.requeue <= Duration::from_secs(330)
+        );
+
+        let again = run(
+            &spec,
+            &first.status,
+            at(300),
+            Outcome::Decided {
+                observed: Some(&observed),
+                plan: &Plan::Ready,
+                write: None,
+            },
+        );
+        assert!(
+            !again.status_changed,
+            "a resync that finds nothing new must not write status"
+        );
+        assert!(again.event.is_none());
+    }
+
+    #[test]
+    fn accepted_start_records_the_action_and_progresses() {
+        let spec = spec(DesiredState::Running);
+        let observed = seen(InstanceStatus::Stopped, &[]);
+        let write = Ok(WriteOutcome {
+            request_id: Some("RID-1".into()),
+            dry_run: false,
+        });
+        let r = run(
+            &spec,
+            &EcsInstancePowerStatus::default(),
+            at(0),
+            Outcome::Decided {
+                observed: Some(&observed),
+                plan: &Plan::Write(WriteCall::Start),
+                write: Some(&write),
+            },
+        );
+        assert_eq!(
+            cond(&r.status, CONDITION_READY),
+            Some(("False", "Starting"))
+        );
+        assert_eq!(
+            cond(&r.status, CONDITION_RECONCILING),
+            Some(("True", "Starting"))
+        );
+        assert_eq!(cond(&r.status, CONDITION_STALLED), None);
+        let action = r.status.last_action.as_ref().unwrap();
+        assert_eq!(
+            (action.action.as_str(), action.request_id.as_deref()),
+            ("StartInstance", Some("RID-1"))
+        );
+        assert_eq!(r.requeue, Duration::from_secs(2));
+        assert_eq!(r.result, ResultKind::Acted);
+        let event = r.event.unwrap();
+        assert!(
+            event.note.contains("RID-1"),
+            "the event carries the RequestId for support"
+        );
+        for c in &r.status.conditions {
+            assert!(
+                !c.message.contains("RID-1"),
+                "conditions never carry a RequestId"
+            );
+        }
+    }
+
+    #[test]
+    fn capacity_errors_back_off_with_growing_attempts_and_stable_conditions() {
+        let spec = spec(DesiredState::Running);
+        let observed = seen(InstanceStatus::Stopped, &[]);
+        let mut status = EcsInstancePowerStatus::default();
+        let mut ceilings = Vec::new();
+        let mut conditions_seen = Vec::new();
+        for attempt in 1..=4 {
+            let error = Err(api_error(
+                "OperationDenied.NoStock",
+                403,
+                &format!("RID-{attempt}"),
+            ));
+            let r = run(
+                &spec,
+                &status,
+                at(attempt * 1000),
+                Outcome::Decided {
+                    observed: Some(&observed),
+                    plan: &Plan::Write(WriteCall::Start),
+                    write: Some(&error),
+                },
+            );
+            assert_eq!(cond(&r.status, CONDITION_READY), Some(("False", "NoStock")));
+            assert_eq!(
+                cond(&r.status, CONDITION_RECONCILING),
+                Some(("True", "Retrying"))
+            );
+            assert_eq!(
+                cond(&r.status, CONDITION_STALLED),
+                None,
+                "capacity errors do not stall"
+            );
+            let retry = r.status.retry.clone().unwrap();
+            assert_eq!(retry.attempts, attempt as i32);
+            let policy = BackoffPolicy::for_class(ErrorClass::Capacity).unwrap();
+            assert!(r.requeue >= policy.base && r.requeue <= policy.ceiling(attempt as u32));
+            assert_eq!(
+                retry.next_attempt_time.0,
+                at(attempt * 1000) + SignedDuration::try_from(r.requeue).unwrap()
+            );
+            let error = r.status.last_error.clone().unwrap();
+            assert_eq!(error.code, "OperationDenied.NoStock");
+            assert_eq!(
+                error.request_id.as_deref(),
+                Some(format!("RID-{attempt}").as_str())
+            );
+            assert_eq!(error.action.as_deref(), Some("StartInstance"));
+            ceilings.push(r.requeue);
+            conditions_seen.push(
+                r.status
+                    .conditions
+                    .iter()
+                    .map(|c| (c.message.clone(), c.last_transition_time.clone()))
+                    .collect::<Vec<_>>(),
+            );
+            status = r.status;
+        }
+        assert!(
+            conditions_seen.windows(2).all(|w| w[0] == w[1]),
+            "conditions must not change between retries"
+        );
+    }
+
+    #[test]
+    fn terminal_write_error_stalls_and_schedules_the_recheck() {
+        let spec = spec(DesiredState::Running);
+        let observed = seen(InstanceStatus::Stopped, &[]);
+        let error = Err(api_error("InsufficientBalance", 403, "RID"));
+        let r = run(
+            &spec,
+            &EcsInstancePowerStatus::default(),
+            at(0),
+            Outcome::Decided {
+                observed: Some(&observed),
+                plan: &Plan::Write(WriteCall::Start),
+                write: Some(&error),
+            },
+        );
+        assert_eq!(
+            cond(&r.status, CONDITION_READY),
+            Some(("False", "InsufficientBalance"))
+        );
+        assert_eq!(
+            cond(&r.status, CONDITION_STALLED),
+            Some(("True", "InsufficientBalance"))
+        );
+        assert_eq!(cond(&r.status, CONDITION_RECONCILING), None);
+        assert_eq!(r.requeue, retry::TERMINAL_RECHECK);
+        assert_eq!(r.event.unwrap().severity, Severity::Warning);
+    }
+
+    #[test]
+    fn locks_and_missing_instances_stall_without_an_error_record() {
+        let spec = spec(DesiredState::Running);
+        let observed = seen(InstanceStatus::Stopped, &["security"]);
+        let plan = Plan::Stall(crate::ecs::classify_lock("security"));
+        let r = run(
+            &spec,
+            &EcsInstancePowerStatus::default(),
+            at(0),
+            Outcome::Decided {
+                observed: Some(&observed),
+                plan: &plan,
+                write: None,
+            },
+        );
+        assert_eq!(
+            cond(&r.status, CONDITION_STALLED),
+            Some(("True", "InstanceLockedForSecurity"))
+        );
+        assert!(
+            r.status
+                .condition(CONDITION_READY)
+                .unwrap()
+                .message
+                .contains("security")
+        );
+        assert!(r.status.last_error.is_none());
+        let plan = Plan::Stall(Verdict {
+            reason: reason::INSTANCE_NOT_FOUND.into(),
+            class: ErrorClass::Terminal,
+        });
+        let r = run(
+            &spec,
+            &EcsInstancePowerStatus::default(),
+            at(0),
+            Outcome::Decided {
+                observed: None,
+                plan: &plan,
+                write: None,
+            },
+        );
+        assert_eq!(r.status.instance_status.as_deref(), Some("NotFound"));
+        assert_eq!(
+            cond(&r.status, CONDITION_READY),
+            Some(("False", "InstanceNotFound"))
+        );
+    }
+
+    #[test]
+    fn dry_run_success_is_ready_and_suspend_is_not() {
+        let spec = spec(DesiredState::Running);
+        let observed = seen(InstanceStatus::Stopped, &[]);
+        let write = Ok(WriteOutcome {
+            request_id: Some("RID".into()),
+            dry_run: true,
+        });
+        let r = run(
+            &spec,
+            &EcsInstancePowerStatus::default(),
+            at(0),
+            Outcome::Decided {
+                observed: Some(&observed),
+                plan: &Plan::Write(WriteCall::Start),
+                write: Some(&write),
+            },
+        );
+        assert_eq!(
+            cond(&r.status, CONDITION_READY),
+            Some(("True", "DryRunSucceeded"))
+        );
+        assert!(r.status.last_action.unwrap().dry_run);
+        let r = run(
+            &spec,
+            &EcsInstancePowerStatus::default(),
+            at(0),
+            Outcome::Decided {
+                observed: Some(&observed),
+                plan: &Plan::Suspended,
+                write: None,
+            },
+        );
+        assert_eq!(
+            cond(&r.status, CONDITION_READY),
+            Some(("False", "Suspended"))
+        );
+        assert_eq!(cond(&r.status, CONDITION_RECONCILING), None);
+        assert_eq!(cond(&r.status, CONDITION_STALLED), None);
+    }
+
+    #[test]
+    fn observe_and_credential_failures_keep_the_last_observation() {
+        let spec = spec(DesiredState::Running);
+        let previous = EcsInstancePowerStatus {
+            instance_status: Some("Stopped".into()),
+            ..Default::default()
+        };
+        let error = EcsError::Unreachable {
+            detail: "connection refused".into(),
+        };
+        let r = run(&spec, &previous, at(0), Outcome::ObserveFailed(&error));
+        assert_eq!(r.status.instance_status.as_deref(), Some("Stopped"));
+        assert_eq!(
+            cond(&r.status, CONDITION_READY),
+            Some(("False", "EcsUnreachable"))
+        );
+        assert_eq!(
+            cond(&r.status, CONDITION_RECONCILING),
+            Some(("True", "Retrying"))
+        );
+        assert_eq!(
+            r.status.last_error.as_ref().unwrap().action.as_deref(),
+            Some("DescribeInstances")
+        );
+        let problem = Problem {
+            verdict: Verdict {
+                reason: reason::CREDENTIALS_NOT_FOUND.into(),
+                class: ErrorClass::Terminal,
+            },
+            message: "Secret team-a/x does not exist".into(),
+        };
+        let r = run(&spec, &previous, at(0), Outcome::NoCredentials(&problem));
+        assert_eq!(
+            cond(&r.status, CONDITION_STALLED),
+            Some(("True", "CredentialsNotFound"))
+        );
+        assert_eq!(
+            r.status.last_error.as_ref().unwrap().code,
+            "CredentialsNotFound"
+        );
+    }
+
+    #[test]
+    fn waiting_for_a_transition_clears_a_stale_retry() {
+        let spec = spec(DesiredState::Running);
+        let observed = seen(InstanceStatus::Starting, &[]);
+        let previous = EcsInstancePowerStatus {
+            observed_generation: Some(1),
+            retry: Some(RetryStatus {
+                attempts: 3,
+                next_attempt_time: Time(at(100)),
+            }),
+            ..Default::default()
+        };
+        let plan = Plan::Wait {
+            transition: Transition::Starting,
+            after: Duration::from_secs(5),
+        };
+        let r = run(
+            &spec,
+            &previous,
+            at(0),
+            Outcome::Decided {
+                observed: Some(&observed),
+                plan: &plan,
+                write: None,
+            },
+        );
+        assert!(r.status.retry.is_none());
+        assert_eq!(
+            cond(&r.status, CONDITION_RECONCILING),
+            Some(("True", "Starting"))
+        );
+        assert_eq!(r.requeue, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn messages_never_carry_request_ids_or_ecs_messages() {
+        let verdict = Verdict {
+            reason: "InternalError".into(),
+            class: ErrorClass::Transient,
+        };
+        let message = error_message(
+            "StartInstance",
+            &api_error("InternalError", 500, "RID-XYZ"),
+            &verdict,
+        );
+        assert!(
+            !message.contains("RID-XYZ") && !message.contains("message of"),
+            "{message}"
+        );
+        assert!(
+            message.starts_with("StartInstance failed: ECS answered InternalError (HTTP 500).")
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! Backoff per error class (DESIGN §3): how long the controller waits before the next ECS call for
+//! a resource after an error, and how often it polls a transition or re-checks a steady state.
+//!
+//! Pure functions of (class, attempt, random draw): the random source is injected so the schedule is
+//! unit-tested exactly. The resulting attempt count and next attempt time are kept in
+//! `status.retry` by the report step, so backoff survives an operator restart.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::ecs::ErrorClass;
+
+/// How often a resource with a terminal error is re-observed (no write call is made).
+pub const TERMINAL_RECHECK: Duration = Duration::from_secs(10 * 60);
+
+/// First and largest delay of one class: delays grow as `base * 2^(attempt-1)` up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    /// Delay ceiling of the first attempt (also the floor of every delay).
+    pub base: Duration,
+    /// Largest delay.
+    pub max: Duration,
+}
+
+impl BackoffPolicy {
+    /// The policy of an error class, or `None` for terminal errors (no retry of the write call).
+    pub fn for_class(class: ErrorClass) -> Option<BackoffPolicy> {
+        let (base, max) = match class {
+            ErrorClass::Transient => (1, 300),
+            ErrorClass::Throttled => (2, 300),
+            ErrorClass::Capacity => (30, 1800),
+            // Conflict means "the instance is not in the state the call needs": re-observe soon.
+            ErrorClass::Conflict => (2, 5),
+            ErrorClass::Terminal => return None,
+        };
+        Some(BackoffPolicy {
+            base: Duration::from_secs(base),
+            max: Duration::from_secs(max),
+        })
+    }
+
+    /// The exponential ceiling for the given 1-based attempt.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        self.base.saturating_mul(1u32 << exp).min(self.max)
+    }
+
+    /// The delay before the next attempt: full jitter between the base and the ceiling, so that
+    /// resources failing together (a regional outage, throttling) do not retry together.
+    pub fn delay(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
+        let ceiling = self.ceiling(attempt);
+        if ceiling <= self.base {
+            return ceiling;
+        }
+        let span = (ceiling - self.base).as_millis() as u64;
+        self.base + Duration::from_millis(rng.random_range(0..=span))
+    }
+}
+
+/// How long to wait before re-observing a transition in flight: 2 s at first, growing with the time
+/// the transition has already taken, at most 15 s (DESIGN §3).
+pub fn transition_poll(elapsed: Option<Duration>) -> Duration {
+    const MIN: Duration = Duration::from_secs(2);
+    const MAX: Duration = Duration::from_secs(15);
+    match elapsed {
+        Some(elapsed) => (elapsed / 4).clamp(MIN, MAX),
+        // Someone else started the transition; we do not know when.
+        None => Duration::from_secs(5),
+    }
+}
+
+/// The steady-state resync delay with ±10 % jitter, so that resources created together do not all
+/// hit the ECS API in the same second forever.
+pub fn resync_delay(interval: Duration, rng: &mut impl Rng) -> Duration {
+    let tenth = interval.as_millis() as u64 / 10;
+    let low = interval.as_millis() as u64 - tenth;
+    Duration::from_millis(rng.random_range(low..=low + 2 * tenth))
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{SeedableRng, rngs::StdRng};
+
+    use super::*;
+
+    #[test]
+    fn each_class_has_the_design_schedule() {
+        let secs = |c| BackoffPolicy::for_class(c).map(|p| (p.base.as_secs(), p.max.as_secs()));
+        assert_eq!(secs(ErrorClass::Transient), Some((1, 300)));
+        assert_eq!(secs(ErrorClass::Throttled), Some((2, 300)));
+        assert_eq!(secs(ErrorClass::Capacity), Some((30, 1800)));
+        assert_eq!(secs(ErrorClass::Conflict), Some((2, 5)));
+        assert_eq!(secs(ErrorClass::Terminal), None);
+    }
+
+    #[test]
+    fn ceilings_grow_exponentially_and_stop_at_max() {
+        let p = BackoffPolicy::for_class(ErrorClass::Capacity).expect("capacity retries");
+        let ceilings: Vec<u64> = (1..=8).map(|a| p.ceiling(a).as_secs()).collect();
+        assert_eq!(ceilings, [30, 60, 120, 240, 480, 960, 1800, 1800]);
+        assert_eq!(p.ceiling(u32::MAX), Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn delays_stay_between_base_and_ceiling_and_are_jittered() {
+        let p = BackoffPolicy::for_class(ErrorClass::Transient).expect("transient retries");
+        let mut rng = StdRng::seed_from_u64(7);
+        assert_eq!(p.delay(1, &mut rng), Duration::from_secs(1));
+        let delays: Vec<Duration> = (0..50).map(|_| p.delay(6, &mut rng)).collect();
+        assert!(delays.iter().all(|d| *d >= p.base && *d <= p.ceiling(6)));
+        assert!(
+            delays.windows(2).any(|w| w[0] != w[1]),
+            "no jitter: {delays:?}"
+        );
+    }
+
+    #[test]
+    fn transitions_are_polled_between_2_and_15_seconds() {
+        assert_eq!(
+            transition_poll(Some(Duration::ZERO)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            transition_poll(Some(Duration::from_secs(20))),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            transition_poll(Some(Duration::from_secs(600))),
+            Duration::from_secs(15)
+        );
+        assert_eq!(transition_poll(None), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn resync_is_jittered_by_ten_percent() {
+        let mut rng = StdRng::seed_from_u64(1);
+        for _ in 0..100 {
+            let d = resync_delay(Duration::from_secs(300), &mut rng);
+            assert!(
+                d >= Duration::from_secs(270) && d <= Duration::from_secs(330),
+                "{d:?}"
+            );
+        }
+    }
+}

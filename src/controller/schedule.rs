@@ -1,0 +1,214 @@
+//! The observation schedule: why a reconcile that nothing relevant triggered makes no ECS call.
+//!
+//! kube-runtime reconciles a resource on every change to it, including the status patch this
+//! operator just wrote, label edits and relists. None of those can change what ECS says, so the
+//! reconciler first asks the schedule: *has the generation or the credentials changed since the
+//! last observation, or is the next observation due?* If not, it requeues for the remaining time and
+//! touches neither ECS nor the API server (DESIGN §4: a reconcile triggered by the operator's own
+//! status write makes no ECS call).
+//!
+//! The schedule is in memory: after a restart every resource is observed once, which is the same
+//! cost as one resync.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kube::runtime::reflector::ObjectRef;
+use tokio::time::Instant;
+
+use crate::api::EcsInstancePower;
+
+/// What an observation depended on: a change in any part makes the next reconcile observe again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inputs {
+    /// `metadata.generation` (spec changes).
+    pub generation: Option<i64>,
+    /// The referenced Secret's `resourceVersion` (`None` when there is no reference; `Some("")`
+    /// when the referenced Secret does not exist).
+    pub credentials: Option<String>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    inputs: Inputs,
+    due: Instant,
+}
+
+/// Per-resource time of the next observation, keyed by the resource.
+#[derive(Debug, Default)]
+pub struct Schedule {
+    entries: Mutex<HashMap<ObjectRef<EcsInstancePower>, Entry>>,
+}
+
+/// What the schedule says about a reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing relevant changed and the next observation is not due: requeue after this long.
+    NotDue(Duration),
+    /// Observe now. `credentials_changed` is true when the referenced Secret changed since the last
+    /// observation of the same generation (it lifts a retry gate).
+    Observe {
+        /// The referenced Secret changed since the last observation.
+        credentials_changed: bool,
+    },
+}
+
+impl Schedule {
+    /// Decides whether a reconcile of `key` with these inputs should observe ECS.
+    pub fn check(
+        &self,
+        key: &ObjectRef<EcsInstancePower>,
+        inputs: &Inputs,
+        now: Instant,
+    ) -> Verdict {
+        let entries = self.lock();
+        match entries.get(key) {
+            Some(entry) if entry.inputs == *inputs && now < entry.due => {
+                Verdict::NotDue(entry.due - now)
+            }
+            Some(entry) => Verdict::Observe {
+                credentials_changed: entry.inputs.generation == inputs.generation
+                    && entry.inputs.credentials != inputs.credentials,
+            },
+            None => Verdict::Observe {
+                credentials_changed: false,
+            },
+        }
+    }
+
+    /// Records an observation made with `inputs`; the next one is due at `due`.
+    pub fn record(&self, key: ObjectRef<EcsInstancePower>, inputs: Inputs, due: Instant) {
+        self.lock().insert(key, Entry { inputs, due });
+    }
+
+    /// Forgets a resource (deleted, or its reconcile failed so the next one must observe).
+    pub fn forget(&self, key: &ObjectRef<EcsInstancePower>) {
+        self.lock().remove(key);
+    }
+
+    /// Keeps only the resources for which `keep` is true (called with the controller's store, so
+    /// deleted resources do not accumulate).
+    pub fn retain(&self, keep: impl Fn(&ObjectRef<EcsInstancePower>) -> bool) {
+        self.lock().retain(|k, _| keep(k));
+    }
+
+    /// Number of resources with a scheduled observation.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no resource has a scheduled observation.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<EcsInstancePower>, Entry>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts and
+        // removes), so a poisoned lock is still usable.
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> ObjectRef<EcsInstancePower> {
+        ObjectRef::new(name).within("team-a")
+    }
+
+    fn inputs(generation: i64, credentials: Option<&str>) -> Inputs {
+        Inputs {
+            generation: Some(generation),
+            credentials: credentials.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn first_reconcile_observes() {
+        let schedule = Schedule::default();
+        let now = Instant::now();
+        assert_eq!(
+            schedule.check(&key("a"), &inputs(1, None), now),
+            Verdict::Observe {
+                credentials_changed: false
+            }
+        );
+    }
+
+    #[test]
+    fn own_status_write_is_not_due() {
+        let schedule = Schedule::default();
+        let now = Instant::now();
+        schedule.record(key("a"), inputs(1, None), now + Duration::from_secs(300));
+        // The status patch triggers a reconcile with the same generation a moment later.
+        let later = now + Duration::from_millis(50);
+        assert_eq!(
+            schedule.check(&key("a"), &inputs(1, None), later),
+            Verdict::NotDue(Duration::from_millis(299_950))
+        );
+        // Another resource is unaffected.
+        assert!(matches!(
+            schedule.check(&key("b"), &inputs(1, None), later),
+            Verdict::Observe { .. }
+        ));
+    }
+
+    #[test]
+    fn due_time_spec_change_and_secret_change_observe() {
+        let schedule = Schedule::default();
+        let now = Instant::now();
+        schedule.record(
+            key("a"),
+            inputs(1, Some("10")),
+            now + Duration::from_secs(60),
+        );
+        assert_eq!(
+            schedule.check(
+                &key("a"),
+                &inputs(1, Some("10")),
+                now + Duration::from_secs(60)
+            ),
+            Verdict::Observe {
+                credentials_changed: false
+            },
+            "due"
+        );
+        assert_eq!(
+            schedule.check(&key("a"), &inputs(2, Some("10")), now),
+            Verdict::Observe {
+                credentials_changed: false
+            },
+            "spec changed"
+        );
+        assert_eq!(
+            schedule.check(&key("a"), &inputs(1, Some("11")), now),
+            Verdict::Observe {
+                credentials_changed: true
+            },
+            "Secret changed"
+        );
+        assert_eq!(
+            schedule.check(&key("a"), &inputs(1, Some("")), now),
+            Verdict::Observe {
+                credentials_changed: true
+            },
+            "Secret deleted"
+        );
+    }
+
+    #[test]
+    fn forget_and_retain() {
+        let schedule = Schedule::default();
+        let due = Instant::now() + Duration::from_secs(60);
+        schedule.record(key("a"), inputs(1, None), due);
+        schedule.record(key("b"), inputs(1, None), due);
+        schedule.forget(&key("a"));
+        assert_eq!(schedule.len(), 1);
+        schedule.retain(|k| k.name != "b");
+        assert!(schedule.is_empty());
+    }
+}

@@ -1,0 +1,83 @@
+//! The operator's HTTP endpoint (`--metrics-addr`): `/metrics` (Prometheus text format),
+//! `/healthz` (the process serves requests) and `/readyz` (the controller's cache of resources has
+//! synced with the API server). Probes of the Helm chart point here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use kube::runtime::reflector::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::EcsInstancePower;
+use crate::metrics::Metrics;
+
+/// What the endpoints read.
+#[derive(Clone)]
+pub struct Health {
+    /// Metrics to render.
+    pub metrics: Arc<Metrics>,
+    /// The controller's cache, for the per-state gauge.
+    pub store: Store<EcsInstancePower>,
+    /// Set once the cache has synced.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The router.
+pub fn router(health: Health) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(health)
+}
+
+async fn metrics(State(health): State<Health>) -> impl IntoResponse {
+    let body = health.metrics.render(&health.store.state());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
+    if health.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first list of EcsInstancePower resources\n",
+        )
+    }
+}
+
+/// Binds `addr`, returning the listener (so a port-0 address reports its real port).
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves until `shutdown` is cancelled.
+///
+/// # Errors
+/// When serving fails.
+pub async fn serve(
+    listener: TcpListener,
+    health: Health,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(health))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
