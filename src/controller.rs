@@ -23,6 +23,7 @@ pub mod schedule;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -49,6 +50,8 @@ pub struct Settings {
     pub resync: Duration,
     /// Reconciles at the same time.
     pub concurrency: u16,
+    /// Multiplies backoff, poll and re-check delays (1.0 in production).
+    pub time_scale: f64,
     /// The event reporter (controller name and pod name).
     pub reporter: Reporter,
 }
@@ -58,6 +61,7 @@ pub struct Operator {
     controller: Controller<EcsInstancePower>,
     context: Arc<Context>,
     concurrency: u16,
+    synced: Arc<AtomicBool>,
 }
 
 impl Operator {
@@ -77,8 +81,22 @@ impl Operator {
                 ),
                 None => (Api::all(client.clone()), Api::all(client.clone())),
             };
-        let controller = Controller::new(resources, watcher::Config::default().any_semantic());
-        let store = controller.store();
+        // Our own reflector rather than `Controller::new`, to see the end of the first list: that is
+        // readiness. (`Store::wait_until_ready` wakes a single waiter, and the controller is one.)
+        let (store, writer) = reflector::store();
+        let synced = Arc::new(AtomicBool::new(false));
+        let flag = synced.clone();
+        let events = watcher(resources, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .inspect(move |event| {
+                if matches!(event, Ok(watcher::Event::InitDone)) {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            });
+        let controller = Controller::for_stream(
+            reflector::reflector(writer, events).applied_objects(),
+            store.clone(),
+        );
 
         let (secret_store, secret_writer) = reflector::store();
         // Metadata only: the operator never caches Secret data, it reads a Secret when it needs it.
@@ -115,17 +133,24 @@ impl Operator {
             schedule: schedule::Schedule::default(),
             secrets: secret_store,
             resync: settings.resync,
+            time_scale: settings.time_scale,
         });
         Operator {
             controller,
             context,
             concurrency: settings.concurrency,
+            synced,
         }
     }
 
     /// The controller's cache of resources (for metrics and readiness).
     pub fn store(&self) -> Store<EcsInstancePower> {
         self.controller.store()
+    }
+
+    /// Becomes true once the first list of resources has been received (readiness).
+    pub fn synced(&self) -> Arc<AtomicBool> {
+        self.synced.clone()
     }
 
     /// Runs until `shutdown` completes, then finishes the reconciles in flight.

@@ -2,8 +2,8 @@
 //! credentials, controller, HTTP endpoint, and shutdown. Also used in-process by `sandbox` and by
 //! the tests, with a Kubernetes client of their own.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kube::Client;
@@ -20,8 +20,8 @@ use crate::server::{self, Health};
 /// The name events are reported under.
 pub const CONTROLLER_NAME: &str = "ecs-power-operator";
 
-/// Runs the operator against `client` until `shutdown` is cancelled; then lets reconciles in flight
-/// finish and returns.
+/// Runs the operator against `client` with the operator credentials of the environment until
+/// `shutdown` is cancelled; then lets reconciles in flight finish and returns.
 ///
 /// # Errors
 /// Bad flags (an invalid `--ecs-endpoint`), unusable operator credentials in the environment, or a
@@ -31,6 +31,44 @@ pub async fn run(
     args: &RunArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let operator_credentials = OperatorCredentials::discover().map_err(|e| {
+        anyhow::anyhow!("the operator's credentials in the environment are unusable: {e}")
+    })?;
+    start(client, args, operator_credentials, shutdown)
+        .await?
+        .wait()
+        .await;
+    Ok(())
+}
+
+/// A started operator.
+pub struct Running {
+    /// The address `/metrics`, `/healthz` and `/readyz` are served on.
+    pub metrics_addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the operator has stopped (after its shutdown token is cancelled).
+    pub async fn wait(self) {
+        if let Err(e) = self.task.await {
+            warn!(error = %e, "operator task failed");
+        }
+    }
+}
+
+/// Starts the operator with the given operator credentials (`None`: resources must reference a
+/// Secret). Returns once the HTTP endpoint is bound; the controller runs in a task until
+/// `shutdown` is cancelled.
+///
+/// # Errors
+/// An invalid `--ecs-endpoint`, or a `--metrics-addr` that cannot be bound.
+pub async fn start(
+    client: Client,
+    args: &RunArgs,
+    operator_credentials: Option<OperatorCredentials>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
     let endpoint = match &args.ecs_endpoint {
         Some(url) => Endpoint::override_url(url)?,
         None => args.endpoint(),
@@ -38,9 +76,6 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let ecs =
         EcsClient::new(EcsClientConfig::new(endpoint.clone()).with_observer(metrics.clone()))?;
-    let operator_credentials = OperatorCredentials::discover().map_err(|e| {
-        anyhow::anyhow!("the operator's credentials in the environment are unusable: {e}")
-    })?;
     match &operator_credentials {
         Some(_) => {
             info!("operator credentials found; resources without credentialsSecretRef use them")
@@ -54,6 +89,7 @@ pub async fn run(
         watch_namespace: args.watch_namespace.clone(),
         resync: args.resync_interval,
         concurrency: args.max_concurrent_reconciles,
+        time_scale: args.time_scale,
         reporter: Reporter {
             controller: CONTROLLER_NAME.to_string(),
             instance: std::env::var("POD_NAME").ok(),
@@ -61,12 +97,13 @@ pub async fn run(
     };
     let operator = Operator::new(client, settings, ecs, operator_credentials, metrics.clone());
     let store = operator.store();
-    let ready = Arc::new(AtomicBool::new(false));
+    let ready = operator.synced();
     let listener = server::bind(args.metrics_addr).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr)
     })?;
+    let metrics_addr = listener.local_addr()?;
     info!(
-        metrics = %listener.local_addr()?,
+        metrics = %metrics_addr,
         endpoint = ?endpoint,
         namespace = args.watch_namespace.as_deref().unwrap_or("<all>"),
         resync = ?args.resync_interval,
@@ -74,25 +111,21 @@ pub async fn run(
     );
     let health = Health {
         metrics,
-        store: store.clone(),
-        ready: ready.clone(),
+        store,
+        ready,
     };
     let server = tokio::spawn(server::serve(listener, health, shutdown.clone()));
-    tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            ready.store(true, Ordering::Relaxed);
-            info!("resource cache synced; ready");
+    let task = tokio::spawn(async move {
+        let stop = shutdown.clone();
+        operator.run(async move { stop.cancelled().await }).await;
+        shutdown.cancel();
+        match tokio::time::timeout(Duration::from_secs(5), server).await {
+            Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server failed"),
+            Ok(Err(e)) => warn!(error = %e, "HTTP server task failed"),
+            _ => {}
         }
     });
-    let stop = shutdown.clone();
-    operator.run(async move { stop.cancelled().await }).await;
-    shutdown.cancel();
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server failed"),
-        Ok(Err(e)) => warn!(error = %e, "HTTP server task failed"),
-        _ => {}
-    }
-    Ok(())
+    Ok(Running { metrics_addr, task })
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C.

@@ -35,6 +35,8 @@ pub struct Context {
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// `--resync-interval`.
     pub resync: Duration,
+    /// `--time-scale`: multiplies backoff, poll and re-check delays.
+    pub time_scale: f64,
 }
 
 impl Context {

@@ -75,6 +75,7 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         previous: &previous,
         now,
         resync: ctx.resync,
+        time_scale: ctx.time_scale,
     };
     let report = match resolved {
         Err(problem) => report::report(input, Outcome::NoCredentials(&problem), &mut rand::rng()),

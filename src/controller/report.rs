@@ -135,6 +135,9 @@ pub struct Input<'a> {
     pub now: Timestamp,
     /// `--resync-interval`.
     pub resync: Duration,
+    /// Multiplies every backoff, poll and re-check delay (not the resync); 1.0 in production, less
+    /// in tests and demos (`--time-scale`).
+    pub time_scale: f64,
 }
 
 /// Computes the next status, event and requeue time.
@@ -195,6 +198,15 @@ impl<'a> Builder<'a> {
             input,
             status,
             now: Time(input.now),
+        }
+    }
+
+    fn scaled(&self, delay: Duration) -> Duration {
+        let scale = self.input.time_scale;
+        if scale.is_finite() && scale > 0.0 && scale < 1.0 {
+            delay.mul_f64(scale)
+        } else {
+            delay
         }
     }
 
@@ -288,7 +300,7 @@ impl<'a> Builder<'a> {
                     self.desired()
                 );
                 self.progressing(transition.reason(), message);
-                (*after, ResultKind::Progressing)
+                (self.scaled(*after), ResultKind::Progressing)
             }
             Plan::Stall(verdict) => {
                 let message = match observed {
@@ -308,7 +320,7 @@ impl<'a> Builder<'a> {
                 };
                 self.stalled(&verdict.reason, message);
                 self.status.retry = None;
-                (retry::TERMINAL_RECHECK, ResultKind::Stalled)
+                (self.scaled(retry::TERMINAL_RECHECK), ResultKind::Stalled)
             }
             Plan::Suspended => {
                 let message = format!(
@@ -331,14 +343,20 @@ impl<'a> Builder<'a> {
             Plan::Hold { until } => {
                 let wait =
                     Duration::try_from(until.duration_since(self.input.now)).unwrap_or_default();
-                (wait.max(Duration::from_secs(1)), ResultKind::BackingOff)
+                (
+                    wait.max(self.scaled(Duration::from_secs(1))),
+                    ResultKind::BackingOff,
+                )
             }
             Plan::DryRunDone => (
                 retry::resync_delay(self.input.resync, rng),
                 ResultKind::Ready,
             ),
             // A write plan always comes with its result; without one, nothing happened.
-            Plan::Write(_) => (retry::transition_poll(None), ResultKind::Progressing),
+            Plan::Write(_) => (
+                self.scaled(retry::transition_poll(None)),
+                ResultKind::Progressing,
+            ),
         };
         self.finish(requeue, result, None)
     }
@@ -392,11 +410,8 @@ impl<'a> Builder<'a> {
             ),
             action: call.action().to_string(),
         };
-        self.finish(
-            retry::transition_poll(Some(Duration::ZERO)),
-            ResultKind::Acted,
-            Some(event),
-        )
+        let requeue = self.scaled(retry::transition_poll(Some(Duration::ZERO)));
+        self.finish(requeue, ResultKind::Acted, Some(event))
     }
 
     fn failed(
@@ -422,6 +437,7 @@ impl<'a> Builder<'a> {
             Some(policy) => policy.delay(u32::try_from(attempts).unwrap_or(1), rng),
             None => retry::TERMINAL_RECHECK,
         };
+        let delay = self.scaled(delay);
         let next = self.input.now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::ZERO);
         self.status.retry = Some(RetryStatus {
             attempts,
@@ -631,6 +647,7 @@ mod tests {
             previous,
             now,
             resync: Duration::from_secs(300),
+            time_scale: 1.0,
         };
         report(input, outcome, &mut StdRng::seed_from_u64(3))
     }
