@@ -10,6 +10,7 @@
 //! ```
 //!
 //! - [`credentials`]: [`Credentials`] from a Secret or the environment; secrets are redacted.
+//! - [`rrsa`]: the operator's credentials from RRSA (STS `AssumeRoleWithOIDC`), refreshed.
 //! - [`signature`]: the hand-written RPC signature V1 (ECS-API.md §1), with its known answers.
 //! - [`endpoint`]: which URL a region's calls go to.
 //! - [`client`]: [`EcsClient`], the three calls, timeouts, body cap, logging, observer.
@@ -26,6 +27,7 @@ pub mod instance;
 pub mod observer;
 pub mod power;
 pub mod redaction;
+pub mod rrsa;
 pub mod signature;
 
 pub use catalogue::{ErrorClass, Verdict, classify, classify_credentials, classify_lock};
@@ -36,3 +38,4 @@ pub use error::EcsError;
 pub use instance::{InstanceObservation, InstanceStatus};
 pub use observer::{CallObserver, NoopObserver};
 pub use power::{StartInstance, StopInstance, StoppedMode, WriteOutcome};
+pub use rrsa::{RrsaConfig, RrsaProvider, RrsaSession};

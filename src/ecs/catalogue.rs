@@ -69,8 +69,12 @@ pub mod reason {
     pub const UNKNOWN_ECS_ERROR: &str = "UnknownEcsError";
     /// The Secret named by `credentialsSecretRef` does not exist.
     pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
-    /// The credentials Secret (or the operator's environment) lacks a key, or it is empty.
+    /// The credentials Secret (or the operator's environment) lacks a key, or it is empty; or
+    /// the RRSA settings or token file are unusable.
     pub const CREDENTIALS_INVALID: &str = "CredentialsInvalid";
+    /// STS could not exchange the RRSA token for now: unreachable, HTTP ≥ 500, throttled, or an
+    /// answer that could not be understood.
+    pub const STS_UNAVAILABLE: &str = "StsUnavailable";
 }
 
 /// How the controller retries after a failure of this kind (DESIGN §3).
@@ -165,10 +169,51 @@ pub fn classify_lock(lock_reason: &str) -> Verdict {
     }
 }
 
-/// Classifies unusable credentials (a Secret or environment missing a key, or an empty one).
+/// Classifies a failure to obtain credentials.
+///
+/// - A Secret or the environment missing a key, an empty or malformed value, unusable RRSA
+///   settings or token file → `CredentialsInvalid`, terminal (someone has to fix the setup).
+/// - STS refusing the RRSA exchange with a 4xx code (`AuthenticationFail.OIDCToken.*`,
+///   `EntityNotExist.Role`, `EntityNotExist.OIDCProvider`, `InvalidParameter.*`, `NoPermission`,
+///   …) → `CredentialsRejected`, terminal.
+/// - STS unreachable, answering HTTP ≥ 500 or `InternalError` / `ServiceUnavailable*` /
+///   `Throttling*`, or something that is not an STS answer → `StsUnavailable`, transient. (STS
+///   throttling is not the ECS `Throttled` class: it must not slow the ECS limiter down.)
 #[must_use]
-pub fn classify_credentials(_err: &CredentialsError) -> Verdict {
-    Verdict::new(reason::CREDENTIALS_INVALID, ErrorClass::Terminal)
+pub fn classify_credentials(err: &CredentialsError) -> Verdict {
+    match err {
+        CredentialsError::Missing { .. }
+        | CredentialsError::Empty { .. }
+        | CredentialsError::NotUtf8 { .. }
+        | CredentialsError::ControlCharacter { .. }
+        | CredentialsError::Invalid { .. }
+        | CredentialsError::TokenFile { .. } => {
+            Verdict::new(reason::CREDENTIALS_INVALID, ErrorClass::Terminal)
+        }
+        CredentialsError::Exchange {
+            code, http_status, ..
+        } => {
+            let family = |prefix: &str| code == prefix || code.starts_with(&format!("{prefix}."));
+            let passing = *http_status >= 500
+                || [
+                    "InternalError",
+                    "UnknownError",
+                    "ServiceUnavailable",
+                    "Throttling",
+                ]
+                .into_iter()
+                .any(family)
+                || code == "Rejected.Throttling";
+            if passing {
+                Verdict::new(reason::STS_UNAVAILABLE, ErrorClass::Transient)
+            } else {
+                Verdict::new(reason::CREDENTIALS_REJECTED, ErrorClass::Terminal)
+            }
+        }
+        CredentialsError::StsUnavailable { .. } => {
+            Verdict::new(reason::STS_UNAVAILABLE, ErrorClass::Transient)
+        }
+    }
 }
 
 /// The ECS error code table, then the HTTP status rules, then "the code without its dots".
@@ -737,11 +782,90 @@ mod tests {
         for r in [
             reason::CREDENTIALS_NOT_FOUND,
             reason::CREDENTIALS_INVALID,
+            reason::STS_UNAVAILABLE,
             reason::INSTANCE_NOT_FOUND,
             reason::INSTANCE_LOCKED,
             reason::UNKNOWN_ECS_ERROR,
         ] {
             assert!(is_valid_reason(r), "{r}");
+        }
+    }
+
+    #[test]
+    fn credential_failures() {
+        let invalid = Verdict::new("CredentialsInvalid", Terminal);
+        let rejected = Verdict::new("CredentialsRejected", Terminal);
+        let unavailable = Verdict::new("StsUnavailable", Transient);
+        let exchange = |code: &str, http_status: u16| CredentialsError::Exchange {
+            code: code.into(),
+            message: "m".into(),
+            http_status,
+            request_id: None,
+        };
+        let cases = [
+            (
+                CredentialsError::Empty {
+                    key: "accessKeySecret",
+                },
+                &invalid,
+            ),
+            (CredentialsError::NotUtf8 { key: "accessKeyId" }, &invalid),
+            (
+                CredentialsError::ControlCharacter {
+                    key: "accessKeySecret",
+                },
+                &invalid,
+            ),
+            (
+                CredentialsError::Missing {
+                    key: "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+                },
+                &invalid,
+            ),
+            (
+                CredentialsError::Invalid {
+                    key: "ALIBABA_CLOUD_STS_ENDPOINT",
+                    detail: "d".into(),
+                },
+                &invalid,
+            ),
+            (
+                CredentialsError::TokenFile {
+                    path: "/t".into(),
+                    detail: "d".into(),
+                },
+                &invalid,
+            ),
+            (
+                exchange("AuthenticationFail.OIDCToken.Expired", 400),
+                &rejected,
+            ),
+            (
+                exchange("AuthenticationFail.OIDCToken.Invalid", 400),
+                &rejected,
+            ),
+            (exchange("EntityNotExist.Role", 404), &rejected),
+            (exchange("EntityNotExist.OIDCProvider", 404), &rejected),
+            (exchange("InvalidParameter.RoleArn", 400), &rejected),
+            (exchange("NoPermission", 403), &rejected),
+            (exchange("MissingOIDCToken", 400), &rejected),
+            (exchange("InternalError", 500), &unavailable),
+            (exchange("ServiceUnavailable", 503), &unavailable),
+            (exchange("Throttling.User", 400), &unavailable),
+            (exchange("Throttling", 400), &unavailable),
+            (exchange("Rejected.Throttling", 400), &unavailable),
+            (exchange("SomethingNew", 502), &unavailable),
+            (exchange("ThrottlingX", 400), &rejected),
+            (
+                CredentialsError::StsUnavailable {
+                    detail: "d".into(),
+                    http_status: None,
+                },
+                &unavailable,
+            ),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(&classify_credentials(&err), expected, "{err:?}");
         }
     }
 

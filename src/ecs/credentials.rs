@@ -2,14 +2,17 @@
 //!
 //! Every ECS call is signed with a [`Credentials`]. The controller takes them from the Secret a
 //! resource names in `credentialsSecretRef` ([`Credentials::from_secret_data`]) or, when it names
-//! none, from the operator's own [`OperatorCredentials`] (today: the `ALIBABA_CLOUD_*` environment
-//! variables, [`Credentials::from_env`]). Secret values live in [`SecretString`], whose `Debug`
-//! prints `<redacted>` and which has no `Display`, so they cannot slip into a log line by accident.
+//! none, from the operator's own [`OperatorCredentials`]: the `ALIBABA_CLOUD_*` static keys
+//! ([`Credentials::from_env`]), else RRSA ([`super::rrsa`]). Secret values live in
+//! [`SecretString`], whose `Debug` prints `<redacted>` and which has no `Display`, so they cannot
+//! slip into a log line by accident; no [`CredentialsError`] ever holds one.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::ByteString;
+
+use super::rrsa::{RrsaConfig, RrsaProvider};
 
 /// Secret key holding the AccessKey ID.
 pub const SECRET_KEY_ACCESS_KEY_ID: &str = "accessKeyId";
@@ -88,6 +91,76 @@ pub enum CredentialsError {
         /// The Secret key or environment variable.
         key: &'static str,
     },
+    /// A setting is present but unusable, such as a malformed `ALIBABA_CLOUD_STS_ENDPOINT` or
+    /// `ALIBABA_CLOUD_ROLE_SESSION_NAME` (settings that hold no secret).
+    #[error("`{key}` is invalid: {detail}")]
+    Invalid {
+        /// The environment variable.
+        key: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The RRSA OIDC token file could not be read, is empty or is not text.
+    #[error("cannot use the OIDC token file {path}: {detail}")]
+    TokenFile {
+        /// The file's path (the token itself is never shown).
+        path: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// STS answered `AssumeRoleWithOIDC` with an error code (`AuthenticationFail.OIDCToken.*`,
+    /// `EntityNotExist.Role`, `NoPermission`, `Throttling`, …). The message has the token
+    /// scrubbed out.
+    #[error("STS AssumeRoleWithOIDC failed: {code} (HTTP {http_status}): {message}")]
+    Exchange {
+        /// The STS error code.
+        code: String,
+        /// The STS error message.
+        message: String,
+        /// The HTTP status of the answer.
+        http_status: u16,
+        /// The STS `RequestId`, for support tickets.
+        request_id: Option<String>,
+    },
+    /// STS could not be reached, answered something that is not an STS answer (an HTML error
+    /// page, a body cut short), or handed out credentials that are already too close to expiry.
+    #[error("STS unavailable: {detail}")]
+    StsUnavailable {
+        /// What went wrong (never the token, a secret or the request body).
+        detail: String,
+        /// The HTTP status, when an answer arrived.
+        http_status: Option<u16>,
+    },
+}
+
+impl CredentialsError {
+    /// The STS error code, for [`CredentialsError::Exchange`].
+    #[must_use]
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Exchange { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the STS answer, when there was one.
+    #[must_use]
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::Exchange { http_status, .. } => Some(*http_status),
+            Self::StsUnavailable { http_status, .. } => *http_status,
+            _ => None,
+        }
+    }
+
+    /// The STS `RequestId`, when the answer carried one.
+    #[must_use]
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::Exchange { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 impl Credentials {
@@ -203,28 +276,32 @@ fn clean(key: &'static str, raw: &str) -> Result<Option<String>, CredentialsErro
 
 /// Where the operator's own credentials come from, for resources without `credentialsSecretRef`.
 ///
-/// Today there is one source, static keys from the environment. RRSA (STS `AssumeRoleWithOIDC`
-/// with the projected service-account token named by `ALIBABA_CLOUD_ROLE_ARN`,
-/// `ALIBABA_CLOUD_OIDC_PROVIDER_ARN`, `ALIBABA_CLOUD_OIDC_TOKEN_FILE`, ECS-API.md §7) is a later
-/// issue: it becomes a second variant here, tried after `Env` (first found wins, DESIGN §5), and
-/// [`OperatorCredentials::credentials`] is already `async` and fallible so that variant can
-/// exchange and refresh tokens without changing callers.
+/// DESIGN §5 order, first found wins: static keys from the environment ([`Credentials::from_env`]),
+/// then RRSA (STS `AssumeRoleWithOIDC` with the projected service-account token named by
+/// `ALIBABA_CLOUD_ROLE_ARN`, `ALIBABA_CLOUD_OIDC_PROVIDER_ARN`, `ALIBABA_CLOUD_OIDC_TOKEN_FILE`,
+/// ECS-API.md §7; see [`RrsaProvider`]). Clones share one RRSA session.
 #[derive(Debug, Clone)]
 pub enum OperatorCredentials {
     /// Static keys from `ALIBABA_CLOUD_ACCESS_KEY_ID` / `_SECRET` / `_SECURITY_TOKEN`.
     Env(Credentials),
+    /// Temporary STS keys obtained (and refreshed) with the RRSA OIDC token.
+    Rrsa(RrsaProvider),
 }
 
 impl OperatorCredentials {
     /// Finds the operator's credentials in the process environment; `Ok(None)` when none is set.
     ///
     /// # Errors
-    /// [`CredentialsError`] when a source is present but unusable.
+    /// [`CredentialsError`] when a source is present but unusable: half of a static key pair, one
+    /// or two of the three RRSA variables (naming the missing one), a malformed STS endpoint.
     pub fn discover() -> Result<Option<Self>, CredentialsError> {
         Self::discover_with(|name| std::env::var_os(name))
     }
 
     /// Like [`OperatorCredentials::discover`], with `lookup` standing in for the environment.
+    ///
+    /// Static keys win over RRSA when both are configured. Nothing is read from the token file
+    /// and STS is not called here: the first [`OperatorCredentials::credentials`] does that.
     ///
     /// # Errors
     /// As [`OperatorCredentials::discover`].
@@ -232,22 +309,34 @@ impl OperatorCredentials {
     where
         F: Fn(&str) -> Option<std::ffi::OsString>,
     {
-        Ok(Credentials::from_env_lookup(lookup)?.map(Self::Env))
+        if let Some(credentials) = Credentials::from_env_lookup(&lookup)? {
+            return Ok(Some(Self::Env(credentials)));
+        }
+        match RrsaConfig::from_lookup(&lookup)? {
+            Some(config) => Ok(Some(Self::Rrsa(RrsaProvider::new(config)?))),
+            None => Ok(None),
+        }
     }
 
     /// The credentials to sign the next call with.
     ///
+    /// For RRSA this exchanges the token at STS when there are no credentials yet or the cached
+    /// ones are due for refresh ([`RrsaProvider::credentials`]); concurrent callers share one
+    /// exchange.
+    ///
     /// # Errors
-    /// None for `Env`; the RRSA source will report failed token exchanges here.
+    /// None for `Env`; for `Rrsa`, a token file that cannot be read, an STS rejection
+    /// ([`CredentialsError::Exchange`]) or an unreachable STS ([`CredentialsError::StsUnavailable`]).
     pub async fn credentials(&self) -> Result<Credentials, CredentialsError> {
         match self {
             Self::Env(credentials) => Ok(credentials.clone()),
+            Self::Rrsa(provider) => provider.credentials().await,
         }
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use std::ffi::OsString;
 
@@ -441,6 +530,52 @@ mod tests {
             OperatorCredentials::discover_with(env(&[]))
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    const RRSA: [(&str, &str); 3] = [
+        ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/op"),
+        (
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+            "acs:ram::1:oidc-provider/ack-rrsa-c1",
+        ),
+        ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", "/var/run/secrets/token"),
+    ];
+
+    #[test]
+    fn design_order_static_keys_then_rrsa() {
+        let mut both = RRSA.to_vec();
+        both.extend([
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "AK1"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "S1"),
+        ]);
+        assert!(matches!(
+            OperatorCredentials::discover_with(env(&both)).unwrap(),
+            Some(OperatorCredentials::Env(_))
+        ));
+        let found = OperatorCredentials::discover_with(env(&RRSA))
+            .unwrap()
+            .unwrap();
+        let OperatorCredentials::Rrsa(provider) = &found else {
+            panic!("expected RRSA, got {found:?}");
+        };
+        assert_eq!(provider.config().role_arn, "acs:ram::1:role/op");
+        assert_eq!(provider.config().sts_endpoint, "https://sts.aliyuncs.com");
+        // Half a static pair is an error even when RRSA is configured: no silent fallback.
+        let mut half = RRSA.to_vec();
+        half.push(("ALIBABA_CLOUD_ACCESS_KEY_ID", "AK1"));
+        assert_eq!(
+            OperatorCredentials::discover_with(env(&half)).unwrap_err(),
+            CredentialsError::Missing {
+                key: "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+            }
+        );
+        // Two of the three RRSA variables: the error names the third.
+        assert_eq!(
+            OperatorCredentials::discover_with(env(&RRSA[..2])).unwrap_err(),
+            CredentialsError::Missing {
+                key: "ALIBABA_CLOUD_OIDC_TOKEN_FILE"
+            }
         );
     }
 }
