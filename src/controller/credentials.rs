@@ -17,7 +17,8 @@ use crate::ecs::{Credentials, ErrorClass, OperatorCredentials, Verdict, classify
 /// Why no usable credentials could be found for a resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// Reason and class (`CredentialsNotFound` / `CredentialsInvalid`, terminal).
+    /// Reason and class (`CredentialsNotFound` / `CredentialsInvalid` / `CredentialsRejected`,
+    /// terminal; `StsUnavailable`, transient).
     pub verdict: Verdict,
     /// A stable message for the condition: names the Secret and key, never a value.
     pub message: String,
