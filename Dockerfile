@@ -29,7 +29,7 @@ ENV CC_x86_64_unknown_linux_musl=musl-gcc \
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     target="$(cat /rust-target)" \
- && cargo build --release --locked --package ecs-power-operator --bin ecs-power-operator --target "$target" \
+ && cargo build --release --locked --package ecs-power-operator --no-default-features --bin ecs-power-operator --target "$target" \
  && install -D -m 0755 "target/$target/release/ecs-power-operator" /out/ecs-power-operator
 
 FROM gcr.io/distroless/static-debian12:nonroot

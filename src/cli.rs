@@ -25,6 +25,10 @@ pub enum Command {
     Run(RunArgs),
     /// Print the CustomResourceDefinition YAML.
     Crd,
+    /// Try it without a cluster or a cloud account: an in-memory Kubernetes API server, a local
+    /// ECS endpoint with a few instances, and the operator, in one process.
+    #[cfg(feature = "sandbox")]
+    Sandbox(crate::sandbox::SandboxArgs),
 }
 
 /// Flags of the operator itself.

@@ -5,7 +5,8 @@
 //! - [`ecs`]: the ECS OpenAPI client (signature, errors and their classification, credentials).
 //! - [`controller`]: observe → decide → act → report, on kube-runtime's `Controller`.
 //! - [`metrics`], [`server`], [`telemetry`]: what operators of the operator look at.
-//! - [`cli`] and [`run`]: the binary's command line and process assembly.
+//! - [`cli`] and [`run`]: the binary's command line and process assembly; `sandbox` (feature
+//!   `sandbox`, on by default): the operator with an in-memory API server and a local ECS endpoint.
 
 pub mod api;
 pub mod cli;
@@ -13,5 +14,7 @@ pub mod controller;
 pub mod ecs;
 pub mod metrics;
 pub mod run;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod server;
 pub mod telemetry;

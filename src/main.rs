@@ -1,4 +1,4 @@
-//! The `ecs-power-operator` binary: `run` (default), `crd`.
+//! The `ecs-power-operator` binary: `run` (default), `crd`, `sandbox`.
 
 use std::process::ExitCode;
 
@@ -20,6 +20,8 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Run(args)) => operate(args),
+        #[cfg(feature = "sandbox")]
+        Some(Command::Sandbox(args)) => sandbox(args, cli.run.log_format),
         None => operate(cli.run),
     }
 }
@@ -46,6 +48,31 @@ fn operate(args: ecs_power_operator::cli::RunArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(feature = "sandbox")]
+fn sandbox(
+    args: ecs_power_operator::sandbox::SandboxArgs,
+    log_format: ecs_power_operator::cli::LogFormat,
+) -> ExitCode {
+    if let Err(e) = telemetry::init(log_format) {
+        eprintln!("error: cannot set up logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ecs_power_operator::sandbox::main(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

@@ -1,0 +1,260 @@
+//! `ecs-power-operator sandbox`: the whole product on one machine, with no cluster and no cloud
+//! account (DESIGN §6). One process runs kube-sandbox (an in-memory Kubernetes API server),
+//! ecs-emulator (a local ECS endpoint seeded with a few instances) and the operator, installs the
+//! CRD, writes a kubeconfig and prints what to type next.
+//!
+//! Everything is in memory and gone on Ctrl-C. The operator runs exactly as `run` does, only with
+//! the emulator's endpoint and key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser};
+use ecs_emulator::{AccessKey, Emulator, Instance, Status};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::PostParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, CustomResourceExt};
+use kube_sandbox::Sandbox;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::EcsInstancePower;
+use crate::cli::Cli;
+use crate::ecs::{Credentials, OperatorCredentials};
+use crate::run;
+
+/// The region of the seeded instances.
+pub const REGION: &str = "cn-hangzhou";
+/// The operator's own key in the sandbox.
+pub const OPERATOR_KEY: (&str, &str) = ("sandbox-operator-key", "sandbox-operator-secret");
+/// The key of `examples/secret-ref.yaml`'s Secret.
+pub const TEAM_KEY: (&str, &str) = ("sandbox-team-a-key", "sandbox-team-a-secret");
+
+/// The seeded instances: (id, initial status, locks, what the matching example shows).
+pub const INSTANCES: [(&str, Status, &[&str], &str); 5] = [
+    (
+        "i-demo0001",
+        Status::Stopped,
+        &[],
+        "examples/start.yaml starts it",
+    ),
+    (
+        "i-demo0002",
+        Status::Running,
+        &[],
+        "examples/stop.yaml stops it",
+    ),
+    (
+        "i-demo0003",
+        Status::Stopped,
+        &[],
+        "examples/dry-run.yaml asks ECS without starting it",
+    ),
+    (
+        "i-demo0004",
+        Status::Stopped,
+        &["security"],
+        "examples/locked.yaml: security lock, Stalled",
+    ),
+    (
+        "i-demo0005",
+        Status::Stopped,
+        &[],
+        "examples/secret-ref.yaml starts it with a Secret's key",
+    ),
+];
+
+/// Flags of `sandbox`.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxArgs {
+    /// Where to write the kubeconfig for kubectl. Default: `ecs-power-operator-sandbox/kubeconfig`
+    /// in the system's temporary directory.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Address of the Kubernetes API server (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub kube_listen: SocketAddr,
+
+    /// Address of the ECS endpoint (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub ecs_listen: SocketAddr,
+
+    /// How long the emulated instances stay Starting / Stopping.
+    #[arg(long, default_value = "3s", value_parser = crate::cli::parse_duration)]
+    pub transition_delay: Duration,
+}
+
+/// A running sandbox.
+pub struct Running {
+    /// The Kubernetes API server.
+    pub sandbox: Sandbox,
+    /// The ECS endpoint.
+    pub emulator: Emulator,
+    /// Where the kubeconfig was written.
+    pub kubeconfig: PathBuf,
+    /// The operator's `/metrics` address.
+    pub metrics_addr: SocketAddr,
+    operator: run::Running,
+    shutdown: CancellationToken,
+}
+
+impl Running {
+    /// Stops the operator, then the servers.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.operator.wait().await;
+        self.sandbox.shutdown().await;
+        self.emulator.shutdown().await;
+    }
+}
+
+/// Starts the sandbox: servers, CRD, kubeconfig, operator.
+///
+/// # Errors
+/// An address that cannot be bound, a kubeconfig that cannot be written, or a CRD that does not
+/// become established.
+pub async fn start(args: &SandboxArgs) -> anyhow::Result<Running> {
+    let instances = INSTANCES
+        .iter()
+        .map(|(id, status, locks, _)| {
+            locks
+                .iter()
+                .fold(Instance::new(*id, REGION, *status), |instance, lock| {
+                    instance.with_lock(*lock)
+                })
+        })
+        .collect();
+    let emulator = Emulator::start(
+        args.ecs_listen,
+        ecs_emulator::Config {
+            access_keys: vec![
+                AccessKey::new(OPERATOR_KEY.0, OPERATOR_KEY.1),
+                AccessKey::new(TEAM_KEY.0, TEAM_KEY.1),
+            ],
+            transition_delay: args.transition_delay,
+            instances,
+            ..ecs_emulator::Config::default()
+        },
+    )
+    .await
+    .context("cannot start the ECS emulator")?;
+    let sandbox = Sandbox::start(args.kube_listen)
+        .await
+        .context("cannot start the Kubernetes API server")?;
+    let kubeconfig = match &args.kubeconfig {
+        Some(path) => path.clone(),
+        None => std::env::temp_dir()
+            .join("ecs-power-operator-sandbox")
+            .join("kubeconfig"),
+    };
+    if let Some(dir) = kubeconfig.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    sandbox
+        .write_kubeconfig(&kubeconfig)
+        .context("cannot write the kubeconfig")?;
+
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::from_yaml(&sandbox.kubeconfig_yaml())?,
+        &KubeConfigOptions::default(),
+    )
+    .await?;
+    let client = Client::try_from(config)?;
+    install_crd(&client).await?;
+
+    let cli = Cli::try_parse_from([
+        "ecs-power-operator",
+        "--ecs-endpoint",
+        &emulator.url(),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--resync-interval",
+        "1m",
+    ])?;
+    let credentials =
+        OperatorCredentials::Env(Credentials::new(OPERATOR_KEY.0, OPERATOR_KEY.1, None));
+    let shutdown = CancellationToken::new();
+    let operator = run::start(client, &cli.run, Some(credentials), shutdown.clone()).await?;
+    let metrics_addr = operator.metrics_addr;
+    Ok(Running {
+        sandbox,
+        emulator,
+        kubeconfig,
+        metrics_addr,
+        operator,
+        shutdown,
+    })
+}
+
+async fn install_crd(client: &Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.create(&PostParams::default(), &EcsInstancePower::crd())
+        .await
+        .context("cannot install the CRD")?;
+    let established = kube::runtime::wait::await_condition(
+        api,
+        "ecsinstancepowers.ecspower.dev",
+        kube::runtime::wait::conditions::is_crd_established(),
+    );
+    tokio::time::timeout(Duration::from_secs(10), established)
+        .await
+        .context("the CRD did not become established within 10 s")??;
+    Ok(())
+}
+
+/// What the sandbox prints once it is up.
+pub fn banner(running: &Running) -> String {
+    let kubeconfig = running.kubeconfig.display();
+    let mut out = String::new();
+    out.push_str("ecs-power-operator sandbox is running: an in-memory Kubernetes API, a local ECS endpoint and the operator.\n");
+    out.push_str("Nothing leaves this machine; everything is gone when you press Ctrl-C.\n\n");
+    out.push_str(&format!(
+        "  Kubernetes API   {}   (kubeconfig: {kubeconfig})\n",
+        running.sandbox.url()
+    ));
+    out.push_str(&format!(
+        "  ECS endpoint     {}   (region {REGION})\n",
+        running.emulator.url()
+    ));
+    out.push_str(&format!(
+        "  operator         http://{}/metrics  /healthz  /readyz\n\n",
+        running.metrics_addr
+    ));
+    out.push_str("Emulated instances:\n");
+    for (id, status, locks, what) in INSTANCES {
+        let locked = if locks.is_empty() {
+            String::new()
+        } else {
+            format!(", locked: {}", locks.join(","))
+        };
+        out.push_str(&format!("  {id}  {}{locked}  {what}\n", status.as_str()));
+    }
+    out.push_str("\nIn another terminal, from the repository root:\n");
+    out.push_str(&format!("  export KUBECONFIG={kubeconfig}\n"));
+    out.push_str("  kubectl apply -f examples/start.yaml\n");
+    out.push_str("  kubectl get ecspower -w\n");
+    out.push_str("  kubectl describe ecspower web-1\n");
+    out.push_str("  kubectl apply -f examples/stop.yaml -f examples/dry-run.yaml -f examples/locked.yaml -f examples/secret-ref.yaml\n");
+    out.push_str("  kubectl get ecspower\n");
+    out.push_str("  kubectl get events --field-selector involvedObject.kind=EcsInstancePower\n");
+    out.push_str(&format!(
+        "  curl -s {}/_emulator/calls    # every ECS call the operator made\n",
+        running.emulator.url()
+    ));
+    out
+}
+
+/// `ecs-power-operator sandbox`: start, print, wait for Ctrl-C / SIGTERM, stop.
+///
+/// # Errors
+/// As [`start`].
+pub async fn main(args: SandboxArgs) -> anyhow::Result<()> {
+    let running = start(&args).await?;
+    println!("{}", banner(&running));
+    run::shutdown_on_signals().cancelled().await;
+    running.stop().await;
+    Ok(())
+}
