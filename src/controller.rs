@@ -33,7 +33,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, ResourceExt};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::api::EcsInstancePower;
 use crate::ecs::{EcsClient, OperatorCredentials};
@@ -164,8 +164,14 @@ impl Operator {
             .graceful_shutdown_on(shutdown)
             .run(reconcile::reconcile, reconcile::error_policy, self.context)
             .for_each(|result| {
-                if let Err(err) = result {
-                    debug!(error = %err, "reconcile did not complete");
+                match result {
+                    Err(controller::Error::QueueError(err)) => warn!(
+                        error = %err,
+                        "watching EcsInstancePower resources failed (retrying with backoff); is the CRD installed \
+                         (`ecs-power-operator crd | kubectl apply -f -`) and does the operator's RBAC allow list/watch?"
+                    ),
+                    Err(err) => debug!(error = %err, "reconcile did not complete"),
+                    Ok(_) => {}
                 }
                 // Forget deleted resources now and then, so the schedule does not grow forever.
                 if rand::random_ratio(1, 256) {
