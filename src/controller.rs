@@ -16,6 +16,8 @@ pub mod conditions;
 pub mod context;
 pub mod credentials;
 pub mod decide;
+#[cfg(test)]
+mod fixtures;
 pub mod reconcile;
 pub mod report;
 pub mod retry;

@@ -27,37 +27,26 @@ fn main() -> ExitCode {
 }
 
 fn operate(args: ecs_power_operator::cli::RunArgs) -> ExitCode {
-    if let Err(e) = telemetry::init(args.log_format) {
-        eprintln!("error: cannot set up logging: {e}");
-        return ExitCode::FAILURE;
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
+    block_on(args.log_format, async move {
         let client = kube::Client::try_default().await.map_err(|e| {
             anyhow::anyhow!("cannot connect to Kubernetes (in-cluster config or KUBECONFIG): {e}")
         })?;
         run::run(client, &args, run::shutdown_on_signals()).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 #[cfg(feature = "sandbox")]
 fn sandbox(
     args: ecs_power_operator::sandbox::SandboxArgs,
     log_format: ecs_power_operator::cli::LogFormat,
+) -> ExitCode {
+    block_on(log_format, ecs_power_operator::sandbox::main(args))
+}
+
+/// Sets up logging and the runtime, runs `job`, and turns its error into a message and exit code.
+fn block_on(
+    log_format: ecs_power_operator::cli::LogFormat,
+    job: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
     if let Err(e) = telemetry::init(log_format) {
         eprintln!("error: cannot set up logging: {e}");
@@ -70,9 +59,10 @@ fn sandbox(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ecs_power_operator::sandbox::main(args)) {
+    match runtime.block_on(job) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

@@ -189,7 +189,11 @@ pub async fn start(args: &SandboxArgs) -> anyhow::Result<Running> {
     })
 }
 
-async fn install_crd(client: &Client) -> anyhow::Result<()> {
+/// Installs the operator's CRD and waits until it is established.
+///
+/// # Errors
+/// When the API server refuses the CRD or does not establish it within 10 s.
+pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     api.create(&PostParams::default(), &EcsInstancePower::crd())
         .await

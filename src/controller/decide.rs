@@ -208,22 +208,7 @@ mod tests {
     use crate::api::{LastAction, LastError, RetryStatus};
     use crate::controller::conditions::{self, Desired};
 
-    fn spec(desired: DesiredState) -> EcsInstancePowerSpec {
-        serde_json::from_value(serde_json::json!({
-            "instanceId": "i-abc", "regionId": "cn-hangzhou", "desiredState": desired
-        }))
-        .unwrap()
-    }
-
-    fn seen(status: InstanceStatus, locks: &[&str]) -> InstanceObservation {
-        InstanceObservation {
-            instance_id: "i-abc".into(),
-            status,
-            lock_reasons: locks.iter().map(|s| s.to_string()).collect(),
-            stopped_mode: None,
-            expired_time: None,
-        }
-    }
+    use crate::controller::fixtures::{seen, spec};
 
     fn now() -> Timestamp {
         Timestamp::from_second(1_800_000_000).unwrap()

@@ -16,10 +16,9 @@ use ecs_power_operator::cli::Cli;
 use ecs_power_operator::ecs::{Credentials, OperatorCredentials};
 use ecs_power_operator::run::{self, Running};
 use k8s_openapi::api::core::v1::{Event, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, CustomResourceExt};
+use kube::{Api, Client};
 use kube_sandbox::Sandbox;
 use tokio_util::sync::CancellationToken;
 
@@ -337,18 +336,8 @@ pub fn condition(status: &EcsInstancePowerStatus, type_: &str) -> Option<(String
 
 /// Installs the operator's CRD and waits until it is established.
 pub async fn install_crd(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    api.create(&PostParams::default(), &EcsInstancePower::crd())
+    ecs_power_operator::sandbox::install_crd(client)
         .await
-        .unwrap();
-    let established = kube::runtime::wait::await_condition(
-        api,
-        "ecsinstancepowers.ecspower.dev",
-        kube::runtime::wait::conditions::is_crd_established(),
-    );
-    tokio::time::timeout(Duration::from_secs(10), established)
-        .await
-        .unwrap()
         .unwrap();
 }
 
