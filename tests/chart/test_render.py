@@ -193,6 +193,41 @@ def test_no_rrsa_annotation_by_default():
     assert "annotations" not in find(render(), "ServiceAccount")["metadata"]
 
 
+def test_manual_rrsa_sts_region_and_vpc_endpoint_map_to_their_env():
+    env = env_of(render("rrsa-manual-values.yaml"))
+    assert env["ALIBABA_CLOUD_STS_REGION"] == {"name": "ALIBABA_CLOUD_STS_REGION", "value": "cn-hangzhou"}
+    assert env["ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED"] == {"name": "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "value": "true"}
+    # Region alone: the public regional endpoint, so no VPC variable.
+    env = env_of(render("rrsa-manual-values.yaml", sets=("rrsa.manual.vpcEndpoint=false",)))
+    assert env["ALIBABA_CLOUD_STS_REGION"]["value"] == "cn-hangzhou"
+    assert "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED" not in env
+    # Neither: the operator's default, the central sts.aliyuncs.com.
+    env = env_of(
+        render("rrsa-manual-values.yaml", sets=("rrsa.manual.stsRegion=", "rrsa.manual.vpcEndpoint=false"))
+    )
+    assert "ALIBABA_CLOUD_STS_REGION" not in env and "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED" not in env
+    assert "ALIBABA_CLOUD_ROLE_ARN" in env
+
+
+STS_VALUE_ERRORS = [
+    (("rrsa.manual.vpcEndpoint=true", "rrsa.manual.stsRegion="), "rrsa.manual.vpcEndpoint needs rrsa.manual.stsRegion"),
+    (
+        ("rrsa.manual.enabled=false", "rrsa.manual.stsRegion=cn-hangzhou", "rrsa.manual.vpcEndpoint=false"),
+        "apply only with rrsa.manual.enabled=true",
+    ),
+]
+
+
+@pytest.mark.parametrize("sets,message", STS_VALUE_ERRORS, ids=["vpc-without-region", "region-without-manual"])
+def test_sts_values_that_would_be_ignored_are_refused(sets, message):
+    args = ["template", RELEASE, str(CHART), "--values", str(CHART / "ci" / "rrsa-manual-values.yaml")]
+    for s in sets:
+        args += ["--set", s]
+    proc = run_helm(*args, check=False)
+    assert proc.returncode != 0, f"--set {sets} was accepted"
+    assert message in proc.stderr, proc.stderr
+
+
 def test_manual_rrsa_projects_the_oidc_token_and_sets_the_env():
     docs = render("rrsa-manual-values.yaml")
     env = env_of(docs)
@@ -213,12 +248,16 @@ def test_manual_rrsa_projects_the_oidc_token_and_sets_the_env():
 
 # --- RBAC ---------------------------------------------------------------------------------------
 
+# Exactly what the operator does (test_install_on_sandbox.py runs it behind an authorizer that
+# enforces the rules and records every request): list/watch its resources, merge-patch their
+# /status, list/watch Secrets (re-queue on change) and get the one a resource references, and
+# write events.k8s.io/v1 Events (kube-runtime's Recorder creates them and patches repeats). No PUT
+# on /status and no core ("") events: nothing in the operator makes those requests.
 OPERATOR_RULES = {
     ("ecspower.dev", "ecsinstancepowers"): {"get", "list", "watch"},
-    ("ecspower.dev", "ecsinstancepowers/status"): {"get", "patch", "update"},
+    ("ecspower.dev", "ecsinstancepowers/status"): {"get", "patch"},
     ("", "secrets"): {"get", "list", "watch"},
     ("events.k8s.io", "events"): {"create", "patch"},
-    ("", "events"): {"create", "patch"},
 }
 LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 
@@ -263,9 +302,13 @@ def test_secrets_are_read_only_and_events_create_and_patch(configuration):
             g = grants(doc)
             if ("", "secrets") in g:
                 assert g[("", "secrets")] <= {"get", "list", "watch"}
-            for key in (("events.k8s.io", "events"), ("", "events")):
-                if key in g:
-                    assert g[key] == {"create", "patch"}
+            if ("events.k8s.io", "events") in g:
+                assert g[("events.k8s.io", "events")] == {"create", "patch"}
+            # kube-runtime's Recorder writes events.k8s.io/v1 only.
+            assert ("", "events") not in g, f"{doc['kind']}/{doc['metadata']['name']} grants core events"
+            # Status is only ever merge-patched; the spec is never written.
+            assert "update" not in g.get(("ecspower.dev", "ecsinstancepowers/status"), set())
+            assert g.get(("ecspower.dev", "ecsinstancepowers"), set()) <= {"get", "list", "watch"}
 
 
 def test_namespaced_mode_uses_a_role_in_the_watched_namespace():
@@ -381,6 +424,8 @@ BAD_VALUES = [
     ("replicaCount=2", "replicaCount"),
     ("rrsa.manual.tokenExpirationSeconds=60", "/rrsa/manual/tokenExpirationSeconds"),
     ("rrsa.manual.enabled=true", "/rrsa/manual/roleArn"),
+    ("rrsa.manual.stsRegion=Hangzhou", "/rrsa/manual/stsRegion"),
+    ("rrsa.manual.vpcEndpoint=yes", "/rrsa/manual/vpcEndpoint"),
     ("serviceMonitor.enabled=yes", "/serviceMonitor/enabled"),
     ("resources=null", "resources"),
 ]
@@ -419,3 +464,12 @@ def test_notes_explain_the_credential_mode():
     assert "pod-identity.alibabacloud.com/injection=on" in notes("rrsa.roleName=r")
     assert f"Secret {NAMESPACE}/ak" in notes("credentials.existingSecret=ak")
     assert "namespace team-a only" in notes("operator.watchNamespace=team-a")
+    manual = (
+        "rrsa.manual.enabled=true",
+        "rrsa.manual.roleArn=acs:ram::1:role/r",
+        "rrsa.manual.oidcProviderArn=acs:ram::1:oidc-provider/p",
+    )
+    assert "exchanged at sts.aliyuncs.com." in notes(*manual)
+    assert "exchanged at sts-vpc.cn-hangzhou.aliyuncs.com." in notes(
+        *manual, "rrsa.manual.stsRegion=cn-hangzhou", "rrsa.manual.vpcEndpoint=true"
+    )

@@ -64,7 +64,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 The RBAC rules the operator needs on the namespace(s) it watches (see docs/install.md "RBAC").
-Least privilege: read its resources, write only their status, read Secrets, record Events.
+Least privilege, exactly the requests the operator makes (tests/chart/test_install_on_sandbox.py
+runs it behind an authorizer that enforces these rules):
+- its resources: list + watch (kube-runtime's watcher), get;
+- their status: a merge patch on /status (never a PUT, never the spec), get;
+- Secrets: list + watch (the watch that re-queues resources when a referenced Secret changes),
+  get (the Secret a resource's credentialsSecretRef names); never a write;
+- Events: kube-runtime's Recorder writes events.k8s.io/v1 Events only: create, and patch to count
+  a repeated one. No core ("") events.
 */}}
 {{- define "ecs-power-operator.watchRules" -}}
 - apiGroups: ["ecspower.dev"]
@@ -72,14 +79,11 @@ Least privilege: read its resources, write only their status, read Secrets, reco
   verbs: ["get", "list", "watch"]
 - apiGroups: ["ecspower.dev"]
   resources: ["ecsinstancepowers/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["get", "patch"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
@@ -96,5 +100,10 @@ that says what to change.
 {{- if not (and .Values.rrsa.manual.roleArn .Values.rrsa.manual.oidcProviderArn) }}
 {{- fail "rrsa.manual.enabled needs rrsa.manual.roleArn and rrsa.manual.oidcProviderArn" }}
 {{- end }}
+{{- if and .Values.rrsa.manual.vpcEndpoint (not .Values.rrsa.manual.stsRegion) }}
+{{- fail "rrsa.manual.vpcEndpoint needs rrsa.manual.stsRegion: the VPC endpoint is regional (sts-vpc.<region>.aliyuncs.com)" }}
+{{- end }}
+{{- else if or .Values.rrsa.manual.stsRegion .Values.rrsa.manual.vpcEndpoint }}
+{{- fail "rrsa.manual.stsRegion and rrsa.manual.vpcEndpoint apply only with rrsa.manual.enabled=true (with rrsa.roleName, ACK's webhook sets the STS endpoint)" }}
 {{- end }}
 {{- end }}
