@@ -63,7 +63,28 @@ pub struct Operator {
     controller: Controller<EcsInstancePower>,
     context: Arc<Context>,
     concurrency: u16,
-    synced: Arc<AtomicBool>,
+    synced: Arc<Synced>,
+}
+
+/// Readiness: both watches (resources, Secret metadata) have received their first list.
+#[derive(Debug, Default)]
+pub struct Synced {
+    resources: AtomicBool,
+    secrets: AtomicBool,
+}
+
+impl Synced {
+    /// What readiness still waits for, or `None` when ready.
+    pub fn waiting_for(&self) -> Option<&'static str> {
+        match (
+            self.resources.load(Ordering::Relaxed),
+            self.secrets.load(Ordering::Relaxed),
+        ) {
+            (true, true) => None,
+            (false, _) => Some("the first list of EcsInstancePower resources"),
+            (true, false) => Some("the first list of Secret metadata"),
+        }
+    }
 }
 
 impl Operator {
@@ -86,13 +107,13 @@ impl Operator {
         // Our own reflector rather than `Controller::new`, to see the end of the first list: that is
         // readiness. (`Store::wait_until_ready` wakes a single waiter, and the controller is one.)
         let (store, writer) = reflector::store();
-        let synced = Arc::new(AtomicBool::new(false));
+        let synced = Arc::new(Synced::default());
         let flag = synced.clone();
         let events = watcher(resources, watcher::Config::default().any_semantic())
             .default_backoff()
             .inspect(move |event| {
                 if matches!(event, Ok(watcher::Event::InitDone)) {
-                    flag.store(true, Ordering::Relaxed);
+                    flag.resources.store(true, Ordering::Relaxed);
                 }
             });
         let controller = Controller::for_stream(
@@ -104,7 +125,16 @@ impl Operator {
         // Metadata only: the operator never caches Secret data, it reads a Secret when it needs it.
         let secret_changes = reflector::reflector(
             secret_writer,
-            watcher(secrets, watcher::Config::default().any_semantic()).default_backoff(),
+            watcher(secrets, watcher::Config::default().any_semantic())
+                .default_backoff()
+                .inspect({
+                    let flag = synced.clone();
+                    move |event| {
+                        if matches!(event, Ok(watcher::Event::InitDone)) {
+                            flag.secrets.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }),
         )
         .touched_objects();
         let mapper_store = store.clone();
@@ -151,7 +181,7 @@ impl Operator {
     }
 
     /// Becomes true once the first list of resources has been received (readiness).
-    pub fn synced(&self) -> Arc<AtomicBool> {
+    pub fn synced(&self) -> Arc<Synced> {
         self.synced.clone()
     }
 
@@ -169,8 +199,8 @@ impl Operator {
                 match result {
                     Err(controller::Error::QueueError(err)) => warn!(
                         error = %err,
-                        "watching EcsInstancePower resources failed (retrying with backoff); is the CRD installed \
-                         (`ecs-power-operator crd | kubectl apply -f -`) and does the operator's RBAC allow list/watch?"
+                        "a watch failed (retrying with backoff): is the CRD installed (`ecs-power-operator crd | \
+                         kubectl apply -f -`), and does RBAC allow list/watch on ecsinstancepowers and secrets?"
                     ),
                     Err(err) => debug!(error = %err, "reconcile did not complete"),
                     Ok(_) => {}

@@ -17,6 +17,10 @@ use crate::ecs::{EcsClient, EcsClientConfig, Endpoint, OperatorCredentials};
 use crate::metrics::Metrics;
 use crate::server::{self, Health};
 
+/// How long reconciles in flight may take to finish after the shutdown signal (the chart's
+/// `terminationGracePeriodSeconds` is 30 s).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// The name events are reported under.
 pub const CONTROLLER_NAME: &str = "ecs-power-operator";
 
@@ -117,7 +121,17 @@ pub async fn start(
     let server = tokio::spawn(server::serve(listener, health, shutdown.clone()));
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
-        operator.run(async move { stop.cancelled().await }).await;
+        let grace = shutdown.clone();
+        // kube-runtime finishes the reconciles in flight on shutdown, but waits for the first list
+        // before it looks at the signal: bound the wait so SIGTERM works even when the CRD is
+        // missing or the API server is unreachable.
+        tokio::select! {
+            () = operator.run(async move { stop.cancelled().await }) => {}
+            () = async move {
+                grace.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => warn!(grace = ?SHUTDOWN_GRACE, "reconciles did not finish after the shutdown signal; exiting anyway"),
+        }
         shutdown.cancel();
         match tokio::time::timeout(Duration::from_secs(5), server).await {
             Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server failed"),

@@ -1,10 +1,9 @@
 //! The operator's HTTP endpoint (`--metrics-addr`): `/metrics` (Prometheus text format),
-//! `/healthz` (the process serves requests) and `/readyz` (the controller's cache of resources has
-//! synced with the API server). Probes of the Helm chart point here.
+//! `/healthz` (the process serves requests) and `/readyz` (the watches of resources and of Secret
+//! metadata have received their first list). Probes of the Helm chart point here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -16,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::EcsInstancePower;
+use crate::controller::Synced;
 use crate::metrics::Metrics;
 
 /// What the endpoints read.
@@ -25,8 +25,8 @@ pub struct Health {
     pub metrics: Arc<Metrics>,
     /// The controller's cache, for the per-state gauge.
     pub store: Store<EcsInstancePower>,
-    /// Set once the cache has synced.
-    pub ready: Arc<AtomicBool>,
+    /// Whether the watches have synced.
+    pub ready: Arc<Synced>,
 }
 
 /// The router.
@@ -49,14 +49,13 @@ async fn metrics(State(health): State<Health>) -> impl IntoResponse {
     )
 }
 
-async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
-    if health.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (
+async fn readyz(State(health): State<Health>) -> (StatusCode, String) {
+    match health.ready.waiting_for() {
+        None => (StatusCode::OK, "ok\n".to_string()),
+        Some(what) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the first list of EcsInstancePower resources\n",
-        )
+            format!("waiting for {what}\n"),
+        ),
     }
 }
 

@@ -198,3 +198,54 @@ async fn install_crd(kubeconfig: &std::path::Path) {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_works_even_before_the_first_list() {
+    // No CRD: the watch never lists. The operator must still exit promptly on SIGTERM.
+    let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sandbox.write_kubeconfig(&kubeconfig).unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--ecs-endpoint",
+            "http://127.0.0.1:9",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines().map_while(Result::ok);
+    assert!(
+        lines.any(|l| l.contains("ecs-power-operator starting")),
+        "the operator did not start"
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit within 25 s of SIGTERM (the kubelet waits 30 s)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    sandbox.shutdown().await;
+}
