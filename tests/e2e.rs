@@ -672,6 +672,95 @@ instances: [{id: i-e2erestart, region: cn-hangzhou, status: Stopped, transitionD
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_restarted_during_a_backoff_keeps_the_retry_schedule() {
+    let mut env = Env::start(
+        r#"
+instances: [{id: i-e2ebackoff, region: cn-hangzhou, status: Stopped}]
+faults: [{instance: i-e2ebackoff, action: StartInstance, code: OperationDenied.NoStock, times: -1}]
+"#,
+    )
+    .await;
+    env.kubectl
+        .apply(&manifest("web-1", "i-e2ebackoff", ""))
+        .await;
+    let obj = env
+        .poll("web-1", CONVERGE, "a NoStock retry scheduled", |o| {
+            retry_attempts(o) >= 1
+        })
+        .await;
+    env.operator().kill();
+    let attempts = retry_attempts(&obj);
+    let next: jiff::Timestamp = str_at(&obj, "/status/retry/nextAttemptTime")
+        .parse()
+        .unwrap_or_else(|e| panic!("status.retry.nextAttemptTime: {e}: {obj:#}"));
+    let before = env.calls("i-e2ebackoff", "StartInstance").len();
+
+    // The new process reads the schedule from status.retry: no StartInstance before it is due.
+    env.start_operator().await;
+    env.wait_calls(CONVERGE, "the next NoStock attempt", |calls| {
+        calls.iter().filter(|c| c.action == "StartInstance").count() > before
+    })
+    .await;
+    let retried = &env.calls("i-e2ebackoff", "StartInstance")[before];
+    assert!(
+        retried.time >= next,
+        "the restarted operator retried at {} although status.retry.nextAttemptTime is {next}",
+        retried.time
+    );
+    let obj = env
+        .poll("web-1", CONVERGE, "the attempt counted", |o| {
+            retry_attempts(o) > attempts
+        })
+        .await;
+    assert_eq!(
+        retry_attempts(&obj),
+        attempts + 1,
+        "the count continues: {obj:#}"
+    );
+    assert_eq!(
+        condition(&obj, "Ready"),
+        pair("False", "NoStock"),
+        "{obj:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_deleted_and_recreated_under_the_same_name_is_reconciled_at_once() {
+    // instanceId is immutable, so "manage another instance" means delete and create again (or
+    // `kubectl replace --force`); GitOps tools do the same on a replace.
+    let env = Env::start(
+        r#"
+transitionDelay: 300ms
+instances:
+  - {id: i-e2eold, region: cn-hangzhou, status: Running}
+  - {id: i-e2enew, region: cn-hangzhou, status: Stopped}
+"#,
+    )
+    .await;
+    env.kubectl.apply(&manifest("web-1", "i-e2eold", "")).await;
+    env.kubectl
+        .wait("ecspower/web-1", "condition=Ready", CONVERGE)
+        .await;
+    let out = env.kubectl.ok(&["delete", "ecspower", "web-1"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    assert_eq!(
+        env.emulator.instance("i-e2eold").unwrap().status,
+        Status::Running,
+        "deleting the resource leaves the instance as it is"
+    );
+
+    env.kubectl.apply(&manifest("web-1", "i-e2enew", "")).await;
+    // The resync interval is 5 min: only a reconcile of the new object explains a quick Ready.
+    env.kubectl
+        .wait("ecspower/web-1", "condition=Ready", CONVERGE)
+        .await;
+    let obj = env.get("web-1").await;
+    assert_converged(&obj, "Running");
+    assert_eq!(env.calls("i-e2enew", "StartInstance").len(), 1);
+    assert!(env.writes("i-e2eold").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_broken_with_410_gone_recover_and_later_changes_are_reconciled() {
     let mut env = Env::start(
         r#"

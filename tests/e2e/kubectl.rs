@@ -19,7 +19,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(45);
 const HOW_TO_GET_IT: &str = "the end-to-end tests drive the real kubectl (>= 1.29) and are never \
     skipped. Put kubectl on PATH or set KUBECTL=/path/to/kubectl. On the project's development \
     machines /usr/bin/kubectl is 1.32 and the Google Cloud SDK ships versioned copies beside it \
-    (/usr/lib/google-cloud-sdk/bin/kubectl.1.27 … kubectl.1.33; see ENVIRONMENT.md); elsewhere \
+    (/usr/lib/google-cloud-sdk/bin/kubectl.1.27 … kubectl.1.33); elsewhere \
     install it from https://kubernetes.io/docs/tasks/tools/";
 
 /// The kubectl binary: `$KUBECTL` when set, else the first `kubectl` on `PATH`.
