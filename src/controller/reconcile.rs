@@ -49,6 +49,7 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     let key = ObjectRef::from_obj(&*obj);
     let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
     let inputs = Inputs {
+        uid: obj.metadata.uid.clone(),
         generation: obj.metadata.generation,
         credentials: ctx.secret_version(&obj),
     };

@@ -22,6 +22,9 @@ use crate::api::EcsInstancePower;
 /// What an observation depended on: a change in any part makes the next reconcile observe again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inputs {
+    /// `metadata.uid`: a resource deleted and created again under the same name is another object
+    /// (its generation starts at 1 again), and [`ObjectRef`] equality ignores the uid.
+    pub uid: Option<String>,
     /// `metadata.generation` (spec changes).
     pub generation: Option<i64>,
     /// The referenced Secret's `resourceVersion` (`None` when there is no reference; `Some("")`
@@ -68,7 +71,8 @@ impl Schedule {
                 Verdict::NotDue(entry.due - now)
             }
             Some(entry) => Verdict::Observe {
-                credentials_changed: entry.inputs.generation == inputs.generation
+                credentials_changed: entry.inputs.uid == inputs.uid
+                    && entry.inputs.generation == inputs.generation
                     && entry.inputs.credentials != inputs.credentials,
             },
             None => Verdict::Observe {
@@ -122,6 +126,7 @@ mod tests {
 
     fn inputs(generation: i64, credentials: Option<&str>) -> Inputs {
         Inputs {
+            uid: Some("uid-1".to_string()),
             generation: Some(generation),
             credentials: credentials.map(str::to_string),
         }
@@ -197,6 +202,24 @@ mod tests {
                 credentials_changed: true
             },
             "Secret deleted"
+        );
+    }
+
+    #[test]
+    fn a_resource_recreated_under_the_same_name_observes() {
+        let schedule = Schedule::default();
+        let now = Instant::now();
+        schedule.record(key("a"), inputs(1, None), now + Duration::from_secs(300));
+        // Deleted, then created again: same name, generation 1 again, another uid.
+        let recreated = Inputs {
+            uid: Some("uid-2".to_string()),
+            ..inputs(1, None)
+        };
+        assert_eq!(
+            schedule.check(&key("a"), &recreated, now + Duration::from_millis(50)),
+            Verdict::Observe {
+                credentials_changed: false
+            }
         );
     }
 
