@@ -119,6 +119,17 @@ async fn start_example_starts_the_instance_with_one_call_and_the_binary_stops_on
         "{events:#?}"
     );
 
+    // The HTTP endpoint of the binary: probes and the call counters.
+    let addr = env.operator().metrics_addr.unwrap();
+    let (code, body) = operator::http_get(addr, "/healthz").await.unwrap();
+    assert_eq!((code, body.trim()), (200, "ok"));
+    let (code, metrics) = operator::http_get(addr, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains(r#"ecs_power_ecs_calls_total{action="StartInstance",code="Success"} 1"#),
+        "{metrics}"
+    );
+
     // Pod deletion sends SIGTERM: the binary finishes and exits 0, without another ECS write.
     let status = env.operator().terminate(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status after SIGTERM: {status}");
@@ -329,8 +340,8 @@ async fn a_missing_instance_is_instance_not_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_internal_errors_then_success() {
-    let env = Env::start(
+async fn two_internal_errors_then_success_with_json_logs() {
+    let mut env = Env::without_operator(
         r#"
 transitionDelay: 300ms
 instances: [{id: i-e2eflaky, region: cn-hangzhou, status: Stopped}]
@@ -338,6 +349,7 @@ faults: [{instance: i-e2eflaky, action: StartInstance, code: InternalError, time
 "#,
     )
     .await;
+    env.start_operator_logging("json").await;
     env.kubectl
         .apply(&manifest("web-1", "i-e2eflaky", ""))
         .await;
@@ -363,6 +375,25 @@ faults: [{instance: i-e2eflaky, action: StartInstance, code: InternalError, time
     assert!(
         reasons.ends_with(&["Starting".to_string(), "Running".to_string()]),
         "{reasons:?}"
+    );
+
+    // --log-format json: one JSON object per line, the ECS error code and RequestId as fields.
+    let log = env.operator().log();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let warnings: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["level"] == "WARN" && l["code"] == "InternalError")
+        .collect();
+    assert_eq!(warnings.len(), 2, "one warning per failed call:\n{log}");
+    assert!(
+        warnings.iter().all(|w| starts
+            .iter()
+            .any(|c| w["request_id"] == c.request_id.as_str())),
+        "the warnings carry the RequestIds ECS answered:\n{log}"
     );
 }
 
@@ -424,7 +455,7 @@ instances: [{id: i-e2ethrottle, region: cn-hangzhou, status: Stopped}]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_secret_is_reported_until_kubectl_creates_it() {
-    let env = Env::start(EXAMPLES_STATE).await;
+    let mut env = Env::start(EXAMPLES_STATE).await;
     // The resource of examples/secret-ref.yaml, without its Secret.
     let resource = example("secret-ref.yaml")
         .split("\n---\n")
@@ -483,6 +514,14 @@ async fn a_missing_secret_is_reported_until_kubectl_creates_it() {
         "every call signed with the Secret's key: {calls:#?}"
     );
     assert_eq!(env.writes("i-demo0005").len(), 1);
+    let log = env.operator().log();
+    assert!(log.contains("i-demo0005"), "{log}");
+    for secret in ["sandbox-team-a-secret", env::OPERATOR_SECRET] {
+        assert!(
+            !log.contains(secret),
+            "a secret value reached the operator's log"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,6 +102,11 @@ impl Env {
     /// Starts another operator process (the previous one, if any, should be gone) and waits
     /// until it is ready.
     pub async fn start_operator(&mut self) -> &mut Operator {
+        self.start_operator_logging("text").await
+    }
+
+    /// [`Env::start_operator`] with this `--log-format`.
+    pub async fn start_operator_logging(&mut self, log_format: &str) -> &mut Operator {
         let label = format!("operator-{}", self.operators.len() + 1);
         let endpoint = self.emulator.url();
         let operator = Operator::spawn(Launch {
@@ -110,6 +115,7 @@ impl Env {
             kubeconfig: &self.kubeconfig,
             ecs_endpoint: &endpoint,
             access_key: (OPERATOR_AK, OPERATOR_SECRET),
+            log_format,
         });
         self.operators.push(operator);
         let current = self.operators.last_mut().unwrap();

@@ -26,6 +26,8 @@ pub struct Launch<'a> {
     pub access_key: (&'a str, &'a str),
     /// Where stderr goes.
     pub log: PathBuf,
+    /// `--log-format`: `text` or `json`.
+    pub log_format: &'a str,
 }
 
 /// A running operator process; killed (SIGKILL) and reaped on drop.
@@ -55,7 +57,7 @@ impl Operator {
                 "--time-scale",
                 "0.05",
                 "--log-format",
-                "text",
+                launch.log_format,
             ])
             .env_clear()
             .env("KUBECONFIG", launch.kubeconfig)
@@ -99,12 +101,7 @@ impl Operator {
                 );
             }
             if self.metrics_addr.is_none() {
-                self.metrics_addr = self.log().lines().find_map(|line| {
-                    line.contains("ecs-power-operator starting")
-                        .then(|| line.split_once("metrics=")?.1.split_whitespace().next())
-                        .flatten()
-                        .and_then(|a| a.parse().ok())
-                });
+                self.metrics_addr = self.log().lines().find_map(metrics_addr);
             }
             if let Some(addr) = self.metrics_addr
                 && http_get(addr, "/readyz")
@@ -167,6 +164,24 @@ impl Drop for Operator {
             );
         }
     }
+}
+
+/// The metrics address in the start line, in either log format:
+/// `… ecs-power-operator starting metrics=127.0.0.1:PORT …` or
+/// `{"message":"ecs-power-operator starting","metrics":"127.0.0.1:PORT",…}`.
+fn metrics_addr(line: &str) -> Option<SocketAddr> {
+    if !line.contains("ecs-power-operator starting") {
+        return None;
+    }
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+        return json["metrics"].as_str()?.parse().ok();
+    }
+    line.split_once("metrics=")?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A minimal HTTP/1.1 GET (the operator's health endpoints): `(status, body)`, `None` when the
