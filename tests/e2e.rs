@@ -611,7 +611,7 @@ instances: [{id: i-e2esusp, region: cn-hangzhou, status: Stopped}]
 async fn desired_state_changed_while_starting_ends_stopped_without_wrong_calls() {
     let env = Env::start(
         r#"
-instances: [{id: i-e2eflip, region: cn-hangzhou, status: Stopped, transitionDelay: 3s}]
+instances: [{id: i-e2eflip, region: cn-hangzhou, status: Stopped, transitionDelay: 4s}]
 "#,
     )
     .await;
