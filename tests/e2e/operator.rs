@@ -156,9 +156,8 @@ impl Drop for Operator {
         self.kill();
         if std::thread::panicking() {
             eprintln!(
-                "----- {} log ({}) -----\n{}\n----- end of {} log -----",
+                "----- {} log (stderr) -----\n{}\n----- end of {} log -----",
                 self.label,
-                self.log.display(),
                 self.log(),
                 self.label
             );
