@@ -197,6 +197,12 @@ impl Operator {
             .run(reconcile::reconcile, reconcile::error_policy, self.context)
             .for_each(|result| {
                 match result {
+                    // 410 Gone: the watch fell behind (etcd compaction); kube-runtime relists.
+                    Err(controller::Error::QueueError(watcher::Error::WatchError(status)))
+                        if status.code == 410 =>
+                    {
+                        debug!(error = %status, "watch expired (410 Gone); relisting");
+                    }
                     Err(controller::Error::QueueError(err)) => warn!(
                         error = %err,
                         "a watch failed (retrying with backoff): is the CRD installed (`ecs-power-operator crd | \
