@@ -119,6 +119,9 @@ pub fn parse_time_scale(input: &str) -> Result<f64, String> {
     }
 }
 
+/// The longest duration a flag accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Parses `500ms`, `30s`, `5m`, `1h`, `1h30m` (and a bare number of seconds).
 pub fn parse_duration(input: &str) -> Result<Duration, String> {
     let s = input.trim();
@@ -160,6 +163,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
         total = total.saturating_add(part);
         rest = &rest[unit_len..];
     }
+    if total > MAX_DURATION {
+        return Err(format!("invalid duration {input:?}: at most 30 days"));
+    }
     if total.is_zero() {
         return Err(format!(
             "invalid duration {input:?}: must be greater than zero"
@@ -180,7 +186,17 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        for bad in ["", "m", "5x", "-1s", "0s", "5 m"] {
+        for bad in [
+            "",
+            "m",
+            "5x",
+            "-1s",
+            "0s",
+            "5 m",
+            "5124095576030431h",
+            "31d",
+            "745h",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -74,6 +74,16 @@ pub struct Synced {
 }
 
 impl Synced {
+    /// Whether the Secret metadata cache holds its first list.
+    pub fn secrets_synced(&self) -> bool {
+        self.secrets.load(Ordering::Relaxed)
+    }
+
+    /// Whether the resource cache holds its first list.
+    pub fn resources_synced(&self) -> bool {
+        self.resources.load(Ordering::Relaxed)
+    }
+
     /// What readiness still waits for, or `None` when ready.
     pub fn waiting_for(&self) -> Option<&'static str> {
         match (
@@ -164,6 +174,7 @@ impl Operator {
             metrics,
             schedule: schedule::Schedule::default(),
             secrets: secret_store,
+            synced: synced.clone(),
             resync: settings.resync,
             time_scale: settings.time_scale,
         });

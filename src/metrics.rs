@@ -51,6 +51,7 @@ pub struct Metrics {
     ecs_calls: Family<CallLabels, Counter>,
     ecs_latency: Family<ActionLabels, Histogram>,
     resources: Family<StateLabels, Gauge>,
+    render_lock: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -92,6 +93,7 @@ impl Metrics {
             ecs_calls,
             ecs_latency,
             resources,
+            render_lock: std::sync::Mutex::new(()),
         }
     }
 
@@ -106,6 +108,11 @@ impl Metrics {
 
     /// Renders the text exposition format, refreshing the per-state gauge from `resources` first.
     pub fn render(&self, resources: &[Arc<EcsInstancePower>]) -> String {
+        // Concurrent scrapes would interleave clear and refill; one at a time.
+        let _guard = self
+            .render_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.resources.clear();
         for r in resources {
             let observed = r

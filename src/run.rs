@@ -17,9 +17,10 @@ use crate::ecs::{EcsClient, EcsClientConfig, Endpoint, OperatorCredentials};
 use crate::metrics::Metrics;
 use crate::server::{self, Health};
 
-/// How long reconciles in flight may take to finish after the shutdown signal (the chart's
-/// `terminationGracePeriodSeconds` is 30 s).
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long reconciles in flight may take to finish after the shutdown signal: more than one ECS
+/// request timeout (15 s), less than the chart's `terminationGracePeriodSeconds` (30 s). Before the
+/// first list nothing can be in flight, and shutdown is immediate.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// The name events are reported under.
 pub const CONTROLLER_NAME: &str = "ecs-power-operator";
@@ -122,6 +123,7 @@ pub async fn start(
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
         let grace = shutdown.clone();
+        let synced = operator.synced();
         // kube-runtime finishes the reconciles in flight on shutdown, but waits for the first list
         // before it looks at the signal: bound the wait so SIGTERM works even when the CRD is
         // missing or the API server is unreachable.
@@ -129,7 +131,9 @@ pub async fn start(
             () = operator.run(async move { stop.cancelled().await }) => {}
             () = async move {
                 grace.cancelled().await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                if synced.resources_synced() {
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                }
             } => warn!(grace = ?SHUTDOWN_GRACE, "reconciles did not finish after the shutdown signal; exiting anyway"),
         }
         shutdown.cancel();

@@ -15,6 +15,7 @@ use crate::api::EcsInstancePower;
 use crate::ecs::{EcsClient, OperatorCredentials};
 use crate::metrics::Metrics;
 
+use super::Synced;
 use super::schedule::Schedule;
 
 /// Shared state of the reconciler.
@@ -33,6 +34,8 @@ pub struct Context {
     pub schedule: Schedule,
     /// Metadata of Secrets (no data), to notice changes of referenced ones.
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Whether the watches have synced.
+    pub synced: Arc<Synced>,
     /// `--resync-interval`.
     pub resync: Duration,
     /// `--time-scale`: multiplies backoff, poll and re-check delays.
@@ -40,10 +43,13 @@ pub struct Context {
 }
 
 impl Context {
-    /// The `resourceVersion` of the Secret `obj` references: `None` without a reference, `Some("")`
-    /// when the Secret is not (yet) known.
+    /// The `resourceVersion` of the Secret `obj` references: `None` without a reference or before
+    /// the Secret cache has synced, `Some("")` when the Secret does not exist.
     pub fn secret_version(&self, obj: &EcsInstancePower) -> Option<String> {
         let reference = obj.spec.credentials_secret_ref.as_ref()?;
+        if !self.synced.secrets_synced() {
+            return None;
+        }
         let key = ObjectRef::new(&reference.name)
             .within(obj.metadata.namespace.as_deref().unwrap_or_default());
         Some(

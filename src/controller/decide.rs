@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::{CONDITION_READY, DesiredState, EcsInstancePowerSpec, EcsInstancePowerStatus};
+use crate::api::{
+    CONDITION_READY, CONDITION_STALLED, DesiredState, EcsInstancePowerSpec, EcsInstancePowerStatus,
+    LastAction,
+};
 use crate::ecs::{ErrorClass, InstanceObservation, InstanceStatus, Verdict, catalogue};
 
 use super::retry;
@@ -117,9 +120,21 @@ pub fn decide(input: Input<'_>) -> Plan {
         });
     };
     let desired = spec.desired_state;
+    // A write call accepted moments ago that DescribeInstances may not reflect yet.
+    let recent = recent_action(status, now);
     let needed = match (&observed.status, desired) {
         (InstanceStatus::Running, DesiredState::Running)
-        | (InstanceStatus::Stopped, DesiredState::Stopped) => return Plan::Ready,
+        | (InstanceStatus::Stopped, DesiredState::Stopped) => {
+            // The desired state flipped right after a call the other way was accepted: the read
+            // may lag behind that call, so do not declare Ready on it yet.
+            return match recent {
+                Some((action, since)) if action.action != toward(desired).action() => Plan::Wait {
+                    transition: Transition::WaitingForTransition,
+                    after: retry::transition_poll(Some(since)),
+                },
+                _ => Plan::Ready,
+            };
+        }
         (InstanceStatus::Stopped, DesiredState::Running) => Some(WriteCall::Start),
         (InstanceStatus::Running, DesiredState::Stopped) => Some(WriteCall::Stop),
         _ => None,
@@ -139,7 +154,7 @@ pub fn decide(input: Input<'_>) -> Plan {
         let elapsed = status
             .last_action
             .as_ref()
-            .filter(|a| !a.dry_run)
+            .filter(|a| !a.dry_run && a.time.0 <= now)
             .map(|a| Duration::try_from(now.duration_since(a.time.0)).unwrap_or_default());
         return Plan::Wait {
             transition,
@@ -149,9 +164,16 @@ pub fn decide(input: Input<'_>) -> Plan {
 
     let same_generation =
         status.observed_generation.is_some() && status.observed_generation == generation;
-    if same_generation && !credentials_changed {
-        if let Some(until) = status.retry.as_ref().map(|r| r.next_attempt_time.0)
+    if same_generation {
+        // The gate is set after a failed write call (observe and credential failures are retried
+        // by re-observing, and a successful observation ends them). A changed Secret lifts only a
+        // terminal gate (Stalled): backoff for throttling or capacity is not the Secret's business.
+        let stalled = status
+            .condition(CONDITION_STALLED)
+            .is_some_and(|c| c.status == "True");
+        if let Some(until) = write_gate(status, now)
             && now < until
+            && !(credentials_changed && stalled)
         {
             return Plan::Hold { until };
         }
@@ -159,24 +181,59 @@ pub fn decide(input: Input<'_>) -> Plan {
             return Plan::DryRunDone;
         }
     }
-    if let Some(action) = status
-        .last_action
-        .as_ref()
-        .filter(|a| !a.dry_run && a.action == call.action())
-    {
-        let since = Duration::try_from(now.duration_since(action.time.0)).unwrap_or_default();
-        if since < SETTLE && same_generation {
-            let transition = match call {
-                WriteCall::Start => Transition::Starting,
-                WriteCall::Stop => Transition::Stopping,
-            };
-            return Plan::Wait {
-                transition,
-                after: retry::transition_poll(Some(since)),
-            };
-        }
+    // The same call was accepted moments ago (even for an older generation): wait for the read.
+    if let Some((_, since)) = recent.filter(|(a, _)| a.action == call.action()) {
+        let transition = match call {
+            WriteCall::Start => Transition::Starting,
+            WriteCall::Stop => Transition::Stopping,
+        };
+        return Plan::Wait {
+            transition,
+            after: retry::transition_poll(Some(since)),
+        };
     }
     Plan::Write(call)
+}
+
+/// The longest any gate may hold: the capacity class's largest delay. A `nextAttemptTime` further
+/// out (a clock stepped back, a hand-edited status) is capped to it.
+const MAX_GATE: Duration = Duration::from_secs(30 * 60);
+
+/// The retry gate of a failed write call, capped at [`MAX_GATE`] from now.
+fn write_gate(status: &EcsInstancePowerStatus, now: Timestamp) -> Option<Timestamp> {
+    let from_write = status
+        .last_error
+        .as_ref()
+        .and_then(|e| e.action.as_deref())
+        .is_some_and(|a| a == WriteCall::Start.action() || a == WriteCall::Stop.action());
+    if !from_write {
+        return None;
+    }
+    let until = status.retry.as_ref()?.next_attempt_time.0;
+    let cap = now + jiff::SignedDuration::try_from(MAX_GATE).unwrap_or(jiff::SignedDuration::ZERO);
+    Some(until.min(cap))
+}
+
+/// The last accepted, non-dry-run write call if it is less than [`SETTLE`] old (a time in the
+/// future, from a skewed clock, counts as stale rather than blocking writes).
+fn recent_action(
+    status: &EcsInstancePowerStatus,
+    now: Timestamp,
+) -> Option<(&LastAction, Duration)> {
+    let action = status
+        .last_action
+        .as_ref()
+        .filter(|a| !a.dry_run && a.time.0 <= now)?;
+    let since = Duration::try_from(now.duration_since(action.time.0)).ok()?;
+    (since < SETTLE).then_some((action, since))
+}
+
+/// The call that moves an instance toward `desired`.
+fn toward(desired: DesiredState) -> WriteCall {
+    match desired {
+        DesiredState::Running => WriteCall::Start,
+        DesiredState::Stopped => WriteCall::Stop,
+    }
 }
 
 /// The lock that explains the most: `security` first, then the first one listed.
@@ -346,13 +403,25 @@ mod tests {
         }
     }
 
+    fn failed_write(case: &mut Case, code: &str, gate_secs: i64) {
+        case.status.retry = Some(RetryStatus {
+            attempts: 2,
+            next_attempt_time: Time(now() + jiff::SignedDuration::from_secs(gate_secs)),
+        });
+        case.status.last_error = Some(LastError {
+            action: Some("StartInstance".into()),
+            code: code.into(),
+            message: "m".into(),
+            http_status: Some(403),
+            request_id: None,
+            time: secs_ago(1),
+        });
+    }
+
     #[test]
     fn retry_gate_holds_until_next_attempt_time() {
         let mut case = Case::new(WantRunning, S::Stopped);
-        case.status.retry = Some(RetryStatus {
-            attempts: 2,
-            next_attempt_time: Time(now() + jiff::SignedDuration::from_secs(30)),
-        });
+        failed_write(&mut case, "OperationDenied.NoStock", 30);
         assert_eq!(short(&case.decide()), "Hold");
         // Passed gate: write again.
         case.status.retry.as_mut().unwrap().next_attempt_time = secs_ago(1);
@@ -362,14 +431,46 @@ mod tests {
             Time(now() + jiff::SignedDuration::from_secs(30));
         case.status.observed_generation = Some(0);
         assert_eq!(short(&case.decide()), "Write(Start)");
-        // So does a credentials change.
+        // A touched Secret does not lift a capacity or throttling gate (only a terminal one).
         case.status.observed_generation = Some(1);
         case.credentials_changed = true;
-        assert_eq!(short(&case.decide()), "Write(Start)");
+        assert_eq!(short(&case.decide()), "Hold");
         // The gate never delays reaching Ready or seeing a transition.
         case.credentials_changed = false;
         case.observed = Some(seen(S::Running, &[]));
         assert_eq!(short(&case.decide()), "Ready");
+    }
+
+    #[test]
+    fn only_a_failed_write_gates_writes() {
+        // A gate left by a failed DescribeInstances (or missing credentials) ends with the first
+        // successful observation.
+        let mut case = Case::new(WantRunning, S::Stopped);
+        failed_write(&mut case, "InvalidAccessKeyId.NotFound", 590);
+        case.status.last_error.as_mut().unwrap().action = Some("DescribeInstances".into());
+        assert_eq!(short(&case.decide()), "Write(Start)");
+        case.status.last_error.as_mut().unwrap().action = None;
+        assert_eq!(short(&case.decide()), "Write(Start)");
+    }
+
+    #[test]
+    fn skewed_clocks_do_not_block_writes_forever() {
+        // A lastAction in the future is stale, not "just accepted".
+        let mut case = Case::new(WantRunning, S::Stopped);
+        case.status.last_action = Some(LastAction {
+            action: "StartInstance".into(),
+            request_id: None,
+            time: Time(now() + jiff::SignedDuration::from_secs(3600)),
+            dry_run: false,
+        });
+        assert_eq!(short(&case.decide()), "Write(Start)");
+        // A gate a day out is capped to 30 minutes.
+        let mut case = Case::new(WantRunning, S::Stopped);
+        failed_write(&mut case, "OperationDenied.NoStock", 86_400);
+        let Plan::Hold { until } = case.decide() else {
+            panic!("expected Hold")
+        };
+        assert_eq!(until, now() + jiff::SignedDuration::from_secs(1800));
     }
 
     #[test]
@@ -464,6 +565,27 @@ mod tests {
             dry_run: true,
         });
         assert_eq!(short(&case.decide()), "Write(Start)");
+    }
+
+    #[test]
+    fn a_lagging_read_after_an_accepted_call_is_not_trusted() {
+        // An unrelated spec edit (new generation) right after a start: no second StartInstance.
+        let mut case = Case::new(WantRunning, S::Stopped);
+        case.status.last_action = Some(LastAction {
+            action: "StartInstance".into(),
+            request_id: None,
+            time: secs_ago(3),
+            dry_run: false,
+        });
+        case.status.observed_generation = Some(0);
+        assert_eq!(short(&case.decide()), "Wait(Starting)");
+        // Desired flipped to Stopped right after the start was accepted; a read that still says
+        // Stopped is not Ready yet.
+        case.desired = WantStopped;
+        assert_eq!(short(&case.decide()), "Wait(WaitingForTransition)");
+        // Once the call is older than SETTLE the read is believed.
+        case.status.last_action.as_mut().unwrap().time = secs_ago(60);
+        assert_eq!(short(&case.decide()), "Ready");
     }
 
     #[test]

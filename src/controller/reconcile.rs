@@ -57,6 +57,14 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     let credentials_changed = match ctx.schedule.check(&key, &inputs, started) {
         schedule::Verdict::NotDue(remaining) => {
             // Our own status write, a label edit, a relist: nothing ECS could answer differently.
+            // Only a status the last reconcile could not write is still to be written.
+            if let Some(status) = ctx.schedule.take_unwritten(&key) {
+                if let Err(err) = patch_status(&ctx, &obj, &namespace, &status).await {
+                    ctx.schedule.keep_unwritten(&key, status);
+                    return Err(err);
+                }
+                debug!(resource = %key, "wrote the status a previous reconcile could not write");
+            }
             debug!(resource = %key, ?remaining, "no relevant change; next observation not due");
             ctx.metrics.reconciled("skipped");
             return Ok(Action::requeue(remaining));
@@ -66,11 +74,17 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         } => credentials_changed,
     };
 
-    let previous = obj.status.clone().unwrap_or_default();
+    // A status computed earlier but not written (the patch failed) is newer than the cached one.
+    let previous = ctx
+        .schedule
+        .take_unwritten(&key)
+        .unwrap_or_else(|| obj.status.clone().unwrap_or_default());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let resolved = credentials::resolve(secrets, &obj, ctx.operator_credentials.as_ref()).await?;
     let now = Timestamp::now();
-    let input = report::Input {
+    // The report's time is taken after the ECS calls, so `lastAction.time` is when ECS accepted
+    // the call, not when the reconcile began (calls can take seconds).
+    let input = |now| report::Input {
         spec: &obj.spec,
         generation: obj.metadata.generation,
         previous: &previous,
@@ -79,13 +93,21 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         time_scale: ctx.time_scale,
     };
     let report = match resolved {
-        Err(problem) => report::report(input, Outcome::NoCredentials(&problem), &mut rand::rng()),
+        Err(problem) => report::report(
+            input(now),
+            Outcome::NoCredentials(&problem),
+            &mut rand::rng(),
+        ),
         Ok(creds) => match ctx
             .ecs
             .describe_instance(&creds, &obj.spec.region_id, &obj.spec.instance_id)
             .await
         {
-            Err(error) => report::report(input, Outcome::ObserveFailed(&error), &mut rand::rng()),
+            Err(error) => report::report(
+                input(Timestamp::now()),
+                Outcome::ObserveFailed(&error),
+                &mut rand::rng(),
+            ),
             Ok(observed) => {
                 let plan = decide::decide(decide::Input {
                     spec: &obj.spec,
@@ -104,7 +126,7 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
                     plan: &plan,
                     write: write.as_ref(),
                 };
-                report::report(input, outcome, &mut rand::rng())
+                report::report(input(Timestamp::now()), outcome, &mut rand::rng())
             }
         },
     };
@@ -113,7 +135,10 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     if report.status_changed
         && let Err(err) = patch_status(&ctx, &obj, &namespace, &report.status).await
     {
-        ctx.schedule.forget(&key);
+        // Keep the schedule (backoff, transition polls) and the status; the next reconcile writes
+        // it without calling ECS, or builds on it when the next observation is due.
+        ctx.schedule
+            .record_unwritten(key, inputs, started + report.requeue, report.status);
         return Err(err);
     }
     if let Some(note) = &report.event {
@@ -235,13 +260,13 @@ fn log_report(key: &ObjectRef<EcsInstancePower>, report: &Report) {
     }
 }
 
-/// What the controller does when [`reconcile`] fails: log, count, and retry soon. The schedule
-/// entry is dropped so the retry observes again.
+/// What the controller does when [`reconcile`] fails: log, count, and retry soon. The retry keeps
+/// the schedule: it writes a pending status or observes only when the observation is due, so a
+/// failing API server never multiplies ECS calls.
 pub fn error_policy(obj: Arc<EcsInstancePower>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = ObjectRef::from_obj(&*obj);
     warn!(resource = %key, error = %error, "reconcile failed; retrying");
     ctx.metrics.reconciled("error");
-    ctx.schedule.forget(&key);
     let jitter = rand::random_range(0..5_000);
     Action::requeue(Duration::from_secs(5) + Duration::from_millis(jitter))
 }

@@ -433,7 +433,13 @@ impl<'a> Builder<'a> {
             }
             _ => 1,
         };
-        let delay = match BackoffPolicy::for_class(verdict.class) {
+        // A conflict that does not go away within a few re-observations (say, a disk being
+        // replaced) is backed off like a transient error instead of every 2–5 s forever.
+        let class = match verdict.class {
+            ErrorClass::Conflict if attempts > retry::CONFLICT_ATTEMPTS => ErrorClass::Transient,
+            class => class,
+        };
+        let delay = match BackoffPolicy::for_class(class) {
             Some(policy) => policy.delay(u32::try_from(attempts).unwrap_or(1), rng),
             None => retry::TERMINAL_RECHECK,
         };
@@ -807,6 +813,34 @@ mod tests {
             conditions_seen.windows(2).all(|w| w[0] == w[1]),
             "conditions must not change between retries"
         );
+    }
+
+    #[test]
+    fn a_lasting_conflict_backs_off_like_a_transient_error() {
+        let spec = spec(DesiredState::Running);
+        let observed = seen(InstanceStatus::Stopped, &[]);
+        let error = Err(api_error("IncorrectInstanceStatus", 403, "RID"));
+        let mut status = EcsInstancePowerStatus::default();
+        let mut requeues = Vec::new();
+        for attempt in 0..12 {
+            let r = run(
+                &spec,
+                &status,
+                at(attempt * 100_000),
+                Outcome::Decided {
+                    observed: Some(&observed),
+                    plan: &Plan::Write(WriteCall::Start),
+                    write: Some(&error),
+                },
+            );
+            requeues.push(r.requeue);
+            status = r.status;
+        }
+        assert!(
+            requeues[..5].iter().all(|d| *d <= Duration::from_secs(5)),
+            "{requeues:?}"
+        );
+        assert!(requeues[11] > Duration::from_secs(5), "{requeues:?}");
     }
 
     #[test]

@@ -14,6 +14,9 @@ use crate::ecs::ErrorClass;
 /// How often a resource with a terminal error is re-observed (no write call is made).
 pub const TERMINAL_RECHECK: Duration = Duration::from_secs(10 * 60);
 
+/// Consecutive conflict errors re-observed every 2–5 s before the transient schedule takes over.
+pub const CONFLICT_ATTEMPTS: i32 = 5;
+
 /// First and largest delay of one class: delays grow as `base * 2^(attempt-1)` up to `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackoffPolicy {

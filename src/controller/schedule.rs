@@ -17,7 +17,7 @@ use std::time::Duration;
 use kube::runtime::reflector::ObjectRef;
 use tokio::time::Instant;
 
-use crate::api::EcsInstancePower;
+use crate::api::{EcsInstancePower, EcsInstancePowerStatus};
 
 /// What an observation depended on: a change in any part makes the next reconcile observe again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,8 @@ pub struct Inputs {
     pub uid: Option<String>,
     /// `metadata.generation` (spec changes).
     pub generation: Option<i64>,
-    /// The referenced Secret's `resourceVersion` (`None` when there is no reference; `Some("")`
+    /// The referenced Secret's `resourceVersion` (`None` when there is no reference or the Secret
+    /// cache has not synced yet, so a cache filling after a restart is not a "change"; `Some("")`
     /// when the referenced Secret does not exist).
     pub credentials: Option<String>,
 }
@@ -36,6 +37,10 @@ pub struct Inputs {
 struct Entry {
     inputs: Inputs,
     due: Instant,
+    /// A status the last reconcile computed but could not write (the patch failed): written by
+    /// the next reconcile without calling ECS, and the base of the next report, so that backoff
+    /// and `lastAction` are not lost with it.
+    unwritten: Option<Box<EcsInstancePowerStatus>>,
 }
 
 /// Per-resource time of the next observation, keyed by the resource.
@@ -73,6 +78,8 @@ impl Schedule {
             Some(entry) => Verdict::Observe {
                 credentials_changed: entry.inputs.uid == inputs.uid
                     && entry.inputs.generation == inputs.generation
+                    && entry.inputs.credentials.is_some()
+                    && inputs.credentials.is_some()
                     && entry.inputs.credentials != inputs.credentials,
             },
             None => Verdict::Observe {
@@ -83,7 +90,55 @@ impl Schedule {
 
     /// Records an observation made with `inputs`; the next one is due at `due`.
     pub fn record(&self, key: ObjectRef<EcsInstancePower>, inputs: Inputs, due: Instant) {
-        self.lock().insert(key, Entry { inputs, due });
+        self.lock().insert(
+            key,
+            Entry {
+                inputs,
+                due,
+                unwritten: None,
+            },
+        );
+    }
+
+    /// Records an observation whose status could not be written; see [`Schedule::take_unwritten`].
+    pub fn record_unwritten(
+        &self,
+        key: ObjectRef<EcsInstancePower>,
+        inputs: Inputs,
+        due: Instant,
+        status: EcsInstancePowerStatus,
+    ) {
+        let unwritten = Some(Box::new(status));
+        self.lock().insert(
+            key,
+            Entry {
+                inputs,
+                due,
+                unwritten,
+            },
+        );
+    }
+
+    /// Takes the status that a previous reconcile could not write, if any.
+    pub fn take_unwritten(
+        &self,
+        key: &ObjectRef<EcsInstancePower>,
+    ) -> Option<EcsInstancePowerStatus> {
+        self.lock()
+            .get_mut(key)
+            .and_then(|e| e.unwritten.take())
+            .map(|s| *s)
+    }
+
+    /// Puts back a status that still could not be written.
+    pub fn keep_unwritten(
+        &self,
+        key: &ObjectRef<EcsInstancePower>,
+        status: EcsInstancePowerStatus,
+    ) {
+        if let Some(entry) = self.lock().get_mut(key) {
+            entry.unwritten = Some(Box::new(status));
+        }
     }
 
     /// Forgets a resource (deleted, or its reconcile failed so the next one must observe).
@@ -221,6 +276,42 @@ mod tests {
                 credentials_changed: false
             }
         );
+    }
+
+    #[test]
+    fn a_secret_cache_filling_after_a_restart_is_not_a_credentials_change() {
+        let schedule = Schedule::default();
+        let now = Instant::now();
+        schedule.record(key("a"), inputs(1, None), now + Duration::from_secs(1800));
+        assert_eq!(
+            schedule.check(
+                &key("a"),
+                &inputs(1, Some("4711")),
+                now + Duration::from_secs(1)
+            ),
+            Verdict::Observe {
+                credentials_changed: false
+            }
+        );
+    }
+
+    #[test]
+    fn an_unwritten_status_is_kept_until_taken() {
+        let schedule = Schedule::default();
+        let due = Instant::now() + Duration::from_secs(60);
+        let status = EcsInstancePowerStatus {
+            instance_status: Some("Starting".into()),
+            ..Default::default()
+        };
+        schedule.record_unwritten(key("a"), inputs(1, None), due, status.clone());
+        assert!(matches!(
+            schedule.check(&key("a"), &inputs(1, None), Instant::now()),
+            Verdict::NotDue(_)
+        ));
+        assert_eq!(schedule.take_unwritten(&key("a")), Some(status.clone()));
+        assert_eq!(schedule.take_unwritten(&key("a")), None);
+        schedule.keep_unwritten(&key("a"), status.clone());
+        assert_eq!(schedule.take_unwritten(&key("a")), Some(status));
     }
 
     #[test]
