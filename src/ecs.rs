@@ -16,6 +16,7 @@
 //! - [`client`]: [`EcsClient`], the three calls, timeouts, body cap, logging, observer.
 //! - [`instance`] and [`power`]: what the calls take and return.
 //! - [`error`]: [`EcsError`]; [`catalogue`]: THE error classification table (DESIGN §3).
+//! - `http`: the reqwest client, capped body reads and error chains shared with RRSA.
 //! - [`observer`]: the [`CallObserver`] hook for metrics; [`redaction`]: scrubbing echoed secrets.
 
 pub mod catalogue;
@@ -23,6 +24,7 @@ pub mod client;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
+mod http;
 pub mod instance;
 pub mod observer;
 pub mod power;

@@ -156,16 +156,11 @@ impl EcsClient {
     /// # Errors
     /// [`ClientBuildError`] when the HTTP client cannot be built.
     pub fn new(config: EcsClientConfig) -> Result<Self, ClientBuildError> {
-        // Fails only when a provider is already installed, which is what we want either way.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ecs-power-operator/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientBuildError {
-                detail: error_sources(&e),
+        let http =
+            super::http::client(config.connect_timeout, config.request_timeout).map_err(|e| {
+                ClientBuildError {
+                    detail: super::http::error_chain(&e),
+                }
             })?;
         Ok(Self {
             http,
@@ -497,15 +492,4 @@ fn check_instance_id(instance_id: &str) -> Result<(), EcsError> {
             detail: format!("malformed instance ID {instance_id:?}"),
         })
     }
-}
-
-/// An error and its sources as one line.
-fn error_sources(err: &dyn std::error::Error) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(current) = source {
-        parts.push(current.to_string());
-        source = current.source();
-    }
-    parts.join(": ")
 }

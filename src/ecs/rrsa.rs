@@ -35,6 +35,7 @@ use tokio::io::AsyncReadExt as _;
 use super::credentials::{Credentials, CredentialsError};
 use super::endpoint::{Endpoint, EndpointError};
 use super::error::EcsError;
+use super::http::BodyError;
 use super::redaction::Redactor;
 use super::signature::canonical_query;
 
@@ -394,17 +395,12 @@ impl RrsaProvider {
     /// # Errors
     /// [`CredentialsError::StsUnavailable`] when the HTTP client cannot be built.
     pub fn new(config: RrsaConfig) -> Result<Self, CredentialsError> {
-        // Fails only when a provider is already installed, which is what we want either way.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ecs-power-operator/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| CredentialsError::StsUnavailable {
-                detail: format!("cannot build the STS HTTP client: {}", error_chain(e)),
-                http_status: None,
+        let http =
+            super::http::client(config.connect_timeout, config.request_timeout).map_err(|e| {
+                CredentialsError::StsUnavailable {
+                    detail: format!("cannot build the STS HTTP client: {}", error_chain(e)),
+                    http_status: None,
+                }
             })?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -691,35 +687,24 @@ async fn read_token(path: &std::path::Path) -> Result<String, CredentialsError> 
 
 /// Reads at most [`MAX_ANSWER_BYTES`] of the answer.
 async fn read_answer(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     http_status: u16,
     redactor: &Redactor,
 ) -> Result<Vec<u8>, CredentialsError> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                    return Err(CredentialsError::StsUnavailable {
-                        detail: format!("answer larger than {MAX_ANSWER_BYTES} bytes"),
-                        http_status: Some(http_status),
-                    });
+    super::http::read_capped(response, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| CredentialsError::StsUnavailable {
+            detail: match e {
+                BodyError::TooLarge => format!("answer larger than {MAX_ANSWER_BYTES} bytes"),
+                BodyError::CutShort { read, error } => {
+                    format!(
+                        "answer cut short after {read} bytes: {}",
+                        redactor.redact(&error_chain(error))
+                    )
                 }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => {
-                return Err(CredentialsError::StsUnavailable {
-                    detail: format!(
-                        "answer cut short after {} bytes: {}",
-                        body.len(),
-                        redactor.redact(&error_chain(e))
-                    ),
-                    http_status: Some(http_status),
-                });
-            }
-        }
-    }
+            },
+            http_status: Some(http_status),
+        })
 }
 
 /// A non-2xx answer: an STS error code becomes [`CredentialsError::Exchange`], anything else
@@ -810,17 +795,7 @@ fn parse_answer(body: &[u8], http_status: u16) -> Result<Answer, CredentialsErro
 
 /// An HTTP error and its sources as one line, without the URL.
 fn error_chain(err: reqwest::Error) -> String {
-    let err = err.without_url();
-    let mut parts = vec![err.to_string()];
-    let mut source = std::error::Error::source(&err);
-    while let Some(current) = source {
-        let text = current.to_string();
-        if !text.is_empty() && parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = current.source();
-    }
-    parts.join(": ")
+    super::http::error_chain(&err.without_url())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::rpc::SignedRequest;
 use crate::ecs::error::EcsError;
+use crate::ecs::http::{self, BodyError};
 
 /// Largest answer body read, so a huge or endless body cannot exhaust memory.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -40,48 +41,32 @@ pub async fn send(
     Ok(RawAnswer { http_status, body })
 }
 
-/// Reads the body chunk by chunk, refusing more than [`MAX_BODY_BYTES`].
+/// Reads the body within [`MAX_BODY_BYTES`]; a timeout while reading is "unreachable", any
+/// other failure a cut-short (malformed) answer.
 async fn read_capped(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     http_status: u16,
     request: &SignedRequest,
     request_timeout: Duration,
 ) -> Result<Vec<u8>, EcsError> {
-    let too_large = || EcsError::Malformed {
-        http_status,
-        detail: format!("response body larger than {MAX_BODY_BYTES} bytes"),
-    };
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_BODY_BYTES as u64)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
+    http::read_capped(response, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => EcsError::Malformed {
+                http_status,
+                detail: format!("response body larger than {MAX_BODY_BYTES} bytes"),
+            },
+            BodyError::CutShort { error, .. } if error.is_timeout() => {
+                unreachable_error(&error, request, request_timeout)
             }
-            Ok(None) => return Ok(body),
-            Err(e) if e.is_timeout() => {
-                return Err(unreachable_error(&e, request, request_timeout));
-            }
-            Err(e) => {
-                return Err(EcsError::Malformed {
-                    http_status,
-                    detail: format!(
-                        "response body cut short after {} bytes: {}",
-                        body.len(),
-                        error_chain(&e, request)
-                    ),
-                });
-            }
-        }
-    }
+            BodyError::CutShort { read, error } => EcsError::Malformed {
+                http_status,
+                detail: format!(
+                    "response body cut short after {read} bytes: {}",
+                    error_chain(&error, request)
+                ),
+            },
+        })
 }
 
 /// An [`EcsError::Unreachable`] for a failed send, without URL or query.
@@ -107,7 +92,7 @@ fn unreachable_error(
 /// The error and its sources as one line, with the URL removed and known values scrubbed.
 fn error_chain(err: &reqwest::Error, request: &SignedRequest) -> String {
     let mut parts = Vec::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(err);
+    let source = std::error::Error::source(err);
     // reqwest's own Display names the URL ("… for url (…)"), so take its kind words only.
     parts.push(if err.is_timeout() {
         "operation timed out".to_owned()
@@ -118,13 +103,7 @@ fn error_chain(err: &reqwest::Error, request: &SignedRequest) -> String {
     } else {
         "error sending the request".to_owned()
     });
-    while let Some(current) = source {
-        let text = current.to_string();
-        if !text.is_empty() && parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = current.source();
-    }
+    http::push_sources(&mut parts, source);
     let joined = parts.join(": ");
     strip_query(&request.redactor.redact(&joined))
 }
