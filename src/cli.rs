@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::ecs::{Endpoint, EndpointStyle};
+use crate::ecs::{Endpoint, EndpointError, EndpointStyle};
 
 /// Keeps Alibaba Cloud ECS instances in the power state declared by EcsInstancePower resources.
 #[derive(Debug, Parser)]
@@ -78,16 +78,15 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// The ECS endpoint selection these flags describe.
-    pub fn endpoint(&self) -> Endpoint {
-        match &self.ecs_endpoint {
-            Some(url) => Endpoint::Override(url.trim_end_matches('/').to_string()),
-            None => Endpoint::Regional {
-                style: match self.ecs_endpoint_style {
-                    EndpointStyleArg::Public => EndpointStyle::Public,
-                    EndpointStyleArg::Vpc => EndpointStyle::Vpc,
-                },
-            },
-        }
+    ///
+    /// # Errors
+    /// An `--ecs-endpoint` that is not an absolute http(s) URL (see [`Endpoint::override_url`]).
+    pub fn endpoint(&self) -> Result<Endpoint, EndpointError> {
+        let style = match self.ecs_endpoint_style {
+            EndpointStyleArg::Public => EndpointStyle::Public,
+            EndpointStyleArg::Vpc => EndpointStyle::Vpc,
+        };
+        Endpoint::from_options(self.ecs_endpoint.as_deref(), style)
     }
 }
 
@@ -208,7 +207,7 @@ mod tests {
         assert_eq!(cli.run.resync_interval, Duration::from_secs(300));
         assert_eq!(cli.run.metrics_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(
-            cli.run.endpoint(),
+            cli.run.endpoint().unwrap(),
             Endpoint::Regional {
                 style: EndpointStyle::Public
             }
@@ -226,7 +225,7 @@ mod tests {
             panic!("expected run")
         };
         assert_eq!(
-            args.endpoint(),
+            args.endpoint().unwrap(),
             Endpoint::Override("http://127.0.0.1:9090".into())
         );
         assert!(

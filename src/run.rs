@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::cli::RunArgs;
 use crate::controller::{Operator, Settings};
-use crate::ecs::{EcsClient, EcsClientConfig, Endpoint, OperatorCredentials};
+use crate::ecs::{EcsClient, EcsClientConfig, OperatorCredentials};
 use crate::metrics::Metrics;
 use crate::server::{self, Health};
 
@@ -74,10 +74,7 @@ pub async fn start(
     operator_credentials: Option<OperatorCredentials>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
-    let endpoint = match &args.ecs_endpoint {
-        Some(url) => Endpoint::override_url(url)?,
-        None => args.endpoint(),
-    };
+    let endpoint = args.endpoint()?;
     let metrics = Arc::new(Metrics::new());
     let ecs =
         EcsClient::new(EcsClientConfig::new(endpoint.clone()).with_observer(metrics.clone()))?;
