@@ -100,9 +100,11 @@ pub async fn start(
     let operator = Operator::new(client, settings, ecs, operator_credentials, metrics.clone());
     let store = operator.store();
     let ready = operator.synced();
-    let listener = server::bind(args.metrics_addr).await.map_err(|e| {
-        anyhow::anyhow!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr)
-    })?;
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr)
+        })?;
     let metrics_addr = listener.local_addr()?;
     info!(
         metrics = %metrics_addr,

@@ -2,7 +2,6 @@
 //! `/healthz` (the process serves requests) and `/readyz` (the watches of resources and of Secret
 //! metadata have received their first list). Probes of the Helm chart point here.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -57,14 +56,6 @@ async fn readyz(State(health): State<Health>) -> (StatusCode, String) {
             format!("waiting for {what}\n"),
         ),
     }
-}
-
-/// Binds `addr`, returning the listener (so a port-0 address reports its real port).
-///
-/// # Errors
-/// When the address cannot be bound.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 /// Serves until `shutdown` is cancelled.

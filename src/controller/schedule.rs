@@ -141,25 +141,10 @@ impl Schedule {
         }
     }
 
-    /// Forgets a resource (deleted, or its reconcile failed so the next one must observe).
-    pub fn forget(&self, key: &ObjectRef<EcsInstancePower>) {
-        self.lock().remove(key);
-    }
-
     /// Keeps only the resources for which `keep` is true (called with the controller's store, so
     /// deleted resources do not accumulate).
     pub fn retain(&self, keep: impl Fn(&ObjectRef<EcsInstancePower>) -> bool) {
         self.lock().retain(|k, _| keep(k));
-    }
-
-    /// Number of resources with a scheduled observation.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether no resource has a scheduled observation.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<EcsInstancePower>, Entry>> {
@@ -315,14 +300,23 @@ mod tests {
     }
 
     #[test]
-    fn forget_and_retain() {
+    fn retain_drops_deleted_resources() {
         let schedule = Schedule::default();
-        let due = Instant::now() + Duration::from_secs(60);
+        let now = Instant::now();
+        let due = now + Duration::from_secs(60);
         schedule.record(key("a"), inputs(1, None), due);
         schedule.record(key("b"), inputs(1, None), due);
-        schedule.forget(&key("a"));
-        assert_eq!(schedule.len(), 1);
         schedule.retain(|k| k.name != "b");
-        assert!(schedule.is_empty());
+        assert!(matches!(
+            schedule.check(&key("a"), &inputs(1, None), now),
+            Verdict::NotDue(_)
+        ));
+        assert_eq!(
+            schedule.check(&key("b"), &inputs(1, None), now),
+            Verdict::Observe {
+                credentials_changed: false
+            },
+            "a dropped entry observes like a new resource"
+        );
     }
 }
