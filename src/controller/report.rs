@@ -643,6 +643,21 @@ mod tests {
         report(input, outcome, &mut StdRng::seed_from_u64(3))
     }
 
+    /// The report after StartInstance on a Stopped instance whose desired state is Running.
+    fn start(
+        previous: &EcsInstancePowerStatus,
+        now: Timestamp,
+        write: &Result<WriteOutcome, EcsError>,
+    ) -> Report {
+        let observed = seen(InstanceStatus::Stopped, &[]);
+        let outcome = Outcome::Decided {
+            observed: Some(&observed),
+            plan: &Plan::Write(WriteCall::Start),
+            write: Some(write),
+        };
+        run(&spec(DesiredState::Running), previous, now, outcome)
+    }
+
     fn cond<'s>(status: &'s EcsInstancePowerStatus, type_: &str) -> Option<(&'s str, &'s str)> {
         status
             .condition(type_)
@@ -706,22 +721,11 @@ mod tests {
 
     #[test]
     fn accepted_start_records_the_action_and_progresses() {
-        let spec = spec(DesiredState::Running);
-        let observed = seen(InstanceStatus::Stopped, &[]);
         let write = Ok(WriteOutcome {
             request_id: Some("RID-1".into()),
             dry_run: false,
         });
-        let r = run(
-            &spec,
-            &EcsInstancePowerStatus::default(),
-            at(0),
-            Outcome::Decided {
-                observed: Some(&observed),
-                plan: &Plan::Write(WriteCall::Start),
-                write: Some(&write),
-            },
-        );
+        let r = start(&EcsInstancePowerStatus::default(), at(0), &write);
         assert_eq!(
             cond(&r.status, CONDITION_READY),
             Some(("False", "Starting"))
@@ -753,8 +757,6 @@ mod tests {
 
     #[test]
     fn capacity_errors_back_off_with_growing_attempts_and_stable_conditions() {
-        let spec = spec(DesiredState::Running);
-        let observed = seen(InstanceStatus::Stopped, &[]);
         let mut status = EcsInstancePowerStatus::default();
         let mut ceilings = Vec::new();
         let mut conditions_seen = Vec::new();
@@ -764,16 +766,7 @@ mod tests {
                 403,
                 &format!("RID-{attempt}"),
             ));
-            let r = run(
-                &spec,
-                &status,
-                at(attempt * 1000),
-                Outcome::Decided {
-                    observed: Some(&observed),
-                    plan: &Plan::Write(WriteCall::Start),
-                    write: Some(&error),
-                },
-            );
+            let r = start(&status, at(attempt * 1000), &error);
             assert_eq!(cond(&r.status, CONDITION_READY), Some(("False", "NoStock")));
             assert_eq!(
                 cond(&r.status, CONDITION_RECONCILING),
@@ -817,22 +810,11 @@ mod tests {
 
     #[test]
     fn a_lasting_conflict_backs_off_like_a_transient_error() {
-        let spec = spec(DesiredState::Running);
-        let observed = seen(InstanceStatus::Stopped, &[]);
         let error = Err(api_error("IncorrectInstanceStatus", 403, "RID"));
         let mut status = EcsInstancePowerStatus::default();
         let mut requeues = Vec::new();
         for attempt in 0..12 {
-            let r = run(
-                &spec,
-                &status,
-                at(attempt * 100_000),
-                Outcome::Decided {
-                    observed: Some(&observed),
-                    plan: &Plan::Write(WriteCall::Start),
-                    write: Some(&error),
-                },
-            );
+            let r = start(&status, at(attempt * 100_000), &error);
             requeues.push(r.requeue);
             status = r.status;
         }
@@ -845,19 +827,8 @@ mod tests {
 
     #[test]
     fn terminal_write_error_stalls_and_schedules_the_recheck() {
-        let spec = spec(DesiredState::Running);
-        let observed = seen(InstanceStatus::Stopped, &[]);
         let error = Err(api_error("InsufficientBalance", 403, "RID"));
-        let r = run(
-            &spec,
-            &EcsInstancePowerStatus::default(),
-            at(0),
-            Outcome::Decided {
-                observed: Some(&observed),
-                plan: &Plan::Write(WriteCall::Start),
-                write: Some(&error),
-            },
-        );
+        let r = start(&EcsInstancePowerStatus::default(), at(0), &error);
         assert_eq!(
             cond(&r.status, CONDITION_READY),
             Some(("False", "InsufficientBalance"))
@@ -927,16 +898,7 @@ mod tests {
             request_id: Some("RID".into()),
             dry_run: true,
         });
-        let r = run(
-            &spec,
-            &EcsInstancePowerStatus::default(),
-            at(0),
-            Outcome::Decided {
-                observed: Some(&observed),
-                plan: &Plan::Write(WriteCall::Start),
-                write: Some(&write),
-            },
-        );
+        let r = start(&EcsInstancePowerStatus::default(), at(0), &write);
         assert_eq!(
             cond(&r.status, CONDITION_READY),
             Some(("True", "DryRunSucceeded"))
