@@ -267,6 +267,16 @@ mod tests {
 
     use crate::controller::fixtures::{seen, spec};
 
+    /// A write call ECS accepted at `time`.
+    fn accepted(action: &str, time: Time, dry_run: bool) -> LastAction {
+        LastAction {
+            action: action.into(),
+            request_id: None,
+            time,
+            dry_run,
+        }
+    }
+
     fn now() -> Timestamp {
         Timestamp::from_second(1_800_000_000).unwrap()
     }
@@ -457,12 +467,11 @@ mod tests {
     fn skewed_clocks_do_not_block_writes_forever() {
         // A lastAction in the future is stale, not "just accepted".
         let mut case = Case::new(WantRunning, S::Stopped);
-        case.status.last_action = Some(LastAction {
-            action: "StartInstance".into(),
-            request_id: None,
-            time: Time(now() + jiff::SignedDuration::from_secs(3600)),
-            dry_run: false,
-        });
+        case.status.last_action = Some(accepted(
+            "StartInstance",
+            Time(now() + jiff::SignedDuration::from_secs(3600)),
+            false,
+        ));
         assert_eq!(short(&case.decide()), "Write(Start)");
         // A gate a day out is capped to 30 minutes.
         let mut case = Case::new(WantRunning, S::Stopped);
@@ -548,22 +557,12 @@ mod tests {
     #[test]
     fn a_just_accepted_call_is_not_repeated_while_the_read_lags() {
         let mut case = Case::new(WantRunning, S::Stopped);
-        case.status.last_action = Some(LastAction {
-            action: "StartInstance".into(),
-            request_id: None,
-            time: secs_ago(3),
-            dry_run: false,
-        });
+        case.status.last_action = Some(accepted("StartInstance", secs_ago(3), false));
         assert_eq!(short(&case.decide()), "Wait(Starting)");
         case.status.last_action.as_mut().unwrap().time = secs_ago(60);
         assert_eq!(short(&case.decide()), "Write(Start)");
         // A dry run does not count.
-        case.status.last_action = Some(LastAction {
-            action: "StartInstance".into(),
-            request_id: None,
-            time: secs_ago(3),
-            dry_run: true,
-        });
+        case.status.last_action = Some(accepted("StartInstance", secs_ago(3), true));
         assert_eq!(short(&case.decide()), "Write(Start)");
     }
 
@@ -571,12 +570,7 @@ mod tests {
     fn a_lagging_read_after_an_accepted_call_is_not_trusted() {
         // An unrelated spec edit (new generation) right after a start: no second StartInstance.
         let mut case = Case::new(WantRunning, S::Stopped);
-        case.status.last_action = Some(LastAction {
-            action: "StartInstance".into(),
-            request_id: None,
-            time: secs_ago(3),
-            dry_run: false,
-        });
+        case.status.last_action = Some(accepted("StartInstance", secs_ago(3), false));
         case.status.observed_generation = Some(0);
         assert_eq!(short(&case.decide()), "Wait(Starting)");
         // Desired flipped to Stopped right after the start was accepted; a read that still says
@@ -591,12 +585,7 @@ mod tests {
     #[test]
     fn transition_poll_grows_with_the_time_since_the_call() {
         let mut case = Case::new(WantRunning, S::Starting);
-        case.status.last_action = Some(LastAction {
-            action: "StartInstance".into(),
-            request_id: None,
-            time: secs_ago(1),
-            dry_run: false,
-        });
+        case.status.last_action = Some(accepted("StartInstance", secs_ago(1), false));
         let Plan::Wait { after: early, .. } = case.decide() else {
             panic!()
         };
