@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use kube_sandbox::Sandbox;
@@ -58,33 +59,18 @@ fn bad_flags_fail_with_a_clear_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_logs_json_serves_probes_and_stops_on_sigterm() {
-    let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    sandbox.write_kubeconfig(&kubeconfig).unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--log-format",
-            "json",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--ecs-endpoint",
-            "http://127.0.0.1:9",
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "info")
-        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "AK-binary-test")
-        .env(
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-            "binary-test-secret-value",
-        )
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (sandbox, _dir, kubeconfig) = empty_cluster().await;
+    let mut child = spawn_run(
+        &kubeconfig,
+        &["--log-format", "json"],
+        &[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "AK-binary-test"),
+            (
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                "binary-test-secret-value",
+            ),
+        ],
+    );
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -126,7 +112,9 @@ async fn run_logs_json_serves_probes_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 503);
-    install_crd(&kubeconfig).await;
+    ecs_power_operator::sandbox::install_crd(&client(&kubeconfig).await)
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let ready = http
@@ -150,25 +138,7 @@ async fn run_logs_json_serves_probes_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the operator did not exit within 15 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = terminate(&mut child, Duration::from_secs(15));
     assert!(status.success(), "exit after SIGTERM: {status:?}");
     while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
         lines.push(line);
@@ -182,33 +152,29 @@ async fn run_logs_json_serves_probes_and_stops_on_sigterm() {
     sandbox.shutdown().await;
 }
 
-async fn install_crd(kubeconfig: &std::path::Path) {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::CustomResourceExt;
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
-    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client);
-    api.create(
-        &Default::default(),
-        &ecs_power_operator::api::EcsInstancePower::crd(),
-    )
-    .await
-    .unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_works_even_before_the_first_list() {
-    // No CRD: the watch never lists. The operator must still exit promptly on SIGTERM.
+/// kube-sandbox without the operator's CRD, and a kubeconfig for it.
+async fn empty_cluster() -> (Sandbox, tempfile::TempDir, PathBuf) {
     let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     sandbox.write_kubeconfig(&kubeconfig).unwrap();
-    let mut child = Command::new(BIN)
+    (sandbox, dir, kubeconfig)
+}
+
+async fn client(kubeconfig: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// `ecs-power-operator run` against `kubeconfig`, a dead ECS endpoint, an OS-chosen metrics port,
+/// `RUST_LOG=info`; stderr piped.
+fn spawn_run(kubeconfig: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Child {
+    Command::new(BIN)
         .args([
             "run",
             "--metrics-addr",
@@ -216,18 +182,18 @@ async fn sigterm_works_even_before_the_first_list() {
             "--ecs-endpoint",
             "http://127.0.0.1:9",
         ])
-        .env("KUBECONFIG", &kubeconfig)
+        .args(extra_args)
+        .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines().map_while(Result::ok);
-    assert!(
-        lines.any(|l| l.contains("ecs-power-operator starting")),
-        "the operator did not start"
-    );
+        .unwrap()
+}
+
+/// Sends SIGTERM and waits at most `limit` for the exit.
+fn terminate(child: &mut Child, limit: Duration) -> ExitStatus {
     assert!(
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -235,17 +201,32 @@ async fn sigterm_works_even_before_the_first_list() {
             .unwrap()
             .success()
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(25);
-    let status = loop {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
         if let Some(status) = child.try_wait().unwrap() {
-            break status;
+            return status;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no exit within 25 s of SIGTERM (the kubelet waits 30 s)"
+            "no exit within {limit:?} of SIGTERM"
         );
         std::thread::sleep(Duration::from_millis(50));
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_works_even_before_the_first_list() {
+    // No CRD: the watch never lists. The operator must still exit promptly on SIGTERM.
+    let (sandbox, _dir, kubeconfig) = empty_cluster().await;
+    let mut child = spawn_run(&kubeconfig, &[], &[]);
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines().map_while(Result::ok);
+    assert!(
+        lines.any(|l| l.contains("ecs-power-operator starting")),
+        "the operator did not start"
+    );
+    // Within the kubelet's 30 s grace period.
+    let status = terminate(&mut child, Duration::from_secs(25));
     assert!(status.success(), "{status:?}");
     sandbox.shutdown().await;
 }
