@@ -5,11 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -327,27 +328,6 @@ async fn refresh_in_flight_does_not_block_other_callers() {
     .await;
 }
 
-/// A tracing writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 fn provider_for(emu: &Emulator, token_file: &Path, role: &str) -> RrsaProvider {
     let mut config = RrsaConfig::new(role, PROVIDER, token_file);
     config.sts_endpoint = emu.url();
@@ -359,7 +339,7 @@ fn provider_for(emu: &Emulator, token_file: &Path, role: &str) -> RrsaProvider {
 /// ever shows the token, the AccessKey secret or the security token.
 #[tokio::test]
 async fn rejected_tokens_are_terminal_and_logs_never_hold_secrets() {
-    let captured = Captured::default();
+    let captured = support::logs::Buffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
@@ -444,7 +424,7 @@ async fn rejected_tokens_are_terminal_and_logs_never_hold_secrets() {
             .is_some()
     );
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let logs = captured.text();
     // The capture works and says what happened …
     for wanted in [
         "STS AssumeRoleWithOIDC failed",

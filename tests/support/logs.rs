@@ -1,24 +1,33 @@
-//! Captures every log line the operator emits in this test process, at trace level for the
-//! operator and debug for kube, so tests can assert that no secret ever reaches a log.
+//! Log capture for the tests that assert no secret ever reaches a log line: a [`Buffer`] any
+//! tracing subscriber can write into, and [`capture`], the process-wide subscriber of the
+//! harness (trace level for the operator, debug for kube).
 
 use std::io::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-static CAPTURED: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+/// A shared in-memory log sink.
+#[derive(Clone, Default)]
+pub struct Buffer(Arc<Mutex<Vec<u8>>>);
 
-fn buffer() -> &'static Mutex<Vec<u8>> {
-    CAPTURED.get_or_init(|| Mutex::new(Vec::new()))
+impl Buffer {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .into_owned()
+    }
 }
 
-#[derive(Clone, Copy)]
-struct Capture;
-
-impl Write for Capture {
+impl Write for Buffer {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        buffer()
+        self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .extend_from_slice(bytes);
@@ -29,32 +38,30 @@ impl Write for Capture {
     }
 }
 
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
+impl<'a> MakeWriter<'a> for Buffer {
+    type Writer = Buffer;
     fn make_writer(&'a self) -> Self::Writer {
-        *self
+        self.clone()
     }
 }
 
-/// Installs the capturing subscriber (once per test process).
+static CAPTURED: OnceLock<Buffer> = OnceLock::new();
+
+/// Installs the process-wide capturing subscriber (once per test process).
 pub fn capture() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
+    CAPTURED.get_or_init(|| {
+        let buffer = Buffer::default();
         let filter = EnvFilter::new("ecs_power_operator=trace,kube=debug,kube_runtime=debug,info");
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(false)
-            .with_writer(Capture)
+            .with_writer(buffer.clone())
             .try_init();
+        buffer
     });
 }
 
-/// Everything logged so far.
+/// Everything the process-wide subscriber logged so far.
 pub fn text() -> String {
-    String::from_utf8_lossy(
-        &buffer()
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    )
-    .into_owned()
+    CAPTURED.get().map(Buffer::text).unwrap_or_default()
 }
