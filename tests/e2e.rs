@@ -549,14 +549,7 @@ async fn dry_run_example_reports_the_verdict_and_changes_nothing() {
 
     // Turning dryRun off makes the real call.
     env.kubectl
-        .ok(&[
-            "patch",
-            "ecspower",
-            "dry-run-1",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"dryRun":false}}"#,
-        ])
+        .merge_patch("dry-run-1", r#"{"spec":{"dryRun":false}}"#)
         .await;
     let obj = env.wait_ready_reason("dry-run-1", "True", "Running").await;
     assert_converged(&obj, "Running");
@@ -589,14 +582,7 @@ instances: [{id: i-e2esusp, region: cn-hangzhou, status: Stopped}]
     );
 
     env.kubectl
-        .ok(&[
-            "patch",
-            "ecspower",
-            "web-1",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"suspend":false}}"#,
-        ])
+        .merge_patch("web-1", r#"{"spec":{"suspend":false}}"#)
         .await;
     env.kubectl
         .wait("ecspower/web-1", "condition=Ready", CONVERGE)
@@ -822,14 +808,7 @@ instances: [{id: i-e2ewatch, region: cn-hangzhou, status: Running}]
     // Every resourceVersion the operator holds expires and its watches end: resuming gets 410.
     env.sandbox.compact_and_break_watches();
     env.kubectl
-        .ok(&[
-            "patch",
-            "ecspower",
-            "web-1",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"desiredState":"Stopped"}}"#,
-        ])
+        .merge_patch("web-1", r#"{"spec":{"desiredState":"Stopped"}}"#)
         .await;
     env.wait_ready_reason("web-1", "True", "Stopped").await;
     let obj = env.get("web-1").await;
@@ -857,14 +836,7 @@ instances: [{id: i-e2ewatch, region: cn-hangzhou, status: Running}]
     // The recovered watches can be broken again, and recover again.
     env.sandbox.compact_and_break_watches();
     env.kubectl
-        .ok(&[
-            "patch",
-            "ecspower",
-            "web-1",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"desiredState":"Running"}}"#,
-        ])
+        .merge_patch("web-1", r#"{"spec":{"desiredState":"Running"}}"#)
         .await;
     env.wait_ready_reason("web-1", "True", "Running").await;
     assert_eq!(env.calls("i-e2ewatch", "StartInstance").len(), 1);

@@ -158,6 +158,12 @@ impl Kubectl {
         out.stderr
     }
 
+    /// `kubectl patch ecspower NAME --type=merge -p PATCH`.
+    pub async fn merge_patch(&self, name: &str, patch: &str) -> String {
+        self.ok(&["patch", "ecspower", name, "--type=merge", "-p", patch])
+            .await
+    }
+
     /// `kubectl apply -f -`.
     pub async fn apply(&self, yaml: &str) -> String {
         self.ok_stdin(&["apply", "-f", "-"], Some(yaml)).await
