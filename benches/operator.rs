@@ -20,9 +20,8 @@ use ecs_emulator::{AccessKey, Config, Emulator, Instance, Status};
 use ecs_power_operator::api::{CONDITION_READY, EcsInstancePower};
 use ecs_power_operator::cli::Cli;
 use ecs_power_operator::ecs::{Credentials, OperatorCredentials};
+use kube::Api;
 use kube::api::{ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client};
 use kube_sandbox::Sandbox;
 use tokio_util::sync::CancellationToken;
 
@@ -102,11 +101,7 @@ async fn main() {
     let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let kubeconfig = Kubeconfig::from_yaml(&sandbox.kubeconfig_yaml()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    let client = Client::try_from(config).unwrap();
+    let client = ecs_power_operator::sandbox::client(&sandbox).await.unwrap();
     ecs_power_operator::sandbox::install_crd(&client)
         .await
         .unwrap();

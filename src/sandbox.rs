@@ -157,12 +157,7 @@ pub async fn start(args: &SandboxArgs) -> anyhow::Result<Running> {
         .write_kubeconfig(&kubeconfig)
         .context("cannot write the kubeconfig")?;
 
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::from_yaml(&sandbox.kubeconfig_yaml())?,
-        &KubeConfigOptions::default(),
-    )
-    .await?;
-    let client = Client::try_from(config)?;
+    let client = client(&sandbox).await?;
     install_crd(&client).await?;
 
     let cli = Cli::try_parse_from([
@@ -187,6 +182,17 @@ pub async fn start(args: &SandboxArgs) -> anyhow::Result<Running> {
         operator,
         shutdown,
     })
+}
+
+/// A Kubernetes client for `sandbox`, from the kubeconfig it serves.
+///
+/// # Errors
+/// When the kubeconfig cannot be turned into a client (it always can, short of a bug).
+pub async fn client(sandbox: &Sandbox) -> anyhow::Result<Client> {
+    let kubeconfig = Kubeconfig::from_yaml(&sandbox.kubeconfig_yaml())?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
 }
 
 /// Installs the operator's CRD and waits until it is established.

@@ -4,8 +4,10 @@
 //! operator just wrote, label edits and relists. None of those can change what ECS says, so the
 //! reconciler first asks the schedule: *has the generation or the credentials changed since the
 //! last observation, or is the next observation due?* If not, it requeues for the remaining time and
-//! touches neither ECS nor the API server (DESIGN §4: a reconcile triggered by the operator's own
-//! status write makes no ECS call).
+//! does not call ECS (DESIGN §4: a reconcile triggered by the operator's own status write makes no
+//! ECS call). Its only API call then is writing a status that the last observation produced but
+//! could not write (the entry keeps it), so a failing status patch loses neither the backoff nor
+//! `lastAction`.
 //!
 //! The schedule is in memory: after a restart every resource is observed once, which is the same
 //! cost as one resync.

@@ -17,7 +17,6 @@ use ecs_power_operator::ecs::{Credentials, OperatorCredentials};
 use ecs_power_operator::run::{self, Running};
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use kube_sandbox::Sandbox;
 use tokio_util::sync::CancellationToken;
@@ -115,12 +114,7 @@ impl Harness {
         let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
-        let kubeconfig = Kubeconfig::from_yaml(&sandbox.kubeconfig_yaml()).unwrap();
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .unwrap();
-        let client = Client::try_from(config).unwrap();
+        let client = ecs_power_operator::sandbox::client(&sandbox).await.unwrap();
         install_crd(&client).await;
 
         let endpoint = options
@@ -248,10 +242,9 @@ impl Harness {
 
     /// Write calls (start/stop/reboot) for this instance.
     pub fn writes(&self, instance: &str) -> Vec<CallRecord> {
-        self.emulator
-            .call_log()
+        self.all_calls(instance)
             .into_iter()
-            .filter(|c| c.is_write() && c.instance_ids.iter().any(|i| i == instance))
+            .filter(CallRecord::is_write)
             .collect()
     }
 
