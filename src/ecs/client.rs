@@ -1,8 +1,8 @@
 //! The operator's ECS client: DescribeInstances, StartInstance and StopInstance over the RPC API.
 //!
 //! The controller holds one [`EcsClient`] (cheap to clone: one shared connection pool) and calls
-//! it with the [`Credentials`] of the resource at hand. Each call is signed ([`rpc`]), sent
-//! ([`transport`]), interpreted (success, dry run, [`EcsError`]), logged at `debug` (action,
+//! it with the [`Credentials`] of the resource at hand. Each call is signed (`rpc`), sent
+//! (`transport`), interpreted (success, dry run, [`EcsError`]), logged at `debug` (action,
 //! region, instance IDs, HTTP status, ECS code, request ID, elapsed time — never a secret, the
 //! signature, the token or the URL) and reported to the [`CallObserver`] for metrics.
 

@@ -1,7 +1,7 @@
 //! The RPC protocol of the ECS OpenAPI: a request is GET or POST on `/` with parameters in the
 //! query string or an `application/x-www-form-urlencoded` body, signed with V1 (parameters) or
 //! V3 (`Authorization: ACS3-HMAC-SHA256 …` headers). This module turns an HTTP request into an
-//! [`RpcRequest`] and renders answers (`render`) as JSON or, with `Format=XML`, XML.
+//! `RpcRequest` and renders answers (`render`) as JSON or, with `Format=XML`, XML.
 
 pub(crate) mod params;
 pub(crate) mod render;
