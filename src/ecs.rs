@@ -19,6 +19,7 @@
 //! - `http`: the reqwest client, capped body reads and error chains shared with RRSA.
 //! - [`observer`]: the [`CallObserver`] hook for metrics; [`redaction`]: scrubbing echoed secrets.
 
+pub mod batch;
 pub mod catalogue;
 pub mod client;
 pub mod credentials;
@@ -31,13 +32,18 @@ pub mod power;
 pub mod redaction;
 pub mod rrsa;
 pub mod signature;
+pub mod sts;
 
-pub use catalogue::{ErrorClass, Verdict, classify, classify_credentials, classify_lock};
-pub use client::{ClientBuildError, EcsClient, EcsClientConfig};
+pub use batch::{BatchOutcome, InstanceResult, StopOptions};
+pub use catalogue::{
+    ErrorClass, Verdict, classify, classify_credentials, classify_instance_code, classify_lock,
+};
+pub use client::{CallOptions, ClientBuildError, EcsClient, EcsClientConfig};
 pub use credentials::{Credentials, CredentialsError, OperatorCredentials, SecretString};
 pub use endpoint::{Endpoint, EndpointError, EndpointStyle};
-pub use error::EcsError;
+pub use error::{Delivery, EcsError};
 pub use instance::{InstanceObservation, InstanceStatus};
 pub use observer::{CallObserver, NoopObserver};
 pub use power::{StartInstance, StopInstance, StoppedMode, WriteOutcome};
-pub use rrsa::{RrsaConfig, RrsaProvider, RrsaSession};
+pub use rrsa::{RefreshWindow, RrsaConfig, RrsaProvider, RrsaSession, sts_endpoint_for};
+pub use sts::CallerIdentity;

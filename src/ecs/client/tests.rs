@@ -57,7 +57,7 @@ struct Received {
     raw_query: String,
     params: BTreeMap<String, String>,
     body_len: usize,
-    /// Every raw name and value was exactly `percent_encode(decoded)` (ECS-API.md §1.2).
+    /// Every raw name and value was exactly `percent_encode(decoded)` (the V1 signature's percent-encoding).
     canonical_encoding: bool,
     /// `Signature` equals our signer's answer for the decoded parameters and the known secret.
     signature_ok: bool,
