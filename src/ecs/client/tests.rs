@@ -20,7 +20,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::ecs::catalogue::{ErrorClass, classify};
+use crate::ecs::batch::InstanceResult;
+use crate::ecs::catalogue::{ErrorClass, classify, classify_instance_code};
+use crate::ecs::error::Delivery;
 use crate::ecs::instance::InstanceStatus;
 use crate::ecs::power::StoppedMode;
 use crate::ecs::signature::{percent_encode, sign, string_to_sign};
@@ -290,6 +292,7 @@ async fn describe_instance_success_and_request_shape() {
             lock_reasons: vec!["financial".into()],
             stopped_mode: Some("StopCharging".into()),
             expired_time: Some("2099-12-31T15:59Z".into()),
+            tags: BTreeMap::new(),
         })
     );
     let r = server.only_request();
@@ -639,6 +642,7 @@ async fn json_error_bodies_with_each_status() {
                 message: format!("message {i}"),
                 http_status: *status,
                 request_id: Some(format!("REQ-{i}")),
+                retry_after: None,
             }
         );
         assert_eq!(classify(&err).class, *class, "{code}");
@@ -715,6 +719,7 @@ async fn unusable_bodies() {
     let EcsError::HttpStatus {
         http_status,
         snippet,
+        ..
     } = &err
     else {
         panic!("expected HttpStatus, got {err:?}");
@@ -775,6 +780,8 @@ enum Broken {
     CutShortBody,
     /// A chunked body that never ends.
     EndlessBody,
+    /// Sends the status line and headers of a 200, then nothing more.
+    StallAfterHeaders,
 }
 
 async fn broken_server(behaviour: Broken) -> SocketAddr {
@@ -822,6 +829,13 @@ async fn serve_broken(mut stream: TcpStream, behaviour: Broken) {
             chunk.extend_from_slice(b"\r\n");
             while stream.write_all(&chunk).await.is_ok() {}
         }
+        Broken::StallAfterHeaders => {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+                .await;
+            std::future::pending::<()>().await;
+            drop(stream);
+        }
     }
 }
 
@@ -849,12 +863,19 @@ async fn connection_closed_without_response_is_unreachable() {
     ))
     .await
     .unwrap_err();
-    let EcsError::Unreachable { detail } = &err else {
+    let EcsError::Unreachable {
+        detail,
+        request_sent,
+    } = &err
+    else {
         panic!("expected Unreachable, got {err:?}");
     };
     assert_clean_detail(detail);
     assert!(!detail.contains("CAIS"), "{detail}");
     assert_eq!(classify(&err).reason, "EcsUnreachable");
+    // The request was written before the peer closed: it may have been carried out.
+    assert!(*request_sent, "{err:?}");
+    assert_eq!(err.delivery(), Delivery::Unknown);
 }
 
 #[tokio::test]
@@ -867,9 +888,10 @@ async fn server_that_never_answers_times_out() {
     .await
     .unwrap_err();
     let elapsed = started.elapsed();
-    let EcsError::Unreachable { detail } = &err else {
+    let EcsError::Unreachable { detail, .. } = &err else {
         panic!("expected Unreachable, got {err:?}");
     };
+    assert_eq!(err.delivery(), Delivery::Unknown, "{err:?}");
     assert!(detail.contains("300 ms"), "{detail}");
     assert_clean_detail(detail);
     assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
@@ -888,9 +910,10 @@ async fn refused_connection_is_unreachable() {
     ))
     .await
     .unwrap_err();
-    let EcsError::Unreachable { detail } = &err else {
+    let EcsError::Unreachable { detail, .. } = &err else {
         panic!("expected Unreachable, got {err:?}");
     };
+    assert_eq!(err.delivery(), Delivery::NotSent, "{err:?}");
     assert!(detail.starts_with("could not connect"), "{detail}");
     assert_clean_detail(detail);
 }
@@ -915,6 +938,26 @@ async fn body_cut_short_is_malformed() {
     assert_eq!(*http_status, 200);
     assert!(detail.contains("cut short"), "{detail}");
     assert_clean_detail(detail);
+    assert_eq!(err.delivery(), Delivery::Unknown);
+}
+
+#[tokio::test]
+async fn answer_stalling_after_its_headers_times_out_as_sent() {
+    let addr = broken_server(Broken::StallAfterHeaders).await;
+    let started = std::time::Instant::now();
+    let err = bounded(client_for(addr, Duration::from_millis(300)).start_instance(
+        &creds(),
+        REGION,
+        &start("i-a"),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, EcsError::Unreachable { detail, request_sent: true } if detail.contains("300 ms")),
+        "{err:?}"
+    );
+    assert_eq!(err.delivery(), Delivery::Unknown);
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
