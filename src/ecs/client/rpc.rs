@@ -172,6 +172,48 @@ mod tests {
         assert!(!request.query.contains("testsecret"));
     }
 
+    /// The batch call as the client builds it reproduces the published ECS-shaped known answer
+    /// for POST StartInstances with a security token (`z4/IDdD4Z8JJQP37TnuAc6NgW7U=`).
+    #[test]
+    fn start_instances_batch_reproduces_the_known_answer() {
+        let params: Vec<(String, String)> = crate::ecs::batch::params(
+            "cn-hangzhou",
+            &["i-bp67acfmxazb4ph00001", "i-bp67acfmxazb4ph00002"],
+            None,
+        );
+        let params: Vec<(&str, String)> = params
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone()))
+            .collect();
+        let request = build(
+            &creds(Some("CAIS+sts/token==")),
+            ECS,
+            "StartInstances",
+            &params,
+            "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
+            "2024-05-01T08:00:00Z",
+        );
+        assert!(
+            request
+                .query
+                .ends_with("&Signature=z4%2FIDdD4Z8JJQP37TnuAc6NgW7U%3D"),
+            "{}",
+            request.query
+        );
+        assert!(request.query.contains("&BatchOptimization=SuccessFirst&"));
+        assert!(request.query.contains("&InstanceId.1=i-bp67acfmxazb4ph00001&"));
+        assert!(request.query.contains("&InstanceId.2=i-bp67acfmxazb4ph00002&"));
+    }
+
+    #[test]
+    fn the_product_sets_the_version() {
+        let request = build(&creds(None), STS, "GetCallerIdentity", &[], "n", "t");
+        assert!(request.query.contains("&Version=2015-04-01&"), "{}", request.query);
+        assert!(request.query.contains("Action=GetCallerIdentity&"));
+        let ecs = build(&creds(None), ECS, "StartInstance", &[], "n", "t");
+        assert!(ecs.query.contains("&Version=2014-05-26&"), "{}", ecs.query);
+    }
+
     #[test]
     fn security_token_is_sent_and_signed() {
         let with = build(
