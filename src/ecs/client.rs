@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::batch::{self, BatchOutcome, MAX_IDS_PER_BATCH, START_INSTANCES, STOP_INSTANCES, StopOptions};
+use super::batch::{
+    self, BatchOutcome, MAX_IDS_PER_BATCH, START_INSTANCES, STOP_INSTANCES, StopOptions,
+};
 use super::credentials::Credentials;
 use super::endpoint::Endpoint;
 use super::error::EcsError;
@@ -514,8 +516,15 @@ impl EcsClient {
         instance_ids: &[&str],
         options: &CallOptions,
     ) -> Result<BatchOutcome, EcsError> {
-        self.batch(creds, region_id, instance_ids, START_INSTANCES, None, options)
-            .await
+        self.batch(
+            creds,
+            region_id,
+            instance_ids,
+            START_INSTANCES,
+            None,
+            options,
+        )
+        .await
     }
 
     /// StopInstances for 1–100 instances of one region with the same `stop` options,
@@ -624,7 +633,8 @@ impl EcsClient {
                 .on_instance_result(action, result.outcome_label());
         }
         for _ in 0..outcome.unexpected {
-            self.observer.on_instance_result(action, OUTCOME_UNREQUESTED);
+            self.observer
+                .on_instance_result(action, OUTCOME_UNREQUESTED);
         }
         if outcome.unexpected > 0 {
             tracing::debug!(
@@ -819,11 +829,12 @@ fn interpret_batch(
             redactor,
         ));
     }
-    let outcome =
-        batch::parse_answer(&answer.body, requested, redactor).map_err(|e| EcsError::Malformed {
+    let outcome = batch::parse_answer(&answer.body, requested, redactor).map_err(|e| {
+        EcsError::Malformed {
             http_status: answer.http_status,
             detail: e.to_string(),
-        })?;
+        }
+    })?;
     Ok(Interpreted {
         request_id: outcome.request_id.clone(),
         value: outcome,

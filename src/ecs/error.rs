@@ -468,7 +468,10 @@ mod tests {
     #[test]
     fn delivery_rule() {
         let cases = [
-            (EcsError::InvalidRequest { detail: "d".into() }, Delivery::NotSent),
+            (
+                EcsError::InvalidRequest { detail: "d".into() },
+                Delivery::NotSent,
+            ),
             (
                 EcsError::Unreachable {
                     detail: "refused".into(),
@@ -483,12 +486,24 @@ mod tests {
                 },
                 Delivery::Unknown,
             ),
-            (api(400, r#"{"Code":"Throttling.User"}"#), Delivery::Answered),
-            (api(403, r#"{"Code":"OperationDenied.NoStock"}"#), Delivery::Answered),
-            (api(404, r#"{"Code":"InvalidInstanceId.NotFound"}"#), Delivery::Answered),
+            (
+                api(400, r#"{"Code":"Throttling.User"}"#),
+                Delivery::Answered,
+            ),
+            (
+                api(403, r#"{"Code":"OperationDenied.NoStock"}"#),
+                Delivery::Answered,
+            ),
+            (
+                api(404, r#"{"Code":"InvalidInstanceId.NotFound"}"#),
+                Delivery::Answered,
+            ),
             (api(499, r#"{"Code":"X"}"#), Delivery::Answered),
             (api(500, r#"{"Code":"InternalError"}"#), Delivery::Unknown),
-            (api(503, r#"{"Code":"ServiceUnavailable"}"#), Delivery::Unknown),
+            (
+                api(503, r#"{"Code":"ServiceUnavailable"}"#),
+                Delivery::Unknown,
+            ),
             (api(502, "<h1>bad gateway</h1>"), Delivery::Unknown),
             (api(400, "Bad Request"), Delivery::Unknown),
             (

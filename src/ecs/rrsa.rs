@@ -1057,7 +1057,10 @@ mod tests {
                 "http://127.0.0.1:9090",
             ),
             (
-                &[("ALIBABA_CLOUD_STS_ENDPOINT", "sts-vpc.cn-hangzhou.aliyuncs.com")],
+                &[(
+                    "ALIBABA_CLOUD_STS_ENDPOINT",
+                    "sts-vpc.cn-hangzhou.aliyuncs.com",
+                )],
                 &emulator,
                 "https://sts-vpc.cn-hangzhou.aliyuncs.com",
             ),
@@ -1070,7 +1073,10 @@ mod tests {
             );
         }
         assert!(matches!(
-            sts_endpoint_for(env(&[("ALIBABA_CLOUD_STS_REGION", "Bad Region")]), &regional),
+            sts_endpoint_for(
+                env(&[("ALIBABA_CLOUD_STS_REGION", "Bad Region")]),
+                &regional
+            ),
             Err(CredentialsError::Invalid { .. })
         ));
     }

@@ -201,14 +201,26 @@ mod tests {
             request.query
         );
         assert!(request.query.contains("&BatchOptimization=SuccessFirst&"));
-        assert!(request.query.contains("&InstanceId.1=i-bp67acfmxazb4ph00001&"));
-        assert!(request.query.contains("&InstanceId.2=i-bp67acfmxazb4ph00002&"));
+        assert!(
+            request
+                .query
+                .contains("&InstanceId.1=i-bp67acfmxazb4ph00001&")
+        );
+        assert!(
+            request
+                .query
+                .contains("&InstanceId.2=i-bp67acfmxazb4ph00002&")
+        );
     }
 
     #[test]
     fn the_product_sets_the_version() {
         let request = build(&creds(None), STS, "GetCallerIdentity", &[], "n", "t");
-        assert!(request.query.contains("&Version=2015-04-01&"), "{}", request.query);
+        assert!(
+            request.query.contains("&Version=2015-04-01&"),
+            "{}",
+            request.query
+        );
         assert!(request.query.contains("Action=GetCallerIdentity&"));
         let ecs = build(&creds(None), ECS, "StartInstance", &[], "n", "t");
         assert!(ecs.query.contains("&Version=2014-05-26&"), "{}", ecs.query);

@@ -1327,9 +1327,7 @@ async fn caller_identity_is_signed_like_ecs_and_sent_to_the_override() {
     let client = server.client();
     // `--ecs-endpoint` set and no STS setting: STS goes to the same server.
     assert_eq!(client.sts_endpoint(), format!("http://{}", server.addr));
-    let identity = bounded(client.caller_identity(&sts_creds()))
-        .await
-        .unwrap();
+    let identity = bounded(client.caller_identity(&sts_creds())).await.unwrap();
     assert_eq!(
         identity,
         CallerIdentity {
@@ -1348,14 +1346,10 @@ async fn caller_identity_is_signed_like_ecs_and_sent_to_the_override() {
     for absent in ["RegionId", "InstanceId", "DryRun"] {
         assert!(!r.params.contains_key(absent), "{absent}");
     }
-    let rejected = bounded(client.caller_identity(&creds()))
-        .await
-        .unwrap_err();
+    let rejected = bounded(client.caller_identity(&creds())).await.unwrap_err();
     assert_eq!(rejected.code(), Some("InvalidSecurityToken.Expired"));
     assert_eq!(rejected.delivery(), Delivery::Answered);
-    let malformed = bounded(client.caller_identity(&creds()))
-        .await
-        .unwrap_err();
+    let malformed = bounded(client.caller_identity(&creds())).await.unwrap_err();
     assert!(
         matches!(&malformed, EcsError::Malformed { detail, .. } if detail.contains("AccountId")),
         "{malformed:?}"
@@ -1480,7 +1474,10 @@ async fn start_instances_sends_success_first_and_reads_results_by_id() {
         panic!("{:?}", outcome.results["i-2"]);
     };
     assert_eq!(code, "OperationDenied.NoStock");
-    assert_eq!((verdict.reason.as_str(), verdict.class), ("NoStock", ErrorClass::Capacity));
+    assert_eq!(
+        (verdict.reason.as_str(), verdict.class),
+        ("NoStock", ErrorClass::Capacity)
+    );
     assert_eq!(outcome.results["i-3"], InstanceResult::Missing);
     assert!(outcome.results["i-3"].is_ambiguous());
     let InstanceResult::Refused { verdict, .. } = &outcome.results["i-4"] else {
@@ -1530,7 +1527,10 @@ async fn stop_instances_sends_its_options() {
     ))
     .await
     .unwrap();
-    assert!(matches!(out.results["i-1"], InstanceResult::Accepted { .. }));
+    assert!(matches!(
+        out.results["i-1"],
+        InstanceResult::Accepted { .. }
+    ));
     bounded(client.stop_instances(
         &creds(),
         REGION,
@@ -1608,16 +1608,20 @@ async fn batch_level_failures_are_one_error_for_the_whole_batch() {
         .await
         .unwrap_err();
     assert_eq!(internal.delivery(), Delivery::Unknown);
-    let unknown = bounded(client.stop_instances(
-        &creds(),
-        REGION,
-        &ids,
-        &StopOptions::default(),
-        &none,
-    ))
-    .await
-    .unwrap_err();
-    assert!(matches!(unknown, EcsError::Malformed { http_status: 200, .. }), "{unknown:?}");
+    let unknown =
+        bounded(client.stop_instances(&creds(), REGION, &ids, &StopOptions::default(), &none))
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(
+            unknown,
+            EcsError::Malformed {
+                http_status: 200,
+                ..
+            }
+        ),
+        "{unknown:?}"
+    );
     assert_eq!(unknown.delivery(), Delivery::Unknown);
     let signature = bounded(client.start_instances(&sts_creds(), REGION, &ids, &none))
         .await
@@ -1685,9 +1689,10 @@ async fn batch_and_single_calls_classify_every_code_alike() {
     let server = TestServer::start(replies).await;
     let client = server.client();
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let batch = bounded(client.start_instances(&creds(), REGION, &id_refs, &CallOptions::default()))
-        .await
-        .unwrap();
+    let batch =
+        bounded(client.start_instances(&creds(), REGION, &id_refs, &CallOptions::default()))
+            .await
+            .unwrap();
     for ((code, status), id) in codes.iter().zip(&ids) {
         let single = bounded(client.start_instance(&creds(), REGION, &start(id)))
             .await
