@@ -235,7 +235,7 @@ fn text(value: Option<&Value>) -> Option<String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::ecs::catalogue::ErrorClass;

@@ -1034,7 +1034,8 @@ mod tests {
     fn sts_endpoint_for_signed_calls() {
         let regional = Endpoint::default();
         let emulator = Endpoint::Override("http://127.0.0.1:9090".into());
-        let cases: [(&[(&str, &str)], &Endpoint, &str); 6] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a Endpoint, &'a str);
+        let cases: [Case<'_>; 6] = [
             (&[], &regional, "https://sts.aliyuncs.com"),
             (&[], &emulator, "http://127.0.0.1:9090"),
             (
