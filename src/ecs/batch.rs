@@ -18,7 +18,7 @@
 //!   for an ID already answered, or an entry without an ID or code is ignored and counted in
 //!   [`BatchOutcome::unexpected`].
 //! - Each refused entry's `Code` is classified by
-//!   [`classify_instance_code`](super::catalogue::classify_instance_code), which gives the same
+//!   [`classify_instance_code`], which gives the same
 //!   reason and class as a single call that failed with that code.
 //! - No `DryRun`: with `SuccessFirst` a dry run only ever answers `DRYRUN.SUCCESS`, so it checks
 //!   nothing per instance; dry runs use the single calls. StartInstances has no `InitLocalDisk`

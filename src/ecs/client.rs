@@ -2,8 +2,8 @@
 //! StartInstances and StopInstances, and STS GetCallerIdentity, over the RPC API.
 //!
 //! The controller holds one [`EcsClient`] (cheap to clone: one shared connection pool) and calls
-//! it with the [`Credentials`] of the resource at hand. Each call is signed ([`rpc`], for the
-//! product's API version), sent ([`transport`], within the client's timeout or the call's
+//! it with the [`Credentials`] of the resource at hand. Each call is signed (`rpc`, for the
+//! product's API version), sent (`transport`, within the client's timeout or the call's
 //! [`CallOptions::deadline`], whichever ends first), interpreted (success, dry run, per-instance
 //! batch results, [`EcsError`] with its [`Delivery`](super::error::Delivery) and
 //! `x-acs-retry-after`), logged at `debug` (action, region, instance IDs, HTTP status, ECS code,
@@ -501,7 +501,7 @@ impl EcsClient {
 
     /// StartInstances for 1–100 instances of one region, `BatchOptimization=SuccessFirst`: each
     /// instance is started or refused on its own, and the answer is read per instance by ID
-    /// (see [`batch`](crate::ecs::batch)). No `DryRun`, no `InitLocalDisk`: those use
+    /// (see [`crate::ecs::batch`]). No `DryRun`, no `InitLocalDisk`: those use
     /// [`EcsClient::start_instance`].
     ///
     /// # Errors
