@@ -76,8 +76,15 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let endpoint = args.endpoint()?;
     let metrics = Arc::new(Metrics::new());
-    let ecs =
-        EcsClient::new(EcsClientConfig::new(endpoint.clone()).with_observer(metrics.clone()))?;
+    let mut ecs_config = EcsClientConfig::new(endpoint.clone()).with_observer(metrics.clone());
+    // Where STS GetCallerIdentity goes: the environment's STS settings, else the ECS override.
+    match crate::ecs::sts_endpoint_for(|key| std::env::var_os(key), &endpoint) {
+        Ok(url) => ecs_config = ecs_config.with_sts_endpoint(url),
+        Err(e) => {
+            warn!(error = %e, "unusable STS endpoint setting; GetCallerIdentity uses the default")
+        }
+    }
+    let ecs = EcsClient::new(ecs_config)?;
     match &operator_credentials {
         Some(_) => {
             info!("operator credentials found; resources without credentialsSecretRef use them")

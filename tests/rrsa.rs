@@ -182,7 +182,7 @@ async fn exchanges_token_uses_sts_credentials_and_refreshes_before_expiry() {
             "{session:?}"
         );
         let now = jiff::Timestamp::now();
-        assert!(now < session.schedule.refresh_at && session.schedule.refresh_at < session.expiration);
+        assert!(now < session.refresh_window.refresh_at && session.refresh_window.refresh_at < session.expiration);
 
         // The STS credentials sign ECS calls.
         let ecs = ecs_client(&emu);
@@ -220,9 +220,9 @@ async fn exchanges_token_uses_sts_credentials_and_refreshes_before_expiry() {
             session.expiration
         );
         assert!(
-            refreshed_at >= session.schedule.refresh_at,
+            refreshed_at >= session.refresh_window.refresh_at,
             "refreshed at {refreshed_at}, before the refresh time {}",
-            session.schedule.refresh_at
+            session.refresh_window.refresh_at
         );
         let renewed = provider.session().unwrap();
         assert_eq!(renewed.access_key_id, second.access_key_id);
@@ -297,7 +297,7 @@ async fn refresh_in_flight_does_not_block_other_callers() {
         emu.add_fault(Fault::delay(slow).for_action("AssumeRoleWithOIDC").times(1))
             .unwrap();
         poll(Duration::from_secs(20), || async {
-            (jiff::Timestamp::now() >= session.schedule.refresh_at).then_some(())
+            (jiff::Timestamp::now() >= session.refresh_window.refresh_at).then_some(())
         })
         .await
         .unwrap();
@@ -522,7 +522,7 @@ async fn failed_refresh_keeps_cached_credentials_until_shortly_before_expiry() {
         })
         .await;
         let (err, failed_at) = err.expect("the cached credentials ran out");
-        assert!(failed_at >= session.schedule.usable_until);
+        assert!(failed_at >= session.refresh_window.usable_until);
         assert!(
             failed_at < session.expiration,
             "stopped handing out at {failed_at}, only after expiry {}",

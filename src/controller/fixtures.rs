@@ -20,5 +20,6 @@ pub fn seen(status: InstanceStatus, locks: &[&str]) -> InstanceObservation {
         lock_reasons: locks.iter().map(|s| s.to_string()).collect(),
         stopped_mode: None,
         expired_time: None,
+        tags: std::collections::BTreeMap::new(),
     }
 }

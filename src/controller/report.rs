@@ -670,6 +670,7 @@ mod tests {
             message: format!("message of {code}"),
             http_status,
             request_id: Some(request_id.into()),
+            retry_after: None,
         }
     }
 
@@ -931,6 +932,7 @@ mod tests {
         };
         let error = EcsError::Unreachable {
             detail: "connection refused".into(),
+            request_sent: false,
         };
         let r = run(&spec, &previous, at(0), Outcome::ObserveFailed(&error));
         assert_eq!(r.status.instance_status.as_deref(), Some("Stopped"));

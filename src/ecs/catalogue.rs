@@ -77,7 +77,7 @@ pub mod reason {
     pub const STS_UNAVAILABLE: &str = "StsUnavailable";
 }
 
-/// How the controller retries after a failure of this kind (DESIGN §3).
+/// How the controller retries after a failure of this kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
     /// Needs someone to act: no write call, re-check every 10 min or when the spec/Secret changes.
@@ -216,15 +216,31 @@ pub fn classify_credentials(err: &CredentialsError) -> Verdict {
     }
 }
 
+/// The HTTP status a per-instance result is classified with: a batch answer is HTTP 200 and each
+/// entry carries only a `Code`, so no status rule (≥ 500) can apply; any status below 500 leaves
+/// the code table and the "code without its dots" rule, which is exactly how a single call's error
+/// with that code is classified.
+const PER_INSTANCE_STATUS: u16 = 400;
+
+/// Classifies the `Code` of one entry of a batch answer (`InstanceResponses.InstanceResponse[]`
+/// of StartInstances / StopInstances with `BatchOptimization=SuccessFirst`; `"200"` means
+/// accepted and is not classified). It gives the same reason and class as [`classify`] gives a
+/// single StartInstance / StopInstance that failed with that code, so a resource reports the same
+/// condition whichever way its write was sent.
+#[must_use]
+pub fn classify_instance_code(code: &str) -> Verdict {
+    classify_code(code, PER_INSTANCE_STATUS)
+}
+
 /// The ECS error code table, then the HTTP status rules, then "the code without its dots".
 fn classify_code(code: &str, http_status: u16) -> Verdict {
     use ErrorClass::{Capacity, Conflict, Terminal, Throttled, Transient};
     let known = match code {
         "InvalidInstanceId.NotFound" => Some((reason::INSTANCE_NOT_FOUND, Terminal)),
         "IncorrectInstanceStatus" => Some((reason::INCORRECT_INSTANCE_STATUS, Conflict)),
-        // Not in DESIGN §3's table, which would make it terminal; but ECS-API.md §5 (and every
-        // official SDK's retry policy) says this 409 means "another operation is in progress,
-        // try again": it is the same situation as IncorrectInstanceStatus, so re-observe.
+        // An unknown 4xx code would be terminal; but ECS documents this 409 as "another operation
+        // is in progress, try again" (and every official SDK's retry policy retries it): it is
+        // the same situation as IncorrectInstanceStatus, so re-observe.
         "OperationConflict" => Some((reason::OPERATION_CONFLICT, Conflict)),
         "InstanceLockedForSecurity" => Some((reason::INSTANCE_LOCKED_FOR_SECURITY, Terminal)),
         "InsufficientBalance" => Some((reason::INSUFFICIENT_BALANCE, Terminal)),
@@ -325,6 +341,7 @@ mod tests {
             message: "m".into(),
             http_status,
             request_id: Some("R".into()),
+            retry_after: None,
         }
     }
 
@@ -359,7 +376,7 @@ mod tests {
         }
     }
 
-    /// Every code named in DESIGN §3, with the HTTP status ECS documents for it.
+    /// Every code of the catalogue's table, with the HTTP status ECS documents for it.
     #[test]
     fn design_table() {
         check(&[
@@ -471,7 +488,7 @@ mod tests {
         ]);
     }
 
-    /// The whole StartInstance error table of ECS-API.md §4, including the newer online codes.
+    /// The whole documented StartInstance error table, including the newer online codes.
     #[test]
     fn start_instance_table() {
         check(&[
@@ -542,7 +559,7 @@ mod tests {
         ]);
     }
 
-    /// The StopInstance error table of ECS-API.md §4.
+    /// The documented StopInstance error table.
     #[test]
     fn stop_instance_table() {
         check(&[
@@ -593,7 +610,7 @@ mod tests {
         ]);
     }
 
-    /// The common codes of ECS-API.md §5 (documented and seen from the gateway).
+    /// The common codes of the ECS API (documented and seen from the gateway).
     #[test]
     fn common_codes() {
         check(&[
@@ -716,7 +733,8 @@ mod tests {
     fn transport_errors() {
         assert_eq!(
             classify(&EcsError::Unreachable {
-                detail: "timed out".into()
+                detail: "timed out".into(),
+                request_sent: true,
             }),
             Verdict::new("EcsUnreachable", Transient)
         );
@@ -737,7 +755,8 @@ mod tests {
             assert_eq!(
                 classify(&EcsError::HttpStatus {
                     http_status: status,
-                    snippet: "Bad Gateway".into()
+                    snippet: "Bad Gateway".into(),
+                    retry_after: None,
                 }),
                 Verdict::new(reason, Transient),
                 "HTTP {status}"
@@ -875,6 +894,57 @@ mod tests {
         for class in [Conflict, Capacity, Transient, Throttled] {
             assert!(class.is_retryable());
             assert_eq!(class.to_string(), class.as_str());
+        }
+    }
+
+    #[test]
+    fn per_instance_codes_are_classified_like_single_calls() {
+        // Every code of the table and one member of each family, with the HTTP status a single
+        // call gets it with.
+        let codes = [
+            ("InvalidInstanceId.NotFound", 404),
+            ("IncorrectInstanceStatus", 403),
+            ("OperationConflict", 409),
+            ("InstanceLockedForSecurity", 403),
+            ("InsufficientBalance", 403),
+            ("InstanceExpired", 403),
+            ("InstanceExpiredOrInArrears", 403),
+            ("DiskInArrears", 403),
+            ("DiskError", 403),
+            ("InstanceNotReady", 403),
+            ("InstanceNotReady", 500),
+            ("OperationDenied.NoStock", 403),
+            ("LackResource", 400),
+            ("InvalidDedicatedHost.NotEnoughResource", 400),
+            ("Invalid.PrivatePoolOptions.NoStock", 400),
+            ("OperationDenied.SpotPriceLowerThanPublicPrice", 403),
+            ("InvalidParameter.KMSKeyId.KMSUnauthorized", 403),
+            ("QuotaExceed.ElasticQuota", 403),
+            ("InternalError", 500),
+            ("UnknownError", 500),
+            ("Rejected.Throttling", 400),
+            ("SignatureDoesNotMatch", 400),
+            ("IncompleteSignature", 400),
+            ("InvalidTimeStamp.Expired", 400),
+            ("IllegalTimestamp", 400),
+            ("SignatureNonceUsed", 400),
+            ("ServiceUnavailable", 503),
+            ("ServiceUnavailable.RegionMaintaining", 503),
+            ("Throttling", 400),
+            ("Throttling.User", 400),
+            ("InvalidAccessKeyId.NotFound", 400),
+            ("InvalidSecurityToken.Expired", 400),
+            ("Forbidden.RAM", 403),
+            ("InvalidInstanceId.NotSupport", 403),
+            ("InstanceType.ParameterMismatch", 403),
+            ("MissingParameter", 400),
+        ];
+        for (code, status) in codes {
+            assert_eq!(
+                classify_instance_code(code),
+                classify(&api(code, status)),
+                "{code} (HTTP {status})"
+            );
         }
     }
 }

@@ -276,10 +276,10 @@ fn clean(key: &'static str, raw: &str) -> Result<Option<String>, CredentialsErro
 
 /// Where the operator's own credentials come from, for resources without `credentialsSecretRef`.
 ///
-/// DESIGN §5 order, first found wins: static keys from the environment ([`Credentials::from_env`]),
+/// In this order, first found wins: static keys from the environment ([`Credentials::from_env`]),
 /// then RRSA (STS `AssumeRoleWithOIDC` with the projected service-account token named by
 /// `ALIBABA_CLOUD_ROLE_ARN`, `ALIBABA_CLOUD_OIDC_PROVIDER_ARN`, `ALIBABA_CLOUD_OIDC_TOKEN_FILE`,
-/// ECS-API.md §7; see [`RrsaProvider`]). Clones share one RRSA session.
+/// see [`RrsaProvider`]). Clones share one RRSA session.
 #[derive(Debug, Clone)]
 pub enum OperatorCredentials {
     /// Static keys from `ALIBABA_CLOUD_ACCESS_KEY_ID` / `_SECRET` / `_SECURITY_TOKEN`.

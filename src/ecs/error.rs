@@ -4,6 +4,13 @@
 //! it into a condition reason and a retry class; the controller copies `code`, `message`,
 //! `http_status` and `request_id` into `status.lastError`. Text that came from the network passes
 //! a [`Redactor`] first, and no variant ever holds the signed URL or its query string.
+//!
+//! Every error also says whether the request reached ECS ([`EcsError::delivery`]): write calls
+//! (StartInstance(s), StopInstance(s)) take no idempotency token, so a write whose outcome is
+//! unknown must never be sent again blindly, while one that was never sent may be. The answer's
+//! `x-acs-retry-after` header, when present, is kept ([`EcsError::retry_after`]).
+
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -12,7 +19,55 @@ use super::redaction::Redactor;
 /// Longest `HttpStatus` snippet, in characters.
 const SNIPPET_CHARS: usize = 120;
 /// Longest error message kept from an ECS error body, in characters.
-const MESSAGE_CHARS: usize = 1024;
+pub(crate) const MESSAGE_CHARS: usize = 1024;
+
+/// The response header by which the API gateway says how long to wait before calling again
+/// (throttling). Its value is a whole number of **milliseconds**: the official SDKs read it so
+/// (the Darabonba runtimes' throttling retry and their tests, e.g. `"2000"` → 2 s).
+pub const RETRY_AFTER_HEADER: &str = "x-acs-retry-after";
+
+/// Whether a failed call's request reached ECS, and so whether it may be sent again.
+///
+/// The rule, by error:
+/// - [`EcsError::InvalidRequest`] → `NotSent` (refused before anything was sent).
+/// - [`EcsError::Unreachable`] with `request_sent: false` → `NotSent`: the failure happened while
+///   establishing the connection (reqwest's `is_connect`: DNS, TCP refused or unreachable, TLS
+///   handshake, connect timeout) or while building the request (`is_builder`), or the call's
+///   deadline had passed before it was sent. Not one byte of the request was written.
+/// - [`EcsError::Unreachable`] with `request_sent: true` → `Unknown`: everything else after the
+///   send started, such as a timeout (the client's or the call's deadline) that fired after the
+///   connection was made or during it (reqwest does not say which phase its total timeout cut
+///   short, so it counts as sent), a connection reset or closed after the request was written,
+///   an error reading the answer.
+/// - [`EcsError::Malformed`] → `Unknown`: an answer arrived but does not say what ECS did (a 2xx
+///   body that is not the expected JSON, a body cut short or too large, a non-JSON error body).
+/// - [`EcsError::HttpStatus`] (a non-JSON answer with status ≥ 500) → `Unknown`.
+/// - [`EcsError::Api`] with status ≥ 500 (`InternalError`, `ServiceUnavailable`, …) → `Unknown`:
+///   the call may have been carried out before the failure.
+/// - [`EcsError::Api`] with status < 500 → `Answered`: ECS refused the call with an error code
+///   (throttled, invalid, not allowed, wrong state) and did not carry it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Delivery {
+    /// Nothing reached ECS: sending the same request again is safe.
+    NotSent,
+    /// The request may have reached ECS and may have been carried out: a write must be verified
+    /// (by reading the instance) before it is sent again.
+    Unknown,
+    /// ECS answered with an error code below HTTP 500: it refused the call and did nothing.
+    Answered,
+}
+
+impl Delivery {
+    /// `NotSent`, `Unknown` or `Answered`, for logs and metric labels.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NotSent => "NotSent",
+            Self::Unknown => "Unknown",
+            Self::Answered => "Answered",
+        }
+    }
+}
 
 /// Why an ECS call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,12 +83,16 @@ pub enum EcsError {
         http_status: u16,
         /// The ECS `RequestId`, for support tickets.
         request_id: Option<String>,
+        /// The answer's `x-acs-retry-after` (sent with throttling), when present and positive.
+        retry_after: Option<Duration>,
     },
     /// No answer: connection refused or reset, DNS, TLS, or a timeout.
     #[error("ECS endpoint unreachable: {detail}")]
     Unreachable {
         /// What went wrong (never the URL or its query string).
         detail: String,
+        /// False only when nothing of the request was written (see [`Delivery`]).
+        request_sent: bool,
     },
     /// An answer that could not be understood: a 2xx body that is not the expected JSON, a
     /// truncated or oversized body, or a non-JSON error body with a status below 500.
@@ -51,6 +110,8 @@ pub enum EcsError {
         http_status: u16,
         /// The start of the body as text (tags stripped, whitespace collapsed, short).
         snippet: String,
+        /// The answer's `x-acs-retry-after`, when present and positive.
+        retry_after: Option<Duration>,
     },
     /// The call was not sent because its input is invalid (a programming error in the caller,
     /// such as more than 100 instance IDs in one DescribeInstances, or a malformed region ID).
@@ -100,6 +161,43 @@ impl EcsError {
         }
     }
 
+    /// Whether the request reached ECS (the rule is on [`Delivery`]).
+    #[must_use]
+    pub fn delivery(&self) -> Delivery {
+        match self {
+            Self::InvalidRequest { .. }
+            | Self::Unreachable {
+                request_sent: false,
+                ..
+            } => Delivery::NotSent,
+            Self::Api { http_status, .. } if *http_status < 500 => Delivery::Answered,
+            Self::Api { .. }
+            | Self::Unreachable { .. }
+            | Self::Malformed { .. }
+            | Self::HttpStatus { .. } => Delivery::Unknown,
+        }
+    }
+
+    /// How long the gateway asked to wait before the next call (`x-acs-retry-after`), when the
+    /// answer said so.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api { retry_after, .. } | Self::HttpStatus { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The same error with `retry_after` set (kept only by [`EcsError::Api`] and
+    /// [`EcsError::HttpStatus`], the answers that carry a status and a code or page).
+    #[must_use]
+    pub fn with_retry_after(mut self, value: Option<Duration>) -> Self {
+        if let Self::Api { retry_after, .. } | Self::HttpStatus { retry_after, .. } = &mut self {
+            *retry_after = value;
+        }
+        self
+    }
+
     /// Interprets a non-2xx answer: a JSON error body with a code becomes [`EcsError::Api`];
     /// anything else becomes [`EcsError::HttpStatus`] (status ≥ 500) or [`EcsError::Malformed`].
     #[must_use]
@@ -110,12 +208,14 @@ impl EcsError {
                 message: truncate_chars(&redactor.redact(&parsed.message), MESSAGE_CHARS),
                 http_status,
                 request_id: parsed.request_id,
+                retry_after: None,
             };
         }
         if http_status >= 500 {
             Self::HttpStatus {
                 http_status,
                 snippet: snippet(body, redactor),
+                retry_after: None,
             }
         } else {
             Self::Malformed {
@@ -127,6 +227,14 @@ impl EcsError {
             }
         }
     }
+}
+
+/// Parses an `x-acs-retry-after` value: a whole number of milliseconds, surrounding whitespace
+/// allowed. Zero, negative, empty or non-numeric values mean "not said" (`None`), as in the SDKs.
+#[must_use]
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let millis: u64 = value.trim().parse().ok()?;
+    (millis > 0).then(|| Duration::from_millis(millis))
 }
 
 /// The JSON error body of ECS (`Code`/`Message`/`RequestId`, or the lowercase spellings).
@@ -202,7 +310,7 @@ pub(crate) fn snippet(body: &[u8], redactor: &Redactor) -> String {
 }
 
 /// `text` cut to at most `max` characters, with `…` when it was cut.
-fn truncate_chars(text: &str, max: usize) -> String {
+pub(crate) fn truncate_chars(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((index, _)) => format!("{}…", &text[..index]),
         None => text.to_owned(),
@@ -231,6 +339,7 @@ mod tests {
                 message: "Sold out".into(),
                 http_status: 403,
                 request_id: Some("540CFF28-1".into()),
+                retry_after: None,
             }
         );
         assert_eq!(err.code(), Some("OperationDenied.NoStock"));
@@ -260,6 +369,7 @@ mod tests {
                 message: String::new(),
                 http_status: 500,
                 request_id: None,
+                retry_after: None,
             }
         );
     }
@@ -274,6 +384,7 @@ mod tests {
         let EcsError::HttpStatus {
             http_status,
             snippet,
+            ..
         } = &err
         else {
             panic!("expected HttpStatus, got {err:?}");
@@ -304,7 +415,7 @@ mod tests {
             );
         }
         assert!(
-            matches!(api(503, ""), EcsError::HttpStatus { http_status: 503, ref snippet } if snippet == "(empty body)")
+            matches!(api(503, ""), EcsError::HttpStatus { http_status: 503, ref snippet, .. } if snippet == "(empty body)")
         );
     }
 
@@ -333,5 +444,79 @@ mod tests {
     fn display_never_shows_the_request_id() {
         let err = api(403, r#"{"Code":"C","Message":"M","RequestId":"REQ-123"}"#);
         assert!(!err.to_string().contains("REQ-123"));
+    }
+
+    #[test]
+    fn retry_after_is_whole_milliseconds() {
+        assert_eq!(parse_retry_after("2000"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 42 "), Some(Duration::from_millis(42)));
+        for none in ["0", "", "-5", "1.5", "soon", "1e3"] {
+            assert_eq!(parse_retry_after(none), None, "{none:?}");
+        }
+        let throttled = api(400, r#"{"Code":"Throttling.User"}"#)
+            .with_retry_after(Some(Duration::from_millis(1500)));
+        assert_eq!(throttled.retry_after(), Some(Duration::from_millis(1500)));
+        let page = api(503, "<h1>busy</h1>").with_retry_after(Some(Duration::from_secs(1)));
+        assert_eq!(page.retry_after(), Some(Duration::from_secs(1)));
+        // Errors without an answer status cannot carry it.
+        let refused = EcsError::InvalidRequest { detail: "d".into() }
+            .with_retry_after(Some(Duration::from_secs(1)));
+        assert_eq!(refused.retry_after(), None);
+        assert_eq!(api(400, r#"{"Code":"Throttling"}"#).retry_after(), None);
+    }
+
+    #[test]
+    fn delivery_rule() {
+        let cases = [
+            (
+                EcsError::InvalidRequest { detail: "d".into() },
+                Delivery::NotSent,
+            ),
+            (
+                EcsError::Unreachable {
+                    detail: "refused".into(),
+                    request_sent: false,
+                },
+                Delivery::NotSent,
+            ),
+            (
+                EcsError::Unreachable {
+                    detail: "timed out".into(),
+                    request_sent: true,
+                },
+                Delivery::Unknown,
+            ),
+            (
+                api(400, r#"{"Code":"Throttling.User"}"#),
+                Delivery::Answered,
+            ),
+            (
+                api(403, r#"{"Code":"OperationDenied.NoStock"}"#),
+                Delivery::Answered,
+            ),
+            (
+                api(404, r#"{"Code":"InvalidInstanceId.NotFound"}"#),
+                Delivery::Answered,
+            ),
+            (api(499, r#"{"Code":"X"}"#), Delivery::Answered),
+            (api(500, r#"{"Code":"InternalError"}"#), Delivery::Unknown),
+            (
+                api(503, r#"{"Code":"ServiceUnavailable"}"#),
+                Delivery::Unknown,
+            ),
+            (api(502, "<h1>bad gateway</h1>"), Delivery::Unknown),
+            (api(400, "Bad Request"), Delivery::Unknown),
+            (
+                EcsError::Malformed {
+                    http_status: 200,
+                    detail: "not JSON".into(),
+                },
+                Delivery::Unknown,
+            ),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(err.delivery(), expected, "{err:?}");
+        }
+        assert_eq!(Delivery::Unknown.as_str(), "Unknown");
     }
 }

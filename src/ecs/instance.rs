@@ -3,7 +3,9 @@
 //! The [`client`](super::client) parses each DescribeInstances page into [`DescribeInstancesPage`]
 //! and returns [`InstanceObservation`]s; the controller compares [`InstanceStatus`] with the
 //! desired state and feeds `lock_reasons` to [`classify_lock`](super::catalogue::classify_lock).
+//! The instance's tags (`Tags.Tag[]`) come along for access rules that match on them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
@@ -78,6 +80,9 @@ pub struct InstanceObservation {
     pub stopped_mode: Option<String>,
     /// `ExpiredTime` (subscription expiry, `yyyy-MM-ddTHH:mmZ`), when reported.
     pub expired_time: Option<String>,
+    /// `Tags.Tag[]`: `TagKey` → `TagValue` (an absent value is empty; an entry without a key is
+    /// skipped; ECS keys are unique per instance, should one repeat the last value wins).
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One page of a DescribeInstances answer.
@@ -158,6 +163,22 @@ struct RawInstance {
     expired_time: Option<String>,
     #[serde(rename = "OperationLocks")]
     operation_locks: Option<RawLocks>,
+    #[serde(rename = "Tags")]
+    tags: Option<RawTags>,
+}
+
+#[derive(Deserialize)]
+struct RawTags {
+    #[serde(rename = "Tag", default)]
+    tag: Vec<RawTag>,
+}
+
+#[derive(Deserialize)]
+struct RawTag {
+    #[serde(rename = "TagKey")]
+    key: Option<String>,
+    #[serde(rename = "TagValue")]
+    value: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -189,6 +210,16 @@ impl RawInstance {
                 .collect(),
             stopped_mode: non_empty(self.stopped_mode),
             expired_time: non_empty(self.expired_time),
+            tags: self
+                .tags
+                .map(|tags| tags.tag)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|tag| {
+                    let key = tag.key.filter(|k| !k.is_empty())?;
+                    Some((key, tag.value.unwrap_or_default()))
+                })
+                .collect(),
         })
     }
 }
@@ -205,6 +236,8 @@ mod tests {
           "Instances": {"Instance": [
             {"InstanceId": "i-a", "Status": "Running", "StoppedMode": "Not-applicable",
              "ExpiredTime": "2099-12-31T15:59Z",
+             "Tags": {"Tag": [{"TagKey": "team", "TagValue": "batch"}, {"TagKey": "power", "TagValue": ""},
+                              {"TagValue": "no key"}, {"TagKey": "env"}]},
              "OperationLocks": {"LockReason": [{"LockReason": "security", "LockMsg": "x"}, {"LockReason": "financial"}]}},
             {"InstanceId": "i-b", "Status": "Stopped", "StoppedMode": "StopCharging",
              "OperationLocks": {"LockReason": []}, "ExpiredTime": ""}
@@ -221,6 +254,10 @@ mod tests {
                     lock_reasons: vec!["security".into(), "financial".into()],
                     stopped_mode: Some("Not-applicable".into()),
                     expired_time: Some("2099-12-31T15:59Z".into()),
+                    tags: [("env", ""), ("power", ""), ("team", "batch")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
                 },
                 InstanceObservation {
                     instance_id: "i-b".into(),
@@ -228,6 +265,7 @@ mod tests {
                     lock_reasons: vec![],
                     stopped_mode: Some("StopCharging".into()),
                     expired_time: None,
+                    tags: BTreeMap::new(),
                 },
             ]
         );

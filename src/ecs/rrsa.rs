@@ -1,11 +1,11 @@
 //! RRSA (RAM Roles for Service Accounts): the operator's own credentials as temporary STS keys.
 //!
 //! Where it sits: one source of [`OperatorCredentials`](super::OperatorCredentials), the
-//! credentials the reconcile resolves for a resource without `credentialsSecretRef` (DESIGN §5:
-//! static keys from the environment first, then RRSA). The controller asks
+//! credentials the reconcile resolves for a resource without `credentialsSecretRef`
+//! (static keys from the environment first, then RRSA). The controller asks
 //! [`RrsaProvider::credentials`] before each ECS call and signs with what it gets; this module
-//! exchanges the pod's projected service-account token at STS (`AssumeRoleWithOIDC`, ECS-API.md
-//! §7) and keeps the answer until it is due for refresh.
+//! exchanges the pod's projected service-account token at STS (`AssumeRoleWithOIDC`, an anonymous
+//! RPC call) and keeps the answer until it is due for refresh.
 //!
 //! ```text
 //! reconcile ─► OperatorCredentials::credentials ─► RrsaProvider::credentials
@@ -17,7 +17,7 @@
 //!
 //! Configuration is what ACK's `ack-pod-identity-webhook` injects ([`RrsaConfig::from_lookup`]).
 //! The token file is read again at every exchange (the kubelet rotates it). The refresh rule is
-//! [`Schedule::for_lifetime`]. Nothing here logs or returns the token, the AccessKey secret or the
+//! [`RefreshWindow::for_lifetime`]. Nothing here logs or returns the token, the AccessKey secret or the
 //! security token: errors carry the token file's path, STS's code and its message with the token
 //! scrubbed out.
 
@@ -195,13 +195,73 @@ impl RrsaConfig {
             check_session_name(&name)?;
             config.role_session_name = name;
         }
-        let vpc = get(ENV_VPC_ENDPOINT_ENABLED)?.is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let settings = StsSettings::from_lookup(&lookup)?;
         config.sts_endpoint = sts_endpoint(
-            get(ENV_STS_ENDPOINT)?.as_deref(),
-            get(ENV_STS_REGION)?.as_deref(),
-            vpc,
+            settings.endpoint.as_deref(),
+            settings.region.as_deref(),
+            settings.vpc,
         )?;
         Ok(Some(config))
+    }
+}
+
+/// The STS endpoint for signed STS calls other than the RRSA exchange (`GetCallerIdentity`),
+/// chosen like the RRSA exchange's with one addition for `--ecs-endpoint`. In this order:
+/// `ALIBABA_CLOUD_STS_ENDPOINT` (a bare host means `https://host`); else, when `ecs_endpoint` is
+/// an override (`--ecs-endpoint`: an emulator, a test server or a proxy), that same URL, since
+/// an RPC endpoint tells products apart by `Action` and `Version`; else with
+/// `ALIBABA_CLOUD_STS_REGION`, `sts-vpc.<region>.aliyuncs.com` when
+/// `ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED=true`, else `sts.<region>.aliyuncs.com`; else
+/// `sts.aliyuncs.com`. `lookup` stands in for the environment. Returns a base URL without a
+/// trailing `/`.
+///
+/// # Errors
+/// [`CredentialsError::Invalid`] for a malformed endpoint or region,
+/// [`CredentialsError::NotUtf8`] for a non-UTF-8 value.
+pub fn sts_endpoint_for<F>(lookup: F, ecs_endpoint: &Endpoint) -> Result<String, CredentialsError>
+where
+    F: Fn(&str) -> Option<std::ffi::OsString>,
+{
+    let settings = StsSettings::from_lookup(&lookup)?;
+    match (&settings.endpoint, ecs_endpoint) {
+        (None, Endpoint::Override(url)) => Ok(url.trim_end_matches('/').to_owned()),
+        _ => sts_endpoint(
+            settings.endpoint.as_deref(),
+            settings.region.as_deref(),
+            settings.vpc,
+        ),
+    }
+}
+
+/// The three STS endpoint variables, trimmed (empty means unset).
+struct StsSettings {
+    endpoint: Option<String>,
+    region: Option<String>,
+    vpc: bool,
+}
+
+impl StsSettings {
+    fn from_lookup<F>(lookup: &F) -> Result<Self, CredentialsError>
+    where
+        F: Fn(&str) -> Option<std::ffi::OsString>,
+    {
+        let get = |key: &'static str| -> Result<Option<String>, CredentialsError> {
+            match lookup(key) {
+                None => Ok(None),
+                Some(value) => {
+                    let text = value
+                        .into_string()
+                        .map_err(|_| CredentialsError::NotUtf8 { key })?;
+                    let trimmed = text.trim();
+                    Ok((!trimmed.is_empty()).then(|| trimmed.to_owned()))
+                }
+            }
+        };
+        Ok(Self {
+            endpoint: get(ENV_STS_ENDPOINT)?,
+            region: get(ENV_STS_REGION)?,
+            vpc: get(ENV_VPC_ENDPOINT_ENABLED)?.is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        })
     }
 }
 
@@ -210,7 +270,7 @@ fn default_session_name() -> String {
     format!("ecs-power-operator-{}", Timestamp::now().as_millisecond())
 }
 
-/// STS `RoleSessionName`: 2–64 characters of `[A-Za-z0-9.@_-]` (ECS-API.md §7.2).
+/// STS `RoleSessionName`: 2–64 characters of `[A-Za-z0-9.@_-]`, as STS requires.
 fn check_session_name(name: &str) -> Result<(), CredentialsError> {
     let ok = (2..=64).contains(&name.len())
         && name
@@ -284,15 +344,15 @@ fn sts_endpoint(
 ///   `min(60 s, margin / 2)` is left (a warning is logged), so an ECS call made with them has
 ///   time to finish; after that the caller gets the exchange error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Schedule {
+pub struct RefreshWindow {
     /// From here on the next caller exchanges again.
     pub refresh_at: Timestamp,
     /// After this the credentials are no longer handed out.
     pub usable_until: Timestamp,
 }
 
-impl Schedule {
-    /// The schedule of credentials obtained at `obtained` that expire at `expiration`.
+impl RefreshWindow {
+    /// The refresh window of credentials obtained at `obtained` that expire at `expiration`.
     #[must_use]
     pub fn for_lifetime(obtained: Timestamp, expiration: Timestamp) -> Self {
         let lifetime = expiration
@@ -317,8 +377,8 @@ pub struct RrsaSession {
     pub expiration: Timestamp,
     /// When the answer arrived.
     pub obtained_at: Timestamp,
-    /// Refresh and hand-out limits ([`Schedule::for_lifetime`]).
-    pub schedule: Schedule,
+    /// Refresh and hand-out limits ([`RefreshWindow::for_lifetime`]).
+    pub refresh_window: RefreshWindow,
     /// `AssumedRoleUser.Arn` (`<role arn>/<session name>`), when STS sent it.
     pub assumed_role_arn: Option<String>,
     /// `OIDCTokenInfo.Subject` (`system:serviceaccount:<ns>:<sa>`), when STS sent it.
@@ -441,7 +501,7 @@ impl RrsaProvider {
 
     /// Credentials to sign the next ECS call with.
     ///
-    /// Cached credentials are returned until their refresh time ([`Schedule`]); then the caller
+    /// Cached credentials are returned until their refresh time ([`RefreshWindow`]); then the caller
     /// that gets there first exchanges the token file's current content at STS. Meanwhile other
     /// callers get the cached credentials while they are still usable, else they wait for that
     /// exchange and take its result. After a failed exchange no new one is tried for
@@ -491,7 +551,7 @@ impl RrsaProvider {
                             role_arn = self.inner.config.role_arn.as_str(),
                             access_key_id = cached.session.access_key_id.as_str(),
                             expiration = %cached.session.expiration,
-                            usable_until = %cached.session.schedule.usable_until,
+                            usable_until = %cached.session.refresh_window.usable_until,
                             error = %error,
                             "RRSA credential refresh failed; using the cached STS credentials meanwhile"
                         );
@@ -510,14 +570,14 @@ impl RrsaProvider {
         let state = self.state();
         let now = Timestamp::now();
         if let Some(cached) = &state.cached
-            && now < cached.session.schedule.refresh_at
+            && now < cached.session.refresh_window.refresh_at
         {
             return Peek::Done(Ok(cached.credentials.clone()));
         }
         let usable = state
             .cached
             .as_ref()
-            .filter(|c| now < c.session.schedule.usable_until)
+            .filter(|c| now < c.session.refresh_window.usable_until)
             .map(|c| c.credentials.clone());
         if let Some(failure) = &state.last_failure {
             let raced = self.exchanges() != seen;
@@ -541,7 +601,7 @@ impl RrsaProvider {
                 subject = cached.session.subject.as_deref(),
                 access_key_id = cached.session.access_key_id.as_str(),
                 expiration = %cached.session.expiration,
-                refresh_at = %cached.session.schedule.refresh_at,
+                refresh_at = %cached.session.refresh_window.refresh_at,
                 request_id = cached.session.request_id.as_deref(),
                 elapsed_ms,
                 "obtained STS credentials with the RRSA token"
@@ -592,10 +652,10 @@ impl RrsaProvider {
         redactor.add(&answer.access_key_secret);
         redactor.add(&answer.security_token);
         let obtained_at = Timestamp::now();
-        let schedule = Schedule::for_lifetime(obtained_at, answer.expiration);
-        if schedule.usable_until <= obtained_at {
+        let refresh_window = RefreshWindow::for_lifetime(obtained_at, answer.expiration);
+        if refresh_window.usable_until <= obtained_at {
             // No timestamp in the message: it may become a condition message, which must stay
-            // the same across retries (DESIGN §2).
+            // the same across retries so that repeating a failure does not rewrite the status.
             tracing::debug!(expiration = %answer.expiration, "STS credentials expire too soon");
             return Err(CredentialsError::StsUnavailable {
                 detail:
@@ -614,7 +674,7 @@ impl RrsaProvider {
                 access_key_id: answer.access_key_id,
                 expiration: answer.expiration,
                 obtained_at,
-                schedule,
+                refresh_window,
                 assumed_role_arn: answer.assumed_role_arn,
                 subject: answer.subject,
                 request_id: answer.request_id,
@@ -631,7 +691,8 @@ struct AssumeRoleRequest {
     body: String,
 }
 
-/// Builds the anonymous AssumeRoleWithOIDC call (ECS-API.md §7.2, as the Go provider sends it).
+/// Builds the anonymous AssumeRoleWithOIDC call as the official Go credential provider sends it:
+/// `Action`, `Format`, `Version`, `Timestamp` in the query, everything else in a form body.
 fn assume_role_request(config: &RrsaConfig, token: &str, now: &Timestamp) -> AssumeRoleRequest {
     let timestamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let query: BTreeMap<String, String> = [
@@ -716,6 +777,7 @@ fn error_answer(http_status: u16, body: &[u8], redactor: &Redactor) -> Credentia
             message,
             http_status,
             request_id,
+            ..
         } => CredentialsError::Exchange {
             code,
             message,
@@ -969,6 +1031,58 @@ mod tests {
     }
 
     #[test]
+    fn sts_endpoint_for_signed_calls() {
+        let regional = Endpoint::default();
+        let emulator = Endpoint::Override("http://127.0.0.1:9090".into());
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a Endpoint, &'a str);
+        let cases: [Case<'_>; 6] = [
+            (&[], &regional, "https://sts.aliyuncs.com"),
+            (&[], &emulator, "http://127.0.0.1:9090"),
+            (
+                &[("ALIBABA_CLOUD_STS_REGION", "cn-beijing")],
+                &regional,
+                "https://sts.cn-beijing.aliyuncs.com",
+            ),
+            (
+                &[
+                    ("ALIBABA_CLOUD_STS_REGION", "cn-beijing"),
+                    ("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "true"),
+                ],
+                &regional,
+                "https://sts-vpc.cn-beijing.aliyuncs.com",
+            ),
+            // The override beats the region, the explicit endpoint beats the override.
+            (
+                &[("ALIBABA_CLOUD_STS_REGION", "cn-beijing")],
+                &emulator,
+                "http://127.0.0.1:9090",
+            ),
+            (
+                &[(
+                    "ALIBABA_CLOUD_STS_ENDPOINT",
+                    "sts-vpc.cn-hangzhou.aliyuncs.com",
+                )],
+                &emulator,
+                "https://sts-vpc.cn-hangzhou.aliyuncs.com",
+            ),
+        ];
+        for (vars, ecs, expected) in cases {
+            assert_eq!(
+                sts_endpoint_for(env(vars), ecs).unwrap(),
+                expected,
+                "{vars:?} {ecs:?}"
+            );
+        }
+        assert!(matches!(
+            sts_endpoint_for(
+                env(&[("ALIBABA_CLOUD_STS_REGION", "Bad Region")]),
+                &regional
+            ),
+            Err(CredentialsError::Invalid { .. })
+        ));
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[(ENV_STS_ENDPOINT, "ftp://sts.example")], ENV_STS_ENDPOINT),
@@ -1046,10 +1160,10 @@ mod tests {
             (secs(300), secs(150), secs(240)),
         ];
         for (expiration, refresh_at, usable_until) in cases {
-            let s = Schedule::for_lifetime(t0, expiration);
+            let s = RefreshWindow::for_lifetime(t0, expiration);
             assert_eq!(
                 s,
-                Schedule {
+                RefreshWindow {
                     refresh_at,
                     usable_until
                 },
@@ -1060,7 +1174,7 @@ mod tests {
             );
         }
         // Already expired (clock skew): nothing is usable.
-        let past = Schedule::for_lifetime(t0, secs(-10));
+        let past = RefreshWindow::for_lifetime(t0, secs(-10));
         assert!(past.usable_until <= t0 && past.refresh_at <= t0);
     }
 

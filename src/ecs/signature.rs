@@ -2,7 +2,7 @@
 //!
 //! This is the lowest layer of the ECS side of the pipeline: the [`client`](super::client) builds
 //! the parameter map of one call, asks [`sign`] for the `Signature` and sends everything
-//! percent-encoded with [`percent_encode`]. The algorithm follows ECS-API.md §1 exactly:
+//! percent-encoded with [`percent_encode`]. The algorithm, as Alibaba Cloud documents it and its SDKs implement it:
 //!
 //! 1. parameters (without `Signature`) sorted byte-wise by name,
 //! 2. `CanonicalizedQueryString = pct(name)=pct(value)` joined by `&`,
@@ -27,7 +27,7 @@ const RPC_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// Percent-encodes `value` the way the ECS RPC signature expects (ECS-API.md §1.2).
+/// Percent-encodes `value` the way the ECS RPC signature expects (UTF-8 bytes; only `A-Za-z0-9-_.~` kept; `%XY` uppercase; space is `%20`, never `+`).
 ///
 /// UTF-8 bytes; `A-Z a-z 0-9 - _ . ~` stay, every other byte becomes `%XY` with uppercase hex.
 /// A space is `%20` (never `+`), `*` is `%2A`, `~` stays `~`.
@@ -103,7 +103,7 @@ mod tests {
             .collect()
     }
 
-    /// ECS-API.md §1.2, the verified table, entry by entry.
+    /// The encoding table verified against the official SDKs, entry by entry.
     #[test]
     fn percent_encoding_table() {
         let table = [
@@ -152,7 +152,7 @@ mod tests {
         );
     }
 
-    /// ECS-API.md §1.4: the official worked example (GET, DescribeRegions).
+    /// The official worked example of Alibaba Cloud's signature documentation (GET, DescribeRegions).
     #[test]
     fn official_worked_example() {
         let p = params(&[
@@ -185,7 +185,7 @@ mod tests {
         );
     }
 
-    /// ECS-API.md §1.4 errata (b): the obsolete `TimeStamp` spelling gives the older published value.
+    /// The obsolete `TimeStamp` spelling of older documentation gives the older published value.
     #[test]
     fn official_example_with_obsolete_timestamp_key() {
         let p = params(&[
@@ -219,7 +219,7 @@ mod tests {
         ])
     }
 
-    /// ECS-API.md §1.5 A: GO-SDK composer test (empty values, a space).
+    /// The Go SDK's RPC signature composer test (empty values, a space).
     #[test]
     fn vector_a_go_sdk() {
         let p = go_sdk_params();
@@ -233,7 +233,7 @@ mod tests {
         );
     }
 
-    /// ECS-API.md §1.5 B: A plus a security token, which is signed like any parameter.
+    /// The same plus a security token, which is signed like any parameter.
     #[test]
     fn vector_b_go_sdk_sts() {
         let mut p = go_sdk_params();
@@ -244,7 +244,7 @@ mod tests {
         );
     }
 
-    /// ECS-API.md §1.5 C: darabonba-openapi-util test.
+    /// The darabonba-openapi-util RPC signature test.
     #[test]
     fn vector_c_openapi_util() {
         let p = params(&[("query", "test"), ("body", "test")]);
@@ -255,7 +255,7 @@ mod tests {
         assert_eq!(sign("GET", &p, "secret"), "XlUyV4sXjOuX5FnjUz9IF9tm5rU=");
     }
 
-    /// ECS-API.md §1.5 D: SMS example with UTF-8 and a JSON value.
+    /// The SMS `SendSms` example, with UTF-8 and a JSON value.
     #[test]
     fn vector_d_sms_utf8_and_json() {
         let p = params(&[
@@ -280,7 +280,7 @@ mod tests {
         );
     }
 
-    /// ECS-API.md §1.5 E: raw HMAC-SHA1/base64 primitives (key used verbatim).
+    /// Raw HMAC-SHA1/base64 primitives of the Python and Go SDK tests (key used verbatim).
     #[test]
     fn vector_e_raw_hmac() {
         assert_eq!(
@@ -310,7 +310,7 @@ mod tests {
         ])
     }
 
-    /// ECS-API.md §1.5 F, first vector: GET StartInstance.
+    /// ECS-shaped vector generated with the official SDK code: GET StartInstance.
     #[test]
     fn vector_f_start_instance_get() {
         let mut p = ecs_common("StartInstance");
@@ -321,7 +321,8 @@ mod tests {
         );
     }
 
-    /// ECS-API.md §1.5 F, second vector: POST StartInstances with a security token.
+    /// ECS-shaped vector generated with the official SDK code: POST StartInstances with a
+    /// security token.
     #[test]
     fn vector_f_start_instances_post_with_token() {
         let mut p = ecs_common("StartInstances");
@@ -341,7 +342,8 @@ mod tests {
         );
     }
 
-    /// ECS-API.md §1.5 F, third vector: GET DescribeInstances with a JSON array of ids.
+    /// ECS-shaped vector generated with the official SDK code: GET DescribeInstances with a JSON
+    /// array of ids.
     #[test]
     fn vector_f_describe_instances_get() {
         let mut p = ecs_common("DescribeInstances");

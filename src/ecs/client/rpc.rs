@@ -1,9 +1,13 @@
-//! One signed RPC request: the common parameters of ECS-API.md §1.1 around an action's own
+//! One signed RPC request: the common parameters (`Action`, `Format=JSON`, the product's
+//! `Version`, `AccessKeyId`, `SignatureMethod=HMAC-SHA1`, `SignatureVersion=1.0`,
+//! `SignatureNonce`, `Timestamp`, and `SecurityToken` for STS credentials) around an action's own
 //! parameters, signed with [`signature::sign`](crate::ecs::signature::sign) and laid out as the
 //! percent-encoded query string the [`EcsClient`](super::EcsClient) posts.
 //!
-//! Building is a pure function of its inputs (the nonce and timestamp are passed in), so the
-//! exact bytes on the wire are unit-tested here.
+//! The same builder serves every RPC product signed with V1: the [`RpcApi`] names the product
+//! and its API version (ECS `2014-05-26`, STS `2015-04-01`). Building is a pure function of its
+//! inputs (the nonce and timestamp are passed in), so the exact bytes on the wire are unit-tested
+//! here.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +19,29 @@ use crate::ecs::signature::{canonical_query, percent_encode, sign};
 pub const METHOD: &str = "POST";
 /// ECS OpenAPI version.
 pub const API_VERSION: &str = "2014-05-26";
+
+/// What differs between RPC products that share the V1 signer: the product's name (for logs)
+/// and its API `Version`. Where a product's calls go is the caller's business (ECS: per region;
+/// STS: one configured endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RpcApi {
+    /// The product, e.g. `Ecs`.
+    pub product: &'static str,
+    /// The `Version` parameter, e.g. `2014-05-26`.
+    pub version: &'static str,
+}
+
+/// The ECS OpenAPI.
+pub const ECS: RpcApi = RpcApi {
+    product: "Ecs",
+    version: API_VERSION,
+};
+
+/// The STS OpenAPI (`GetCallerIdentity`, signed like ECS calls).
+pub const STS: RpcApi = RpcApi {
+    product: "Sts",
+    version: crate::ecs::rrsa::STS_API_VERSION,
+};
 
 /// A request ready to send.
 #[derive(Clone)]
@@ -46,11 +73,12 @@ pub fn new_nonce() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Builds and signs one call. `params` are the action's own parameters; a name given twice keeps
-/// the last value, and an action parameter never overrides a common one.
+/// Builds and signs one call of `api`. `params` are the action's own parameters; a name given
+/// twice keeps the last value, and an action parameter never overrides a common one.
 #[must_use]
 pub fn build(
     credentials: &Credentials,
+    api: RpcApi,
     action: &str,
     params: &[(&str, String)],
     nonce: &str,
@@ -63,7 +91,7 @@ pub fn build(
     let common = [
         ("Action", action),
         ("Format", "JSON"),
-        ("Version", API_VERSION),
+        ("Version", api.version),
         ("AccessKeyId", credentials.access_key_id.as_str()),
         ("SignatureMethod", "HMAC-SHA1"),
         ("SignatureVersion", "1.0"),
@@ -106,6 +134,7 @@ mod tests {
     fn exact_query_for_a_start_instance() {
         let request = build(
             &creds(None),
+            ECS,
             "StartInstance",
             &[("InstanceId", "i-bp67acfmxazb4ph00001".to_owned())],
             "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
@@ -125,8 +154,8 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        // The same parameters signed with GET give the known-answer vector of ECS-API.md §1.5 F;
-        // the client sends POST, so its signature is the POST one.
+        // The same parameters signed with GET give the published ECS-shaped known answer
+        // `3VhlmaOjQQOB8oN7NjSO52siViw=`; the client sends POST, so its signature is the POST one.
         assert_eq!(
             sign("GET", &expected_params, "testsecret"),
             "3VhlmaOjQQOB8oN7NjSO52siViw="
@@ -143,10 +172,65 @@ mod tests {
         assert!(!request.query.contains("testsecret"));
     }
 
+    /// The batch call as the client builds it reproduces the published ECS-shaped known answer
+    /// for POST StartInstances with a security token (`z4/IDdD4Z8JJQP37TnuAc6NgW7U=`).
+    #[test]
+    fn start_instances_batch_reproduces_the_known_answer() {
+        let params: Vec<(String, String)> = crate::ecs::batch::params(
+            "cn-hangzhou",
+            &["i-bp67acfmxazb4ph00001", "i-bp67acfmxazb4ph00002"],
+            None,
+        );
+        let params: Vec<(&str, String)> = params
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone()))
+            .collect();
+        let request = build(
+            &creds(Some("CAIS+sts/token==")),
+            ECS,
+            "StartInstances",
+            &params,
+            "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
+            "2024-05-01T08:00:00Z",
+        );
+        assert!(
+            request
+                .query
+                .ends_with("&Signature=z4%2FIDdD4Z8JJQP37TnuAc6NgW7U%3D"),
+            "{}",
+            request.query
+        );
+        assert!(request.query.contains("&BatchOptimization=SuccessFirst&"));
+        assert!(
+            request
+                .query
+                .contains("&InstanceId.1=i-bp67acfmxazb4ph00001&")
+        );
+        assert!(
+            request
+                .query
+                .contains("&InstanceId.2=i-bp67acfmxazb4ph00002&")
+        );
+    }
+
+    #[test]
+    fn the_product_sets_the_version() {
+        let request = build(&creds(None), STS, "GetCallerIdentity", &[], "n", "t");
+        assert!(
+            request.query.contains("&Version=2015-04-01&"),
+            "{}",
+            request.query
+        );
+        assert!(request.query.contains("Action=GetCallerIdentity&"));
+        let ecs = build(&creds(None), ECS, "StartInstance", &[], "n", "t");
+        assert!(ecs.query.contains("&Version=2014-05-26&"), "{}", ecs.query);
+    }
+
     #[test]
     fn security_token_is_sent_and_signed() {
         let with = build(
             &creds(Some("CAIS+sts/token==")),
+            ECS,
             "StartInstance",
             &[("InstanceId", "i-a".to_owned())],
             "n",
@@ -158,6 +242,7 @@ mod tests {
         );
         let without = build(
             &creds(None),
+            ECS,
             "StartInstance",
             &[("InstanceId", "i-a".to_owned())],
             "n",
@@ -175,6 +260,7 @@ mod tests {
     fn action_params_cannot_override_common_ones() {
         let request = build(
             &creds(None),
+            ECS,
             "DescribeInstances",
             &[
                 ("Action", "StopInstance".to_owned()),

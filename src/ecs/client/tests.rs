@@ -20,7 +20,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::ecs::catalogue::{ErrorClass, classify};
+use crate::ecs::batch::InstanceResult;
+use crate::ecs::catalogue::{ErrorClass, classify, classify_instance_code};
+use crate::ecs::error::Delivery;
 use crate::ecs::instance::InstanceStatus;
 use crate::ecs::power::StoppedMode;
 use crate::ecs::signature::{percent_encode, sign, string_to_sign};
@@ -57,7 +59,7 @@ struct Received {
     raw_query: String,
     params: BTreeMap<String, String>,
     body_len: usize,
-    /// Every raw name and value was exactly `percent_encode(decoded)` (ECS-API.md §1.2).
+    /// Every raw name and value was exactly `percent_encode(decoded)` (the V1 signature's percent-encoding).
     canonical_encoding: bool,
     /// `Signature` equals our signer's answer for the decoded parameters and the known secret.
     signature_ok: bool,
@@ -71,6 +73,8 @@ enum Reply {
         status: u16,
         content_type: &'static str,
         body: Vec<u8>,
+        /// Extra response headers.
+        headers: Vec<(&'static str, String)>,
     },
     /// A SignatureDoesNotMatch that echoes the server's string to sign, as the real gateway does.
     EchoStringToSign,
@@ -82,6 +86,7 @@ impl Reply {
             status,
             content_type: "application/json;charset=utf-8",
             body: body.as_bytes().to_vec(),
+            headers: Vec::new(),
         }
     }
 
@@ -90,7 +95,15 @@ impl Reply {
             status,
             content_type,
             body: body.into(),
+            headers: Vec::new(),
         }
+    }
+
+    fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        if let Self::Body { headers, .. } = &mut self {
+            headers.push((name, value.to_owned()));
+        }
+        self
     }
 }
 
@@ -184,12 +197,19 @@ async fn handle(State(script): State<Script>, method: Method, uri: Uri, body: By
             status,
             content_type,
             body,
-        }) => (
-            StatusCode::from_u16(status).unwrap(),
-            [(header::CONTENT_TYPE, content_type)],
-            body,
-        )
-            .into_response(),
+            headers,
+        }) => {
+            let mut response = (
+                StatusCode::from_u16(status).unwrap(),
+                [(header::CONTENT_TYPE, content_type)],
+                body,
+            )
+                .into_response();
+            for (name, value) in headers {
+                response.headers_mut().insert(name, value.parse().unwrap());
+            }
+            response
+        }
         Some(Reply::EchoStringToSign) => {
             let message = format!(
                 "Specified signature is not matched with our calculation. server string to sign is:{}",
@@ -207,6 +227,11 @@ async fn handle(State(script): State<Script>, method: Method, uri: Uri, body: By
 
 /// The checks every request must pass.
 fn assert_well_formed(r: &Received, action: &str) {
+    assert_well_formed_for(r, action, "2014-05-26");
+}
+
+/// The checks every request of a product with API `version` must pass.
+fn assert_well_formed_for(r: &Received, action: &str, version: &str) {
     assert_eq!(r.method, Method::POST, "{r:?}");
     assert_eq!(r.path, "/", "{r:?}");
     assert_eq!(r.body_len, 0, "{r:?}");
@@ -219,7 +244,7 @@ fn assert_well_formed(r: &Received, action: &str) {
     let p = &r.params;
     assert_eq!(p.get("Action").map(String::as_str), Some(action));
     assert_eq!(p.get("Format").map(String::as_str), Some("JSON"));
-    assert_eq!(p.get("Version").map(String::as_str), Some("2014-05-26"));
+    assert_eq!(p.get("Version").map(String::as_str), Some(version));
     assert_eq!(p.get("AccessKeyId").map(String::as_str), Some(AK_ID));
     assert_eq!(
         p.get("SignatureMethod").map(String::as_str),
@@ -290,6 +315,7 @@ async fn describe_instance_success_and_request_shape() {
             lock_reasons: vec!["financial".into()],
             stopped_mode: Some("StopCharging".into()),
             expired_time: Some("2099-12-31T15:59Z".into()),
+            tags: BTreeMap::new(),
         })
     );
     let r = server.only_request();
@@ -338,6 +364,8 @@ async fn describe_instances_follows_next_token() {
     for r in &received {
         assert_well_formed(r, "DescribeInstances");
         assert_eq!(r.params["InstanceIds"], r#"["i-1","i-2","i-3"]"#);
+        // ECS's default page size is 10: every page asks for 100.
+        assert_eq!(r.params["MaxResults"], "100");
     }
     assert!(!received[0].params.contains_key("NextToken"));
     assert_eq!(received[1].params["NextToken"], "page-2/token+");
@@ -639,6 +667,7 @@ async fn json_error_bodies_with_each_status() {
                 message: format!("message {i}"),
                 http_status: *status,
                 request_id: Some(format!("REQ-{i}")),
+                retry_after: None,
             }
         );
         assert_eq!(classify(&err).class, *class, "{code}");
@@ -715,6 +744,7 @@ async fn unusable_bodies() {
     let EcsError::HttpStatus {
         http_status,
         snippet,
+        ..
     } = &err
     else {
         panic!("expected HttpStatus, got {err:?}");
@@ -775,6 +805,8 @@ enum Broken {
     CutShortBody,
     /// A chunked body that never ends.
     EndlessBody,
+    /// Sends the status line and headers of a 200, then nothing more.
+    StallAfterHeaders,
 }
 
 async fn broken_server(behaviour: Broken) -> SocketAddr {
@@ -822,6 +854,13 @@ async fn serve_broken(mut stream: TcpStream, behaviour: Broken) {
             chunk.extend_from_slice(b"\r\n");
             while stream.write_all(&chunk).await.is_ok() {}
         }
+        Broken::StallAfterHeaders => {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+                .await;
+            std::future::pending::<()>().await;
+            drop(stream);
+        }
     }
 }
 
@@ -849,12 +888,19 @@ async fn connection_closed_without_response_is_unreachable() {
     ))
     .await
     .unwrap_err();
-    let EcsError::Unreachable { detail } = &err else {
+    let EcsError::Unreachable {
+        detail,
+        request_sent,
+    } = &err
+    else {
         panic!("expected Unreachable, got {err:?}");
     };
     assert_clean_detail(detail);
     assert!(!detail.contains("CAIS"), "{detail}");
     assert_eq!(classify(&err).reason, "EcsUnreachable");
+    // The request was written before the peer closed: it may have been carried out.
+    assert!(*request_sent, "{err:?}");
+    assert_eq!(err.delivery(), Delivery::Unknown);
 }
 
 #[tokio::test]
@@ -867,9 +913,10 @@ async fn server_that_never_answers_times_out() {
     .await
     .unwrap_err();
     let elapsed = started.elapsed();
-    let EcsError::Unreachable { detail } = &err else {
+    let EcsError::Unreachable { detail, .. } = &err else {
         panic!("expected Unreachable, got {err:?}");
     };
+    assert_eq!(err.delivery(), Delivery::Unknown, "{err:?}");
     assert!(detail.contains("300 ms"), "{detail}");
     assert_clean_detail(detail);
     assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
@@ -888,9 +935,10 @@ async fn refused_connection_is_unreachable() {
     ))
     .await
     .unwrap_err();
-    let EcsError::Unreachable { detail } = &err else {
+    let EcsError::Unreachable { detail, .. } = &err else {
         panic!("expected Unreachable, got {err:?}");
     };
+    assert_eq!(err.delivery(), Delivery::NotSent, "{err:?}");
     assert!(detail.starts_with("could not connect"), "{detail}");
     assert_clean_detail(detail);
 }
@@ -915,6 +963,26 @@ async fn body_cut_short_is_malformed() {
     assert_eq!(*http_status, 200);
     assert!(detail.contains("cut short"), "{detail}");
     assert_clean_detail(detail);
+    assert_eq!(err.delivery(), Delivery::Unknown);
+}
+
+#[tokio::test]
+async fn answer_stalling_after_its_headers_times_out_as_sent() {
+    let addr = broken_server(Broken::StallAfterHeaders).await;
+    let started = std::time::Instant::now();
+    let err = bounded(client_for(addr, Duration::from_millis(300)).start_instance(
+        &creds(),
+        REGION,
+        &start("i-a"),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, EcsError::Unreachable { detail, request_sent: true } if detail.contains("300 ms")),
+        "{err:?}"
+    );
+    assert_eq!(err.delivery(), Delivery::Unknown);
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
@@ -1112,4 +1180,533 @@ fn debug_output_of_client_and_config() {
     assert!(debug.contains("Regional"), "{debug}");
     let config = format!("{:?}", EcsClientConfig::default());
     assert!(config.contains("request_timeout"), "{config}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tags, x-acs-retry-after, deadlines
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn describe_reports_tags() {
+    let mut tagged = instance_json("i-t", "Running");
+    tagged["Tags"] = serde_json::json!({"Tag": [
+        {"TagKey": "team", "TagValue": "batch"}, {"TagKey": "ecs-power/managed", "TagValue": "true"}
+    ]});
+    let server = TestServer::start(vec![Reply::json(200, &describe_body(&[tagged], None))]).await;
+    let found = bounded(server.client().describe_instance(&creds(), REGION, "i-t"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.tags.get("team").map(String::as_str), Some("batch"));
+    assert_eq!(
+        found.tags.get("ecs-power/managed").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(found.tags.len(), 2);
+}
+
+#[tokio::test]
+async fn retry_after_header_is_kept_on_errors() {
+    let server = TestServer::start(vec![
+        Reply::json(
+            400,
+            r#"{"Code":"Throttling.User","Message":"Request was denied due to user flow control.","RequestId":"T-1"}"#,
+        )
+        .with_header("x-acs-retry-after", "1500"),
+        Reply::text(503, "text/html", "<h1>busy</h1>").with_header("x-acs-retry-after", "250"),
+        Reply::json(400, r#"{"Code":"Throttling","RequestId":"T-2"}"#),
+    ])
+    .await;
+    let client = server.client();
+    let throttled = bounded(client.start_instance(&creds(), REGION, &start("i-a")))
+        .await
+        .unwrap_err();
+    assert_eq!(throttled.code(), Some("Throttling.User"));
+    assert_eq!(throttled.retry_after(), Some(Duration::from_millis(1500)));
+    assert_eq!(throttled.delivery(), Delivery::Answered);
+    assert_eq!(classify(&throttled).class, ErrorClass::Throttled);
+    let busy = bounded(client.describe_instance(&creds(), REGION, "i-a"))
+        .await
+        .unwrap_err();
+    assert!(matches!(busy, EcsError::HttpStatus { .. }), "{busy:?}");
+    assert_eq!(busy.retry_after(), Some(Duration::from_millis(250)));
+    assert_eq!(busy.delivery(), Delivery::Unknown);
+    let plain = bounded(client.stop_instance(&creds(), REGION, &stop("i-a")))
+        .await
+        .unwrap_err();
+    assert_eq!(plain.retry_after(), None);
+}
+
+#[tokio::test]
+async fn a_deadline_bounds_the_whole_call() {
+    let addr = broken_server(Broken::NeverAnswer).await;
+    // The client would wait 10 s; the call's deadline is 300 ms away.
+    let client = client_for(addr, Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let err = bounded(client.start_instance_with(
+        &creds(),
+        REGION,
+        &start("i-a"),
+        &CallOptions::with_timeout(Duration::from_millis(300)),
+    ))
+    .await
+    .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(&err, EcsError::Unreachable { detail, request_sent: true } if detail.contains("ms")),
+        "{err:?}"
+    );
+    assert_eq!(err.delivery(), Delivery::Unknown);
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_passed_deadline_sends_nothing() {
+    let server = TestServer::start(vec![Reply::json(200, r#"{"RequestId":"never"}"#)]).await;
+    let client = server.client();
+    let past = CallOptions::with_deadline(tokio::time::Instant::now());
+    let c = creds();
+    let results = [
+        bounded(client.start_instance_with(&c, REGION, &start("i-a"), &past))
+            .await
+            .map(|_| ()),
+        bounded(client.stop_instance_with(&c, REGION, &stop("i-a"), &past))
+            .await
+            .map(|_| ()),
+        bounded(client.describe_instance_with(&c, REGION, "i-a", &past))
+            .await
+            .map(|_| ()),
+        bounded(client.start_instances(&c, REGION, &["i-a"], &past))
+            .await
+            .map(|_| ()),
+        bounded(client.caller_identity_with(&c, &past))
+            .await
+            .map(|_| ()),
+    ];
+    for result in results {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EcsError::Unreachable {
+                    request_sent: false,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.delivery(), Delivery::NotSent);
+    }
+    assert!(server.received().is_empty(), "{:?}", server.received());
+    // A deadline far away changes nothing.
+    let later = CallOptions::with_timeout(Duration::from_secs(60));
+    let outcome = bounded(client.start_instance_with(&c, REGION, &start("i-a"), &later))
+        .await
+        .unwrap();
+    assert_eq!(outcome.request_id.as_deref(), Some("never"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// STS GetCallerIdentity
+// ---------------------------------------------------------------------------------------------
+
+const IDENTITY: &str = r#"{"RequestId":"STS-1","AccountId":"1234567890123456","UserId":"300800000000000000","Arn":"acs:ram::1234567890123456:assumed-role/ecs-power/op","IdentityType":"AssumedRoleUser","PrincipalId":"300800000000000000:op","RoleId":"300800000000000000"}"#;
+
+#[tokio::test]
+async fn caller_identity_is_signed_like_ecs_and_sent_to_the_override() {
+    let server = TestServer::start(vec![
+        Reply::json(200, IDENTITY),
+        Reply::json(
+            400,
+            r#"{"Code":"InvalidSecurityToken.Expired","Message":"expired","RequestId":"STS-2"}"#,
+        ),
+        Reply::json(200, r#"{"RequestId":"STS-3","Arn":"x"}"#),
+    ])
+    .await;
+    let client = server.client();
+    // `--ecs-endpoint` set and no STS setting: STS goes to the same server.
+    assert_eq!(client.sts_endpoint(), format!("http://{}", server.addr));
+    let identity = bounded(client.caller_identity(&sts_creds())).await.unwrap();
+    assert_eq!(
+        identity,
+        CallerIdentity {
+            account_id: "1234567890123456".into(),
+            arn: Some("acs:ram::1234567890123456:assumed-role/ecs-power/op".into()),
+            user_id: Some("300800000000000000".into()),
+            identity_type: Some("AssumedRoleUser".into()),
+            principal_id: Some("300800000000000000:op".into()),
+            role_id: Some("300800000000000000".into()),
+            request_id: Some("STS-1".into()),
+        }
+    );
+    let r = server.only_request();
+    assert_well_formed_for(&r, "GetCallerIdentity", "2015-04-01");
+    assert_eq!(r.params["SecurityToken"], TOKEN);
+    for absent in ["RegionId", "InstanceId", "DryRun"] {
+        assert!(!r.params.contains_key(absent), "{absent}");
+    }
+    let rejected = bounded(client.caller_identity(&creds())).await.unwrap_err();
+    assert_eq!(rejected.code(), Some("InvalidSecurityToken.Expired"));
+    assert_eq!(rejected.delivery(), Delivery::Answered);
+    let malformed = bounded(client.caller_identity(&creds())).await.unwrap_err();
+    assert!(
+        matches!(&malformed, EcsError::Malformed { detail, .. } if detail.contains("AccountId")),
+        "{malformed:?}"
+    );
+}
+
+#[tokio::test]
+async fn caller_identity_goes_to_the_configured_sts_endpoint() {
+    let ecs = TestServer::start(vec![]).await;
+    let sts = TestServer::start(vec![Reply::json(200, IDENTITY)]).await;
+    let client = EcsClient::new(
+        EcsClientConfig::new(Endpoint::Override(format!("http://{}", ecs.addr)))
+            .with_sts_endpoint(format!("http://{}/", sts.addr)),
+    )
+    .unwrap();
+    assert_eq!(client.sts_endpoint(), format!("http://{}", sts.addr));
+    let identity = bounded(client.caller_identity(&creds())).await.unwrap();
+    assert_eq!(identity.account_id, "1234567890123456");
+    assert_well_formed_for(&sts.only_request(), "GetCallerIdentity", "2015-04-01");
+    assert!(ecs.received().is_empty());
+    // Without an override or a setting, STS is the central endpoint.
+    let default = EcsClient::new(EcsClientConfig::default()).unwrap();
+    assert_eq!(default.sts_endpoint(), "https://sts.aliyuncs.com");
+}
+
+// ---------------------------------------------------------------------------------------------
+// StartInstances / StopInstances
+// ---------------------------------------------------------------------------------------------
+
+fn batch_body(entries: &[serde_json::Value]) -> String {
+    serde_json::json!({"RequestId": "BATCH-1", "InstanceResponses": {"InstanceResponse": entries}})
+        .to_string()
+}
+
+fn entry(id: &str, code: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Code": code, "Message": format!("message of {code}"), "InstanceId": id,
+        "PreviousStatus": "Stopped", "CurrentStatus": if code == "200" { "Starting" } else { "Stopped" }
+    })
+}
+
+#[derive(Default)]
+struct BatchObserver {
+    calls: Mutex<Vec<(&'static str, String)>>,
+    batches: Mutex<Vec<(&'static str, usize)>>,
+    results: Mutex<Vec<(&'static str, String)>>,
+}
+
+impl CallObserver for BatchObserver {
+    fn on_call(&self, action: &'static str, outcome: &str, _elapsed: Duration) {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((action, outcome.to_owned()));
+    }
+    fn on_batch(&self, action: &'static str, batch_size: usize) {
+        self.batches.lock().unwrap().push((action, batch_size));
+    }
+    fn on_instance_result(&self, action: &'static str, outcome: &str) {
+        self.results
+            .lock()
+            .unwrap()
+            .push((action, outcome.to_owned()));
+    }
+}
+
+#[tokio::test]
+async fn start_instances_sends_success_first_and_reads_results_by_id() {
+    // The answer lists the instances in another order, omits i-3 and adds a stranger.
+    let server = TestServer::start(vec![Reply::json(
+        200,
+        &batch_body(&[
+            entry("i-2", "OperationDenied.NoStock"),
+            entry("i-stranger", "200"),
+            entry("i-1", "200"),
+            entry("i-4", "InvalidInstanceId.NotFound"),
+        ]),
+    )])
+    .await;
+    let observer = Arc::new(BatchObserver::default());
+    let client = EcsClient::new(
+        EcsClientConfig::new(Endpoint::Override(format!("http://{}", server.addr)))
+            .with_observer(observer.clone()),
+    )
+    .unwrap();
+    let outcome = bounded(client.start_instances(
+        &sts_creds(),
+        REGION,
+        &["i-1", "i-2", "i-3", "i-4"],
+        &CallOptions::default(),
+    ))
+    .await
+    .unwrap();
+    let r = server.only_request();
+    assert_well_formed(&r, "StartInstances");
+    assert_eq!(r.params["RegionId"], REGION);
+    assert_eq!(r.params["BatchOptimization"], "SuccessFirst");
+    for (n, id) in ["i-1", "i-2", "i-3", "i-4"].iter().enumerate() {
+        assert_eq!(r.params[&format!("InstanceId.{}", n + 1)], *id);
+    }
+    for absent in [
+        "InstanceId.5",
+        "InstanceId",
+        "DryRun",
+        "InitLocalDisk",
+        "ForceStop",
+        "StoppedMode",
+    ] {
+        assert!(!r.params.contains_key(absent), "{absent}");
+    }
+    assert_eq!(outcome.request_id.as_deref(), Some("BATCH-1"));
+    assert_eq!(outcome.unexpected, 1);
+    assert_eq!(outcome.results.len(), 4);
+    assert_eq!(
+        outcome.results["i-1"],
+        InstanceResult::Accepted {
+            previous_status: Some(InstanceStatus::Stopped),
+            current_status: Some(InstanceStatus::Starting),
+        }
+    );
+    let InstanceResult::Refused { code, verdict, .. } = &outcome.results["i-2"] else {
+        panic!("{:?}", outcome.results["i-2"]);
+    };
+    assert_eq!(code, "OperationDenied.NoStock");
+    assert_eq!(
+        (verdict.reason.as_str(), verdict.class),
+        ("NoStock", ErrorClass::Capacity)
+    );
+    assert_eq!(outcome.results["i-3"], InstanceResult::Missing);
+    assert!(outcome.results["i-3"].is_ambiguous());
+    let InstanceResult::Refused { verdict, .. } = &outcome.results["i-4"] else {
+        panic!("{:?}", outcome.results["i-4"]);
+    };
+    assert_eq!(verdict.reason, "InstanceNotFound");
+    assert_eq!(
+        *observer.batches.lock().unwrap(),
+        vec![("StartInstances", 4)]
+    );
+    assert_eq!(
+        *observer.calls.lock().unwrap(),
+        vec![("StartInstances", "Success".to_owned())]
+    );
+    let mut results = observer.results.lock().unwrap().clone();
+    results.sort();
+    assert_eq!(
+        results,
+        vec![
+            ("StartInstances", "InvalidInstanceId.NotFound".to_owned()),
+            ("StartInstances", "Missing".to_owned()),
+            ("StartInstances", "OperationDenied.NoStock".to_owned()),
+            ("StartInstances", "Success".to_owned()),
+            ("StartInstances", "Unrequested".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn stop_instances_sends_its_options() {
+    let server = TestServer::start(vec![
+        Reply::json(200, &batch_body(&[entry("i-1", "200")])),
+        Reply::json(200, &batch_body(&[entry("i-1", "200")])),
+    ])
+    .await;
+    let client = server.client();
+    let forced = StopOptions {
+        force_stop: true,
+        stopped_mode: Some(StoppedMode::StopCharging),
+    };
+    let out = bounded(client.stop_instances(
+        &creds(),
+        REGION,
+        &["i-1"],
+        &forced,
+        &CallOptions::default(),
+    ))
+    .await
+    .unwrap();
+    assert!(matches!(
+        out.results["i-1"],
+        InstanceResult::Accepted { .. }
+    ));
+    bounded(client.stop_instances(
+        &creds(),
+        REGION,
+        &["i-1"],
+        &StopOptions::default(),
+        &CallOptions::default(),
+    ))
+    .await
+    .unwrap();
+    let received = server.received();
+    assert_well_formed(&received[0], "StopInstances");
+    assert_eq!(received[0].params["ForceStop"], "true");
+    assert_eq!(received[0].params["StoppedMode"], "StopCharging");
+    assert_eq!(received[0].params["BatchOptimization"], "SuccessFirst");
+    assert!(!received[0].params.contains_key("DryRun"));
+    assert_well_formed(&received[1], "StopInstances");
+    for absent in ["ForceStop", "StoppedMode", "DryRun"] {
+        assert!(!received[1].params.contains_key(absent), "{absent}");
+    }
+}
+
+#[tokio::test]
+async fn batch_input_is_checked_before_anything_is_sent() {
+    let server = TestServer::start(vec![Reply::json(200, &batch_body(&[]))]).await;
+    let client = server.client();
+    let many: Vec<String> = (0..101).map(|i| format!("i-{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let none = CallOptions::default();
+    let c = creds();
+    let refused = [
+        bounded(client.start_instances(&c, REGION, &[], &none)).await,
+        bounded(client.start_instances(&c, REGION, &many, &none)).await,
+        bounded(client.start_instances(&c, REGION, &["i-1", "i-2", "i-1"], &none)).await,
+        bounded(client.start_instances(&c, REGION, &["i-1", ""], &none)).await,
+        bounded(client.start_instances(&c, "Bad Region", &["i-1"], &none)).await,
+        bounded(client.stop_instances(&c, REGION, &many, &StopOptions::default(), &none)).await,
+    ];
+    for result in refused {
+        let err = result.unwrap_err();
+        assert!(matches!(err, EcsError::InvalidRequest { .. }), "{err:?}");
+        assert_eq!(err.delivery(), Delivery::NotSent);
+    }
+    assert!(server.received().is_empty(), "{:?}", server.received());
+    // One hundred is one call, every ID answered as missing from an empty answer.
+    let out = bounded(client.start_instances(&c, REGION, &many[..100], &none))
+        .await
+        .unwrap();
+    let r = server.only_request();
+    assert_eq!(r.params["InstanceId.100"], "i-99");
+    assert!(!r.params.contains_key("InstanceId.101"));
+    assert_eq!(out.results.len(), 100);
+    assert!(out.results.values().all(|v| *v == InstanceResult::Missing));
+}
+
+#[tokio::test]
+async fn batch_level_failures_are_one_error_for_the_whole_batch() {
+    let server = TestServer::start(vec![
+        Reply::json(400, r#"{"Code":"Throttling.User","RequestId":"T"}"#)
+            .with_header("x-acs-retry-after", "2000"),
+        Reply::json(500, r#"{"Code":"InternalError","RequestId":"I"}"#),
+        Reply::json(200, r#"{"RequestId":"no results"}"#),
+        Reply::EchoStringToSign,
+    ])
+    .await;
+    let client = server.client();
+    let ids = ["i-1", "i-2"];
+    let none = CallOptions::default();
+    let throttled = bounded(client.start_instances(&creds(), REGION, &ids, &none))
+        .await
+        .unwrap_err();
+    assert_eq!(classify(&throttled).class, ErrorClass::Throttled);
+    assert_eq!(throttled.retry_after(), Some(Duration::from_secs(2)));
+    assert_eq!(throttled.delivery(), Delivery::Answered);
+    let internal = bounded(client.start_instances(&creds(), REGION, &ids, &none))
+        .await
+        .unwrap_err();
+    assert_eq!(internal.delivery(), Delivery::Unknown);
+    let unknown =
+        bounded(client.stop_instances(&creds(), REGION, &ids, &StopOptions::default(), &none))
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(
+            unknown,
+            EcsError::Malformed {
+                http_status: 200,
+                ..
+            }
+        ),
+        "{unknown:?}"
+    );
+    assert_eq!(unknown.delivery(), Delivery::Unknown);
+    let signature = bounded(client.start_instances(&sts_creds(), REGION, &ids, &none))
+        .await
+        .unwrap_err();
+    assert_eq!(classify(&signature).reason, "CredentialsRejected");
+    assert!(!format!("{signature:?}").contains("CAIS"));
+}
+
+/// Every code of the catalogue gives the same reason and class whether it comes back for one
+/// instance of a batch or as the error of a single call.
+#[tokio::test]
+async fn batch_and_single_calls_classify_every_code_alike() {
+    let codes: &[(&str, u16)] = &[
+        ("InvalidInstanceId.NotFound", 404),
+        ("IncorrectInstanceStatus", 403),
+        ("OperationConflict", 409),
+        ("InstanceLockedForSecurity", 403),
+        ("InsufficientBalance", 403),
+        ("InstanceExpired", 403),
+        ("InstanceExpiredOrInArrears", 403),
+        ("DiskInArrears", 403),
+        ("DiskError", 403),
+        ("InstanceNotReady", 403),
+        ("InstanceNotReady", 500),
+        ("OperationDenied.NoStock", 403),
+        ("LackResource", 400),
+        ("InvalidDedicatedHost.NotEnoughResource", 400),
+        ("Invalid.PrivatePoolOptions.NoStock", 400),
+        ("OperationDenied.SpotPriceLowerThanPublicPrice", 403),
+        ("InvalidParameter.KMSKeyId.KMSUnauthorized", 403),
+        ("QuotaExceed.ElasticQuota", 403),
+        ("InternalError", 500),
+        ("UnknownError", 500),
+        ("ServiceUnavailable", 503),
+        ("ServiceUnavailable.RegionMaintaining", 503),
+        ("Throttling", 400),
+        ("Throttling.User", 400),
+        ("Rejected.Throttling", 400),
+        ("InvalidAccessKeyId.NotFound", 400),
+        ("InvalidSecurityToken.Expired", 400),
+        ("SignatureDoesNotMatch", 400),
+        ("IncompleteSignature", 400),
+        ("Forbidden.RAM", 403),
+        ("InvalidTimeStamp.Expired", 400),
+        ("IllegalTimestamp", 400),
+        ("SignatureNonceUsed", 400),
+        ("InvalidInstanceId.NotSupport", 403),
+        ("InstanceType.ParameterMismatch", 403),
+        ("InvalidParameter.KMSKeyId.NotFound", 403),
+        ("MissingParameter", 400),
+    ];
+    let ids: Vec<String> = (0..codes.len()).map(|i| format!("i-{i}")).collect();
+    let entries: Vec<serde_json::Value> = codes
+        .iter()
+        .zip(&ids)
+        .map(|((code, _), id)| entry(id, code))
+        .collect();
+    let mut replies = vec![Reply::json(200, &batch_body(&entries))];
+    replies.extend(codes.iter().map(|(code, status)| {
+        Reply::json(
+            *status,
+            &serde_json::json!({"Code": code, "Message": "m", "RequestId": "R"}).to_string(),
+        )
+    }));
+    let server = TestServer::start(replies).await;
+    let client = server.client();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let batch =
+        bounded(client.start_instances(&creds(), REGION, &id_refs, &CallOptions::default()))
+            .await
+            .unwrap();
+    for ((code, status), id) in codes.iter().zip(&ids) {
+        let single = bounded(client.start_instance(&creds(), REGION, &start(id)))
+            .await
+            .unwrap_err();
+        let InstanceResult::Refused {
+            code: batch_code,
+            verdict,
+            ..
+        } = &batch.results[id]
+        else {
+            panic!("{code}: {:?}", batch.results[id]);
+        };
+        assert_eq!(batch_code, code);
+        assert_eq!(*verdict, classify(&single), "{code} (HTTP {status})");
+        assert_eq!(*verdict, classify_instance_code(code), "{code}");
+    }
 }

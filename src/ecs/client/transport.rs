@@ -1,14 +1,16 @@
 //! Sending one signed request over HTTP and reading its answer within limits.
 //!
 //! The [`EcsClient`](super::EcsClient) hands a [`SignedRequest`] here; what comes back is the raw
-//! answer (status and body) or an [`EcsError`] for the transport: [`EcsError::Unreachable`] when
-//! nothing usable arrived (the detail never holds the URL or its query), [`EcsError::Malformed`]
-//! when the body was cut short or exceeds [`MAX_BODY_BYTES`].
+//! answer (status, headers and body) or an [`EcsError`] for the transport:
+//! [`EcsError::Unreachable`] when nothing usable arrived (the detail never holds the URL or its
+//! query; `request_sent` is false only when reqwest failed while connecting or building the
+//! request, so not one byte was written), [`EcsError::Malformed`] when the body was cut short or
+//! exceeds [`MAX_BODY_BYTES`].
 
 use std::time::Duration;
 
 use super::rpc::SignedRequest;
-use crate::ecs::error::EcsError;
+use crate::ecs::error::{EcsError, RETRY_AFTER_HEADER, parse_retry_after};
 use crate::ecs::http::{self, BodyError};
 
 /// Largest answer body read, so a huge or endless body cannot exhaust memory.
@@ -19,26 +21,45 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub struct RawAnswer {
     /// HTTP status code.
     pub http_status: u16,
+    /// The response headers.
+    pub headers: reqwest::header::HeaderMap,
     /// The body (at most [`MAX_BODY_BYTES`]).
     pub body: Vec<u8>,
 }
 
-/// POSTs `request` to `<base_url>/?<query>` with an empty body and reads the answer.
+impl RawAnswer {
+    /// The `x-acs-retry-after` header as a duration (milliseconds), when present and positive.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.headers
+            .get(RETRY_AFTER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after)
+    }
+}
+
+/// POSTs `request` to `<base_url>/?<query>` with an empty body and reads the answer, all within
+/// `timeout` (connecting, sending, and reading the whole body).
 pub async fn send(
     http: &reqwest::Client,
     base_url: &str,
     request: &SignedRequest,
-    request_timeout: Duration,
+    timeout: Duration,
 ) -> Result<RawAnswer, EcsError> {
     let url = format!("{}/?{}", base_url.trim_end_matches('/'), request.query);
     let response = http
         .post(url)
+        .timeout(timeout)
         .send()
         .await
-        .map_err(|e| unreachable_error(&e, request, request_timeout))?;
+        .map_err(|e| unreachable_error(&e, request, timeout))?;
     let http_status = response.status().as_u16();
-    let body = read_capped(response, http_status, request, request_timeout).await?;
-    Ok(RawAnswer { http_status, body })
+    let headers = response.headers().clone();
+    let body = read_capped(response, http_status, request, timeout).await?;
+    Ok(RawAnswer {
+        http_status,
+        headers,
+        body,
+    })
 }
 
 /// Reads the body within [`MAX_BODY_BYTES`]; a timeout while reading is "unreachable", any
@@ -47,7 +68,7 @@ async fn read_capped(
     response: reqwest::Response,
     http_status: u16,
     request: &SignedRequest,
-    request_timeout: Duration,
+    timeout: Duration,
 ) -> Result<Vec<u8>, EcsError> {
     http::read_capped(response, MAX_BODY_BYTES)
         .await
@@ -57,7 +78,7 @@ async fn read_capped(
                 detail: format!("response body larger than {MAX_BODY_BYTES} bytes"),
             },
             BodyError::CutShort { error, .. } if error.is_timeout() => {
-                unreachable_error(&error, request, request_timeout)
+                unreachable_error(&error, request, timeout)
             }
             BodyError::CutShort { read, error } => EcsError::Malformed {
                 http_status,
@@ -70,23 +91,25 @@ async fn read_capped(
 }
 
 /// An [`EcsError::Unreachable`] for a failed send, without URL or query.
-fn unreachable_error(
-    err: &reqwest::Error,
-    request: &SignedRequest,
-    request_timeout: Duration,
-) -> EcsError {
+///
+/// `request_sent` is false only for what reqwest reports as a connect error (DNS, TCP, TLS
+/// handshake, connect timeout: the connection never carried a byte of the request) or a builder
+/// error. A timeout that is not a connect error, a reset or close after writing, or any error
+/// while reading counts as sent: the request may have reached ECS.
+fn unreachable_error(err: &reqwest::Error, request: &SignedRequest, timeout: Duration) -> EcsError {
     let chain = error_chain(err, request);
+    let request_sent = !(err.is_connect() || err.is_builder());
     let detail = if err.is_connect() {
         format!("could not connect: {chain}")
     } else if err.is_timeout() {
-        format!(
-            "no answer within {} ms: {chain}",
-            request_timeout.as_millis()
-        )
+        format!("no answer within {} ms: {chain}", timeout.as_millis())
     } else {
         chain
     };
-    EcsError::Unreachable { detail }
+    EcsError::Unreachable {
+        detail,
+        request_sent,
+    }
 }
 
 /// The error and its sources as one line, with the URL removed and known values scrubbed.
