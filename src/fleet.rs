@@ -20,7 +20,7 @@
 //! - [`limiter`]: [`AdaptiveLimiter`], one adaptive pacing state per key with priority lanes: starts
 //!   just under the ceiling, cuts on a throttled answer, holds to the next wall-clock minute, probes
 //!   once, climbs back over minutes.
-//! - `batcher`: `Batcher`, the coalescing batcher: up to 100 items per batch key, short windows,
+//! - [`batcher`]: [`Batcher`], the coalescing batcher: up to 100 items per batch key, short windows,
 //!   sealed only when the limiter grants the token (so a backlog always sends full batches), results
 //!   handed back by intent id, idempotent re-submits, replacement while queued, and throttled batches
 //!   re-queued whole.
@@ -35,8 +35,13 @@
 //! a fixed quota (GCRA) per limiter, with no rate that adapts to throttled answers, no hold until a
 //! wall-clock minute, no single probe and no priority between waiters.
 
+pub mod batcher;
 pub mod limiter;
 pub mod limits;
 
+pub use batcher::{
+    Answer, BatchKey, BatchObserver, BatchWindows, Batcher, BatcherOptions, Flush, FlushReason,
+    IntentCounts, IntentState, Outcome, RefusedReplace, Ticket,
+};
 pub use limiter::{AdaptiveLimiter, Lane, LimiterConfig, LimiterState, Permit, WallClock};
 pub use limits::{EcsAction, Rate, RateLimit, RateLimitError, RateLimits};
