@@ -795,3 +795,519 @@ where
         self.wake(queue, &key);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::fleet::limiter::{LimiterConfig, WallClock};
+    use crate::fleet::limits::Rate;
+
+    /// A batch key: reads or writes (each its own limiter key and windows) and a write option.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    struct Key {
+        write: bool,
+        option: u8,
+    }
+
+    const READ: Key = Key {
+        write: false,
+        option: 0,
+    };
+    const WRITE: Key = Key {
+        write: true,
+        option: 0,
+    };
+
+    impl BatchKey for Key {
+        type LimiterKey = bool;
+        fn limiter_key(&self) -> bool {
+            self.write
+        }
+        fn windows(&self) -> BatchWindows {
+            if self.write {
+                BatchWindows::WRITES
+            } else {
+                BatchWindows::READS
+            }
+        }
+    }
+
+    /// What the fake ECS does with the next call (default: answer every id).
+    enum Script {
+        Throttle(Option<Duration>),
+        NotSent,
+        /// Answer once the gate is opened.
+        Gated(Arc<Notify>),
+        /// Leave out one requested id and add one that was not requested.
+        Partial {
+            omit: u32,
+            extra: u32,
+        },
+    }
+
+    #[derive(Debug, Clone)]
+    struct Call {
+        key: Key,
+        ids: Vec<u32>,
+        at: Instant,
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        flushes: Mutex<Vec<(Key, Flush)>>,
+        requeued: Mutex<Vec<bool>>,
+        unrequested: Mutex<usize>,
+    }
+
+    impl BatchObserver<Key> for Recorder {
+        fn flushed(&self, key: &Key, flush: &Flush) {
+            self.flushes
+                .lock()
+                .unwrap()
+                .push((key.clone(), flush.clone()));
+        }
+        fn requeued(&self, _key: &Key, throttled: bool) {
+            self.requeued.lock().unwrap().push(throttled);
+        }
+        fn unrequested(&self, _key: &Key, count: usize) {
+            *self.unrequested.lock().unwrap() += count;
+        }
+    }
+
+    struct Harness {
+        batcher: Batcher<Key, u32, u32, u64>,
+        limiter: AdaptiveLimiter<bool>,
+        calls: Arc<Mutex<Vec<Call>>>,
+        script: Arc<Mutex<VecDeque<Script>>>,
+        recorder: Arc<Recorder>,
+        start: Instant,
+    }
+
+    /// The answer for an item: its own value, so a mix-up by position shows.
+    fn value(id: u32) -> u64 {
+        u64::from(id) * 10 + 7
+    }
+
+    /// A batcher over a limiter running at exactly `per_second`, on a wall clock 30 s before a
+    /// minute starts.
+    fn harness(per_second: f64) -> Harness {
+        let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000 / 60 * 60 + 30);
+        let config = LimiterConfig {
+            start_fraction: 1.0,
+            ..LimiterConfig::default()
+        };
+        let limiter =
+            AdaptiveLimiter::with_clock(config, WallClock::starting_at(wall), move |_| {
+                Rate::per_second(per_second)
+            });
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(VecDeque::new()));
+        let recorder = Arc::new(Recorder::default());
+        let send = {
+            let (calls, script) = (Arc::clone(&calls), Arc::clone(&script));
+            move |key: Key, items: Vec<(u32, u32)>| {
+                let ids: Vec<u32> = items.iter().map(|(id, _)| *id).collect();
+                calls.lock().unwrap().push(Call {
+                    key,
+                    ids: ids.clone(),
+                    at: Instant::now(),
+                });
+                let step = script.lock().unwrap().pop_front();
+                async move {
+                    // Answers in reverse order: results must be matched by id.
+                    let answer =
+                        |ids: &[u32]| ids.iter().rev().map(|id| (*id, value(*id))).collect();
+                    match step {
+                        None => Answer::Results(answer(&ids)),
+                        Some(Script::Throttle(retry_after)) => Answer::Throttled { retry_after },
+                        Some(Script::NotSent) => Answer::NotSent,
+                        Some(Script::Gated(gate)) => {
+                            gate.notified().await;
+                            Answer::Results(answer(&ids))
+                        }
+                        Some(Script::Partial { omit, extra }) => {
+                            let mut results: Vec<(u32, u64)> = answer(&ids);
+                            results.retain(|(id, _)| *id != omit);
+                            results.push((extra, 1));
+                            Answer::Results(results)
+                        }
+                    }
+                }
+            }
+        };
+        let options = BatcherOptions {
+            observer: Some(Arc::clone(&recorder) as Arc<dyn BatchObserver<Key>>),
+            ..BatcherOptions::default()
+        };
+        Harness {
+            batcher: Batcher::new(limiter.clone(), send, options),
+            limiter,
+            calls,
+            script,
+            recorder,
+            start: Instant::now(),
+        }
+    }
+
+    impl Harness {
+        fn calls(&self) -> Vec<Call> {
+            self.calls.lock().unwrap().clone()
+        }
+        fn flushes(&self) -> Vec<(Key, Flush)> {
+            self.recorder.flushes.lock().unwrap().clone()
+        }
+        fn since_start(&self, at: Instant) -> Duration {
+            at - self.start
+        }
+    }
+
+    async fn answered(ticket: &mut Ticket<u64>) -> u64 {
+        match ticket.outcome_within(Duration::from_secs(3600)).await {
+            Some(Outcome::Answered(v)) => v,
+            other => panic!("not answered: {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_of_ten_thousand_goes_out_in_full_batches() {
+        let h = harness(5.0);
+        // A submitter with no concurrency at all: one loop, nothing awaited.
+        let mut tickets: Vec<_> = (0..10_000)
+            .map(|id| (id, h.batcher.submit(WRITE, Lane::User, id, id)))
+            .collect();
+        for (id, ticket) in &mut tickets {
+            assert_eq!(answered(ticket).await, value(*id));
+        }
+        let calls = h.calls();
+        assert_eq!(calls.len(), 100, "ceil(10,000 / 100)");
+        assert!(calls.iter().all(|c| c.ids.len() == 100));
+        assert!(
+            h.flushes()
+                .iter()
+                .all(|(_, f)| f.reason == FlushReason::Full)
+        );
+        // 100 calls at 5/s: the lower bound, 19.8 s.
+        assert_eq!(h.since_start(calls[99].at), Duration::from_millis(19_800));
+        assert_eq!(h.batcher.counts().done, 10_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_key_flushes_after_the_idle_window() {
+        let h = harness(5.0);
+        let mut tickets: Vec<_> = (0..3)
+            .map(|id| h.batcher.submit(WRITE, Lane::User, id, id))
+            .collect();
+        for ticket in &mut tickets {
+            answered(ticket).await;
+        }
+        let calls = h.calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(h.since_start(calls[0].at), BatchWindows::WRITES.idle);
+        assert_eq!(h.flushes()[0].1.reason, FlushReason::Idle);
+        assert_eq!(h.flushes()[0].1.waited, BatchWindows::WRITES.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_trickle_flushes_at_the_longest_window() {
+        let h = harness(5.0);
+        // One read every 60 ms: never idle for 100 ms, so the 500 ms window closes the batch.
+        let mut tickets = Vec::new();
+        for id in 0..20 {
+            tickets.push(h.batcher.submit(READ, Lane::Check, id, id));
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        for ticket in &mut tickets {
+            answered(ticket).await;
+        }
+        let calls = h.calls();
+        assert_eq!(h.since_start(calls[0].at), BatchWindows::READS.max_wait);
+        assert_eq!(
+            calls[0].ids,
+            (0..9).collect::<Vec<_>>(),
+            "0, 60, ..., 480 ms"
+        );
+        let (_, first) = &h.flushes()[0];
+        assert_eq!((first.reason, first.size), (FlushReason::MaxWait, 9));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_are_sealed_when_the_token_comes_not_when_the_timer_fires() {
+        // One call per 10 s, items at 33 a second: each timer fires long before the token.
+        let h = harness(0.1);
+        let mut tickets = Vec::new();
+        for id in 0..1000 {
+            tickets.push(h.batcher.submit(WRITE, Lane::User, id, id));
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        for ticket in &mut tickets {
+            answered(ticket).await;
+        }
+        let sizes: Vec<usize> = h.calls().iter().map(|c| c.ids.len()).collect();
+        // The first token is free: the 1 s window closes with 34 items (0..=990 ms).
+        assert_eq!(sizes[0], 34);
+        assert_eq!(sizes.len(), 1 + (1000 - 34usize).div_ceil(100), "{sizes:?}");
+        assert!(
+            sizes[1..sizes.len() - 1].iter().all(|s| *s == 100),
+            "{sizes:?}"
+        );
+        let reasons: Vec<FlushReason> = h.flushes().iter().map(|(_, f)| f.reason).collect();
+        assert_eq!(reasons[0], FlushReason::MaxWait);
+        assert!(
+            reasons[1..reasons.len() - 1]
+                .iter()
+                .all(|r| *r == FlushReason::Full)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn different_options_never_share_a_call() {
+        let h = harness(5.0);
+        let key = |option| Key {
+            write: true,
+            option,
+        };
+        let mut tickets: Vec<_> = (0..250u32)
+            .map(|id| {
+                let option = [0, 0, 1, 1, 2][id as usize % 5];
+                h.batcher.submit(key(option), Lane::User, id, id)
+            })
+            .collect();
+        for ticket in &mut tickets {
+            answered(ticket).await;
+        }
+        let mut calls = h.calls();
+        calls.sort_by_key(|c| c.key.option);
+        let sizes: Vec<(u8, usize)> = calls.iter().map(|c| (c.key.option, c.ids.len())).collect();
+        assert_eq!(sizes, vec![(0, 100), (1, 100), (2, 50)]);
+        for call in &calls {
+            let expected = [0, 0, 1, 1, 2];
+            assert!(
+                call.ids
+                    .iter()
+                    .all(|id| expected[*id as usize % 5] == call.key.option)
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_batch_goes_again_whole_at_the_next_minute_then_recovers() {
+        let h = harness(5.0);
+        h.script.lock().unwrap().push_back(Script::Throttle(None));
+        let mut tickets: Vec<_> = (0..100)
+            .map(|id| h.batcher.submit(WRITE, Lane::User, id, id))
+            .collect();
+        // While held, the intents wait in flight: no error, no outcome yet.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(tickets[0].state(), IntentState::InFlight);
+        assert_eq!(h.batcher.cancel(&0), Err(RefusedReplace::InFlight));
+        // Items submitted meanwhile do not join the throttled batch.
+        let mut later = h.batcher.submit(WRITE, Lane::User, 100, 100);
+        for (id, ticket) in tickets.iter_mut().enumerate() {
+            assert_eq!(answered(ticket).await, value(id as u32));
+        }
+        answered(&mut later).await;
+        let calls = h.calls();
+        assert_eq!(calls.len(), 3);
+        assert_eq!(calls[0].ids, calls[1].ids, "re-sent whole, same items");
+        assert_eq!(
+            h.since_start(calls[1].at),
+            Duration::from_secs(30),
+            "the next minute"
+        );
+        assert_eq!(calls[2].ids, vec![100]);
+        let limiter = h.limiter.state(&true).unwrap();
+        assert_eq!(limiter.throttles, 1);
+        assert!(limiter.rate < 5.0);
+        let (_, resent) = &h.flushes()[1];
+        assert_eq!((resent.reason, resent.attempt), (FlushReason::Requeued, 1));
+        assert_eq!(*h.recorder.requeued.lock().unwrap(), vec![true]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_beyond_the_minute_is_honoured() {
+        let h = harness(5.0);
+        h.script
+            .lock()
+            .unwrap()
+            .push_back(Script::Throttle(Some(Duration::from_secs(75))));
+        let mut ticket = h.batcher.submit(READ, Lane::User, 1, 1);
+        answered(&mut ticket).await;
+        let calls = h.calls();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(h.since_start(calls[1].at), Duration::from_millis(75_100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unsent_batch_is_retried_through_the_limiter_without_slowing_it() {
+        let h = harness(5.0);
+        h.script.lock().unwrap().push_back(Script::NotSent);
+        let mut ticket = h.batcher.submit(WRITE, Lane::User, 1, 1);
+        assert_eq!(answered(&mut ticket).await, value(1));
+        let calls = h.calls();
+        assert_eq!(calls.len(), 2);
+        // Next token, 200 ms later: not a throttle, no hold.
+        assert_eq!(calls[1].at - calls[0].at, Duration::from_millis(200));
+        assert_eq!(h.limiter.state(&true).unwrap().throttles, 0);
+        assert_eq!(*h.recorder.requeued.lock().unwrap(), vec![false]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_better_lane_arriving_while_waiting_lifts_the_whole_key() {
+        let h = harness(1.0);
+        // The only token of the first second goes elsewhere, so every key waits.
+        let _busy = h.limiter.acquire(true, Lane::User).await;
+        let sweep = Key {
+            write: true,
+            option: 1,
+        };
+        let checks = Key {
+            write: true,
+            option: 2,
+        };
+        let mut a = h.batcher.submit(sweep.clone(), Lane::Background, 1, 1);
+        let mut b = h.batcher.submit(checks.clone(), Lane::Check, 2, 2);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(h.limiter.state(&true).unwrap().waiting, [0, 1, 1]);
+        // A user's change for the sweep's key: that key now waits in the user lane.
+        let mut c = h.batcher.submit(sweep.clone(), Lane::User, 3, 3);
+        for ticket in [&mut a, &mut b, &mut c] {
+            answered(ticket).await;
+        }
+        let calls = h.calls();
+        assert_eq!(calls[0].key, sweep);
+        assert_eq!(calls[0].ids, vec![3, 1], "user lane first within the key");
+        assert_eq!(calls[1].key, checks);
+        assert_eq!(h.flushes()[0].1.lane, Lane::User);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_duplicate_intent_joins_the_pending_one() {
+        let h = harness(5.0);
+        let mut first = h.batcher.submit(WRITE, Lane::User, 7, 7);
+        let mut second = h.batcher.submit(WRITE, Lane::User, 7, 7);
+        assert!(!first.joined() && second.joined());
+        assert_eq!(answered(&mut first).await, value(7));
+        assert_eq!(answered(&mut second).await, value(7));
+        // After it is done, the same intent gets the kept outcome, and nothing is sent again.
+        let mut again = h.batcher.submit(WRITE, Lane::User, 7, 7);
+        assert_eq!(
+            again.state(),
+            IntentState::Done(Outcome::Answered(value(7)))
+        );
+        answered(&mut again).await;
+        assert_eq!(h.calls().len(), 1);
+        assert_eq!(h.calls()[0].ids, vec![7]);
+        // Once forgotten, the id is new again.
+        assert_eq!(h.batcher.forget(&7), Some(Outcome::Answered(value(7))));
+        let mut fresh = h.batcher.submit(WRITE, Lane::User, 7, 7);
+        assert!(!fresh.joined());
+        answered(&mut fresh).await;
+        assert_eq!(h.calls().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_intent_can_be_replaced_but_not_one_in_flight() {
+        let h = harness(5.0);
+        let start_key = WRITE;
+        let stop_key = Key {
+            write: true,
+            option: 9,
+        };
+        // Queued: the start is replaced by the stop, and only the stop is sent.
+        let mut start = h.batcher.submit(start_key.clone(), Lane::User, 1, 1);
+        let mut stop = h
+            .batcher
+            .replace(&1, stop_key.clone(), Lane::User, 2, 2)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(start.outcome().await, Outcome::Replaced);
+        assert_eq!(answered(&mut stop).await, value(2));
+        assert_eq!(h.calls().len(), 1);
+        assert_eq!(
+            (h.calls()[0].key.clone(), h.calls()[0].ids.clone()),
+            (stop_key.clone(), vec![2])
+        );
+        assert_eq!(h.batcher.state(&1), None, "a replaced intent is forgotten");
+
+        // In flight: refused; the stop waits for the start's outcome.
+        let gate = Arc::new(Notify::new());
+        h.script
+            .lock()
+            .unwrap()
+            .push_back(Script::Gated(Arc::clone(&gate)));
+        let mut start = h.batcher.submit(start_key, Lane::User, 3, 3);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(start.state(), IntentState::InFlight);
+        assert_eq!(
+            h.batcher.replace(&3, stop_key, Lane::User, 4, 4).err(),
+            Some(RefusedReplace::InFlight)
+        );
+        gate.notify_one();
+        assert_eq!(answered(&mut start).await, value(3));
+        assert_eq!(h.batcher.cancel(&3), Err(RefusedReplace::Done));
+        assert_eq!(h.batcher.cancel(&99), Err(RefusedReplace::Unknown));
+        assert_eq!(h.calls().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn results_are_matched_by_id_and_a_missing_id_is_reported_as_missing() {
+        let h = harness(5.0);
+        h.script.lock().unwrap().push_back(Script::Partial {
+            omit: 3,
+            extra: 999,
+        });
+        let mut tickets: Vec<_> = (0..6)
+            .map(|id| (id, h.batcher.submit(READ, Lane::User, id, id)))
+            .collect();
+        for (id, ticket) in &mut tickets {
+            let outcome = ticket.outcome().await;
+            if *id == 3 {
+                assert_eq!(outcome, Outcome::Missing);
+            } else {
+                assert_eq!(
+                    outcome,
+                    Outcome::Answered(value(*id)),
+                    "reversed answer, by id"
+                );
+            }
+        }
+        assert_eq!(*h.recorder.unrequested.lock().unwrap(), 1);
+        assert_eq!(
+            h.calls().len(),
+            1,
+            "a missing id is not re-sent by the batcher"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_submitter_that_stops_waiting_loses_nothing() {
+        let h = harness(0.1);
+        let _busy = h.limiter.acquire(true, Lane::User).await;
+        let mut ticket = h.batcher.submit(WRITE, Lane::User, 5, 5);
+        // A reconcile waits a short bound, gives up its slot and comes back later.
+        assert_eq!(
+            ticket.outcome_within(Duration::from_millis(500)).await,
+            None
+        );
+        drop(ticket);
+        assert_eq!(h.batcher.state(&5), Some(IntentState::Queued));
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let mut back = h.batcher.ticket(&5).unwrap();
+        assert_eq!(back.state(), IntentState::Done(Outcome::Answered(value(5))));
+        assert_eq!(answered(&mut back).await, value(5));
+        assert_eq!(h.calls().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn done_outcomes_expire_after_their_ttl() {
+        let h = harness(5.0);
+        let mut ticket = h.batcher.submit(READ, Lane::User, 1, 1);
+        answered(&mut ticket).await;
+        tokio::time::sleep(BatcherOptions::<Key>::default().outcome_ttl).await;
+        // Expiry runs on the next submission.
+        h.batcher.submit(READ, Lane::User, 2, 2);
+        assert_eq!(h.batcher.state(&1), None);
+    }
+}

@@ -423,13 +423,14 @@ impl<K: Hash + Eq + Clone> Shared<K> {
             (Phase::Probe { id }, Reporter::Permit { probe: Some(p) }) if p == id => {
                 reopen(ks, now);
             }
-            (Phase::Open, _) => {
-                if ks.rate < ks.ceiling && now >= ks.last_change + config.clean_interval {
-                    ks.rate = (ks.rate + ks.ceiling * config.increase_fraction).min(ks.ceiling);
-                    ks.last_change = now;
-                }
+            (Phase::Open, _)
+                if ks.rate < ks.ceiling && now >= ks.last_change + config.clean_interval =>
+            {
+                ks.rate = (ks.rate + ks.ceiling * config.increase_fraction).min(ks.ceiling);
+                ks.last_change = now;
             }
-            // A late answer to a call sent before the hold, or to an older probe.
+            // A clean interval not over yet, or a late answer to a call sent before the hold or
+            // to an older probe.
             _ => {}
         }
     }
@@ -600,6 +601,7 @@ impl<K: Hash + Eq + Clone> Drop for Permit<K> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
