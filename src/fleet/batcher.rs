@@ -344,7 +344,9 @@ where
     T: Clone + Send + Sync + 'static,
     R: Clone + Send + Sync + 'static,
 {
-    /// A batcher whose calls are paced by `limiter` and made by `send`.
+    /// A batcher whose calls are paced by `limiter` and made by `send`. `send` gets the key and the
+    /// sealed items with their ids and must bound its own time (the ECS client has timeouts): a
+    /// call that never returns keeps its items in flight.
     pub fn new<S, F>(
         limiter: AdaptiveLimiter<K::LimiterKey>,
         send: S,
