@@ -4,6 +4,8 @@
 //! - [`api`]: the custom resource (spec, status, CRD).
 //! - [`ecs`]: the ECS OpenAPI client (signature, errors and their classification, credentials).
 //! - [`controller`]: observe → decide → act → report, on kube-runtime's `Controller`.
+//! - [`fleet`]: fleet scale on ECS's rate limits: the adaptive rate limiter, its configuration and
+//!   the coalescing batcher.
 //! - [`metrics`], [`server`], [`telemetry`]: what operators of the operator look at.
 //! - [`cli`] and [`run`]: the binary's command line and process assembly; `sandbox` (feature
 //!   `sandbox`, on by default): the operator with an in-memory API server and a local ECS endpoint.
@@ -12,6 +14,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod ecs;
+pub mod fleet;
 pub mod metrics;
 pub mod run;
 #[cfg(feature = "sandbox")]
