@@ -1,5 +1,5 @@
 //! What every reconcile shares: the Kubernetes client, the event recorder, the ECS client, the
-//! operator's own credentials, metrics, the observation schedule and the cache of referenced
+//! operator's own credentials, metrics, the ledger of observations and the cache of referenced
 //! Secrets' metadata. Built once by [`crate::controller::Operator`].
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::ecs::{EcsClient, OperatorCredentials};
 use crate::metrics::Metrics;
 
 use super::Synced;
-use super::schedule::Schedule;
+use super::ledger::Ledger;
 
 /// Shared state of the reconciler.
 pub struct Context {
@@ -30,8 +30,8 @@ pub struct Context {
     pub operator_credentials: Option<OperatorCredentials>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// When each resource is next observed.
-    pub schedule: Schedule,
+    /// When each resource is next observed (shared with the watch that prunes it).
+    pub ledger: Arc<Ledger>,
     /// Metadata of Secrets (no data), to notice changes of referenced ones.
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// Whether the watches have synced.

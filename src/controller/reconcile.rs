@@ -25,7 +25,7 @@ use super::context::Context;
 use super::credentials;
 use super::decide::{self, Plan, WriteCall};
 use super::report::{self, Outcome, Report, Severity};
-use super::schedule::{self, Inputs};
+use super::ledger::{Due, Inputs};
 
 /// Why a reconcile failed (ECS failures are reported in status instead).
 #[derive(Debug, thiserror::Error)]
@@ -54,13 +54,13 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         credentials: ctx.secret_version(&obj),
     };
     let started = Instant::now();
-    let credentials_changed = match ctx.schedule.check(&key, &inputs, started) {
-        schedule::Verdict::NotDue(remaining) => {
+    let credentials_changed = match ctx.ledger.check(&key, &inputs, started) {
+        Due::Later(remaining) => {
             // Our own status write, a label edit, a relist: nothing ECS could answer differently.
             // Only a status the last reconcile could not write is still to be written.
-            if let Some(status) = ctx.schedule.take_unwritten(&key) {
+            if let Some(status) = ctx.ledger.take_unwritten(&key) {
                 if let Err(err) = patch_status(&ctx, &obj, &namespace, &status).await {
-                    ctx.schedule.keep_unwritten(&key, status);
+                    ctx.ledger.keep_unwritten(&key, status);
                     return Err(err);
                 }
                 debug!(resource = %key, "wrote the status a previous reconcile could not write");
@@ -69,14 +69,14 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
             ctx.metrics.reconciled("skipped");
             return Ok(Action::requeue(remaining));
         }
-        schedule::Verdict::Observe {
+        Due::Now {
             credentials_changed,
         } => credentials_changed,
     };
 
     // A status computed earlier but not written (the patch failed) is newer than the cached one.
     let previous = ctx
-        .schedule
+        .ledger
         .take_unwritten(&key)
         .unwrap_or_else(|| obj.status.clone().unwrap_or_default());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -137,14 +137,14 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     {
         // Keep the schedule (backoff, transition polls) and the status; the next reconcile writes
         // it without calling ECS, or builds on it when the next observation is due.
-        ctx.schedule
+        ctx.ledger
             .record_unwritten(key, inputs, started + report.requeue, report.status);
         return Err(err);
     }
     if let Some(note) = &report.event {
         publish(&ctx, &obj, note).await;
     }
-    ctx.schedule.record(key, inputs, started + report.requeue);
+    ctx.ledger.record(key, inputs, started + report.requeue);
     ctx.metrics.reconciled(report.result.as_str());
     Ok(Action::requeue(report.requeue))
 }
