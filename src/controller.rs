@@ -16,11 +16,13 @@ pub mod conditions;
 pub mod context;
 pub mod credentials;
 pub mod decide;
+pub mod desired;
 #[cfg(test)]
 mod fixtures;
 pub mod reconcile;
 pub mod report;
 pub mod retry;
+pub mod view;
 pub mod ledger;
 
 use std::future::Future;

@@ -5,6 +5,7 @@
 //! - [`ecs`]: the ECS OpenAPI client (signature, errors and their classification, credentials).
 //! - [`controller`]: observe → decide → act → report, on kube-runtime's `Controller`.
 //! - [`metrics`], [`server`], [`telemetry`]: what operators of the operator look at.
+//! - [`vocabulary`]: condition types, reasons, ECS action names and lock reasons, defined once.
 //! - [`cli`] and [`run`]: the binary's command line and process assembly; `sandbox` (feature
 //!   `sandbox`, on by default): the operator with an in-memory API server and a local ECS endpoint.
 
@@ -18,3 +19,4 @@ pub mod run;
 pub mod sandbox;
 pub mod server;
 pub mod telemetry;
+pub mod vocabulary;

@@ -121,7 +121,9 @@ impl Metrics {
                 .and_then(|s| s.instance_status.clone())
                 .unwrap_or_else(|| "Unknown".into());
             let labels = StateLabels {
-                desired: r.spec.desired_state.as_str().to_string(),
+                desired: crate::controller::desired::effective(&r.spec)
+                    .as_str()
+                    .to_string(),
                 observed,
             };
             self.resources.get_or_create(&labels).inc();

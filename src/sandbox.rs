@@ -55,7 +55,7 @@ pub const INSTANCES: [(&str, Status, &[&str], &str); 5] = [
     (
         "i-demo0004",
         Status::Stopped,
-        &["security"],
+        &[crate::vocabulary::lock::SECURITY],
         "examples/locked.yaml: security lock, Stalled",
     ),
     (

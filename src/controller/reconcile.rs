@@ -84,8 +84,10 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     let now = Timestamp::now();
     // The report's time is taken after the ECS calls, so `lastAction.time` is when ECS accepted
     // the call, not when the reconcile began (calls can take seconds).
+    let desired = super::desired::effective(&obj.spec);
     let input = |now| report::Input {
         spec: &obj.spec,
+        desired,
         generation: obj.metadata.generation,
         previous: &previous,
         now,
@@ -109,22 +111,30 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
                 &mut rand::rng(),
             ),
             Ok(observed) => {
+                let view = super::view::StatusView::read(&previous);
                 let plan = decide::decide(decide::Input {
                     spec: &obj.spec,
+                    desired,
                     generation: obj.metadata.generation,
                     observed: observed.as_ref(),
-                    status: &previous,
+                    status: &view,
                     credentials_changed,
                     now,
                 });
-                let write = match plan {
-                    Plan::Write(call) => Some(act(&ctx, &obj, &creds, call).await),
+                let outcome = match plan {
+                    Plan::Write(call) => Some((call, act(&ctx, &obj, &creds, call).await)),
                     _ => None,
                 };
-                let outcome = Outcome::Decided {
-                    observed: observed.as_ref(),
-                    plan: &plan,
-                    write: write.as_ref(),
+                let outcome = match &outcome {
+                    Some((call, result)) => Outcome::Acted {
+                        observed: observed.as_ref(),
+                        call: *call,
+                        result,
+                    },
+                    None => Outcome::Planned {
+                        observed: observed.as_ref(),
+                        plan: &plan,
+                    },
                 };
                 report::report(input(Timestamp::now()), outcome, &mut rand::rng())
             }
@@ -171,10 +181,7 @@ async fn act(
         WriteCall::Stop => {
             let request = StopInstance {
                 instance_id: spec.instance_id.clone(),
-                stopped_mode: spec.stopped_mode.map(|m| match m {
-                    crate::api::StoppedMode::KeepCharging => crate::ecs::StoppedMode::KeepCharging,
-                    crate::api::StoppedMode::StopCharging => crate::ecs::StoppedMode::StopCharging,
-                }),
+                stopped_mode: spec.stopped_mode,
                 force_stop: spec.force_stop,
                 dry_run: spec.dry_run,
             };

@@ -1,5 +1,5 @@
-//! The **report** step of observe → decide → act → report (DESIGN §2–§4): from what happened in
-//! one reconcile, the next status, the event to publish and when to reconcile again.
+//! The **report** step of the reconcile: from what happened in one reconcile, the next status,
+//! the event to publish and when to reconcile again.
 //!
 //! Pure, like `decide`: the reconciler calls it and then writes the status only when
 //! [`Report::status_changed`] says so. Condition messages are stable across retries and never hold a
@@ -12,26 +12,18 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rand::Rng;
 
-use crate::api::{
-    CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, EcsInstancePowerSpec,
-    EcsInstancePowerStatus, LastAction, LastError, RetryStatus,
-};
-use crate::ecs::catalogue::reason;
+use crate::api::{EcsInstancePowerSpec, EcsInstancePowerStatus, LastAction, LastError, RetryStatus};
 use crate::ecs::{EcsError, ErrorClass, InstanceObservation, Verdict, WriteOutcome, classify};
+use crate::vocabulary::condition::{
+    READY as CONDITION_READY, RECONCILING as CONDITION_RECONCILING, STALLED as CONDITION_STALLED,
+};
+use crate::vocabulary::{action, condition, instance_status, reason};
 
 use super::conditions::{self, Desired};
 use super::credentials::Problem;
 use super::decide::{Plan, WriteCall};
+use super::desired::PowerState;
 use super::retry::{self, BackoffPolicy};
-
-/// Ready reason while `suspend` is set and the instance is not in the desired state.
-pub const REASON_SUSPENDED: &str = "Suspended";
-/// Ready reason when ECS approved a dry-run call.
-pub const REASON_DRY_RUN_SUCCEEDED: &str = "DryRunSucceeded";
-/// Reconciling reason while a retryable error is retried.
-pub const REASON_RETRYING: &str = "Retrying";
-/// `status.instanceStatus` when DescribeInstances does not return the instance.
-pub const INSTANCE_NOT_FOUND_STATUS: &str = "NotFound";
 
 /// What happened in one reconcile.
 #[derive(Debug, Clone, Copy)]
@@ -40,14 +32,21 @@ pub enum Outcome<'a> {
     NoCredentials(&'a Problem),
     /// DescribeInstances failed.
     ObserveFailed(&'a EcsError),
-    /// Observed and decided; `write` is the result of the write call when the plan made one.
-    Decided {
+    /// Observed and decided; no write call was made (the plan needs none).
+    Planned {
         /// The observation (`None`: ECS does not report the instance).
         observed: Option<&'a InstanceObservation>,
         /// The plan of `decide`.
         plan: &'a Plan,
-        /// The write call's result, for [`Plan::Write`].
-        write: Option<&'a Result<WriteOutcome, EcsError>>,
+    },
+    /// Observed, decided on a write call, and made it.
+    Acted {
+        /// The observation the call was decided on.
+        observed: Option<&'a InstanceObservation>,
+        /// The write call.
+        call: WriteCall,
+        /// What ECS answered.
+        result: &'a Result<WriteOutcome, EcsError>,
     },
 }
 
@@ -127,6 +126,8 @@ pub struct Report {
 pub struct Input<'a> {
     /// The resource's spec.
     pub spec: &'a EcsInstancePowerSpec,
+    /// The effective desired power state.
+    pub desired: PowerState,
     /// `metadata.generation`.
     pub generation: Option<i64>,
     /// The status before this reconcile.
@@ -149,24 +150,28 @@ pub fn report(input: Input<'_>, outcome: Outcome<'_>, rng: &mut impl Rng) -> Rep
         }
         Outcome::ObserveFailed(error) => {
             let verdict = classify(error);
-            let message = error_message("DescribeInstances", error, &verdict);
+            let message = error_message(action::DESCRIBE_INSTANCES, error, &verdict);
             builder.failed(
                 &verdict,
                 message,
-                Some(("DescribeInstances", error)),
+                Some((action::DESCRIBE_INSTANCES, error)),
                 None,
                 rng,
             )
         }
-        Outcome::Decided {
+        Outcome::Planned { observed, plan } => {
+            builder.observed(observed);
+            builder.planned(plan, observed, rng)
+        }
+        Outcome::Acted {
             observed,
-            plan,
-            write,
+            call,
+            result,
         } => {
             builder.observed(observed);
-            match (plan, write) {
-                (Plan::Write(call), Some(Ok(outcome))) => builder.accepted(*call, outcome, rng),
-                (Plan::Write(call), Some(Err(error))) => {
+            match result {
+                Ok(outcome) => builder.accepted(call, outcome, rng),
+                Err(error) => {
                     let verdict = classify(error);
                     let message = error_message(call.action(), error, &verdict);
                     let observed_status = observed.map(|o| o.status.as_str().to_string());
@@ -178,7 +183,6 @@ pub fn report(input: Input<'_>, outcome: Outcome<'_>, rng: &mut impl Rng) -> Rep
                         rng,
                     )
                 }
-                (plan, _) => builder.planned(plan, observed, rng),
             }
         }
     }
@@ -215,13 +219,13 @@ impl<'a> Builder<'a> {
     }
 
     fn desired(&self) -> &'static str {
-        self.input.spec.desired_state.as_str()
+        self.input.desired.as_str()
     }
 
     fn observed(&mut self, observed: Option<&InstanceObservation>) {
         self.status.instance_status = Some(match observed {
             Some(o) => o.status.as_str().to_string(),
-            None => INSTANCE_NOT_FOUND_STATUS.to_string(),
+            None => instance_status::NOT_FOUND.to_string(),
         });
         self.status.last_observed_time = Some(self.now.clone());
     }
@@ -276,7 +280,7 @@ impl<'a> Builder<'a> {
         rng: &mut impl Rng,
     ) -> Report {
         let observed_status = observed
-            .map_or(INSTANCE_NOT_FOUND_STATUS, |o| o.status.as_str())
+            .map_or(instance_status::NOT_FOUND, |o| o.status.as_str())
             .to_string();
         let (requeue, result) = match plan {
             Plan::Ready => {
@@ -330,7 +334,7 @@ impl<'a> Builder<'a> {
                 );
                 self.set(
                     CONDITION_READY,
-                    Some(Desired::falsy(REASON_SUSPENDED, message)),
+                    Some(Desired::falsy(reason::SUSPENDED, message)),
                 );
                 self.set(CONDITION_RECONCILING, None);
                 self.set(CONDITION_STALLED, None);
@@ -352,7 +356,7 @@ impl<'a> Builder<'a> {
                 retry::resync_delay(self.input.resync, rng),
                 ResultKind::Ready,
             ),
-            // A write plan always comes with its result; without one, nothing happened.
+            // A write plan that was not acted on: nothing happened; look again soon.
             Plan::Write(_) => (
                 self.scaled(retry::transition_poll(None)),
                 ResultKind::Progressing,
@@ -376,20 +380,17 @@ impl<'a> Builder<'a> {
                 self.instance(),
                 self.status.instance_status.as_deref().unwrap_or("unknown"),
             );
-            self.ready(REASON_DRY_RUN_SUCCEEDED, message.clone());
+            self.ready(reason::DRY_RUN_SUCCEEDED, message.clone());
             let event = EventNote {
                 severity: Severity::Normal,
-                reason: REASON_DRY_RUN_SUCCEEDED.to_string(),
+                reason: reason::DRY_RUN_SUCCEEDED.to_string(),
                 note: message,
                 action: call.action().to_string(),
             };
             let requeue = retry::resync_delay(self.input.resync, rng);
             return self.finish(requeue, ResultKind::Ready, Some(event));
         }
-        let reason = match call {
-            WriteCall::Start => "Starting",
-            WriteCall::Stop => "Stopping",
-        };
+        let reason = call.transition().reason();
         self.progressing(
             reason,
             format!(
@@ -478,7 +479,7 @@ impl<'a> Builder<'a> {
             );
             self.set(
                 CONDITION_RECONCILING,
-                Some(Desired::truthy(REASON_RETRYING, message.clone())),
+                Some(Desired::truthy(reason::RETRYING, message.clone())),
             );
             self.set(CONDITION_STALLED, None);
             ResultKind::Retrying
@@ -491,7 +492,7 @@ impl<'a> Builder<'a> {
             reason: verdict.reason.clone(),
             note: message,
             action: call
-                .map_or("ResolveCredentials", |(action, _)| action)
+                .map_or(action::RESOLVE_CREDENTIALS, |(action, _)| action)
                 .to_string(),
         };
         self.finish(delay, result, Some(event))
@@ -520,7 +521,7 @@ impl<'a> Builder<'a> {
         let stalled = self
             .status
             .condition(CONDITION_STALLED)
-            .is_some_and(|c| c.status == "True");
+            .is_some_and(|c| c.status == condition::TRUE);
         Some(EventNote {
             severity: if stalled {
                 Severity::Warning
@@ -529,7 +530,7 @@ impl<'a> Builder<'a> {
             },
             reason: new.reason.clone(),
             note: new.message.clone(),
-            action: "Observe".to_string(),
+            action: action::OBSERVE.to_string(),
         })
     }
 }
@@ -563,49 +564,58 @@ pub fn error_message(action: &str, error: &EcsError, verdict: &Verdict) -> Strin
     format!("{action} failed: {what}. {}", next_step(verdict))
 }
 
-/// What the operator does next, and what a person can do, per reason and class.
-fn next_step(verdict: &Verdict) -> &'static str {
+/// What the operator does next, and what a person can do, per reason and class. The delays are
+/// rendered from the backoff constants of [`retry`], so the text cannot drift from the behaviour.
+fn next_step(verdict: &Verdict) -> String {
+    let recheck = retry::every(retry::TERMINAL_RECHECK);
     match verdict.reason.as_str() {
-        reason::CREDENTIALS_REJECTED => {
+        reason::CREDENTIALS_REJECTED => format!(
             "ECS rejected the credentials: check the AccessKey pair (or STS token) and that it is enabled. Re-checked \
-             every 10 minutes and at once when the Secret or the spec changes."
-        }
-        reason::FORBIDDEN => {
+             {recheck} and at once when the Secret or the spec changes."
+        ),
+        reason::FORBIDDEN => format!(
             "The credentials lack a RAM permission for this call (ecs:DescribeInstances, ecs:StartInstance, \
-             ecs:StopInstance). Re-checked every 10 minutes."
-        }
+             ecs:StopInstance). Re-checked {recheck}."
+        ),
         reason::INSUFFICIENT_BALANCE => {
-            "Top up the Alibaba Cloud account. Re-checked every 10 minutes."
+            format!("Top up the Alibaba Cloud account. Re-checked {recheck}.")
         }
-        reason::INSTANCE_EXPIRED => "Renew the subscription instance. Re-checked every 10 minutes.",
+        reason::INSTANCE_EXPIRED => format!("Renew the subscription instance. Re-checked {recheck}."),
         reason::INSTANCE_NOT_FOUND => {
-            "Check spec.instanceId and spec.regionId. Re-checked every 10 minutes."
+            format!("Check spec.instanceId and spec.regionId. Re-checked {recheck}.")
         }
-        _ => match verdict.class {
-            ErrorClass::Transient => "Retrying with backoff (1 s to 5 min).",
-            ErrorClass::Throttled => {
-                "The ECS API rate limit was hit; retrying with backoff (2 s to 5 min)."
-            }
-            ErrorClass::Capacity => {
-                "ECS has no capacity for this instance right now; retrying with backoff (30 s to 30 min)."
-            }
-            ErrorClass::Conflict => {
-                "The instance is not in a state that allows this call (another operation may be in progress); \
-                 re-checking in a few seconds."
-            }
-            ErrorClass::Terminal => {
-                "This needs someone to act; re-checked every 10 minutes and at once when the spec or the referenced \
+        _ => match (verdict.class, BackoffPolicy::for_class(verdict.class)) {
+            (ErrorClass::Throttled, Some(policy)) => format!(
+                "The ECS API rate limit was hit; retrying with backoff ({}).",
+                policy.span()
+            ),
+            (ErrorClass::Capacity, Some(policy)) => format!(
+                "ECS has no capacity for this instance right now; retrying with backoff ({}).",
+                policy.span()
+            ),
+            (ErrorClass::Conflict, _) => "The instance is not in a state that allows this call (another operation may be in \
+                 progress); re-checking in a few seconds."
+                .to_string(),
+            (ErrorClass::Terminal, _) | (_, None) => format!(
+                "This needs someone to act; re-checked {recheck} and at once when the spec or the referenced \
                  Secret changes."
+            ),
+            (ErrorClass::Transient, Some(policy)) => {
+                format!("Retrying with backoff ({}).", policy.span())
             }
         },
     }
 }
 
-fn lock_hint(reason: &str) -> &'static str {
+fn lock_hint(reason: &str) -> String {
     if reason == reason::INSTANCE_LOCKED_FOR_SECURITY {
         "A security lock is set by Alibaba Cloud security: see the ECS console and the security notices."
+            .to_string()
     } else {
-        "Resolve the lock (for example, overdue payment) in the ECS console; re-checked every 10 minutes."
+        format!(
+            "Resolve the lock (for example, overdue payment) in the ECS console; re-checked {}.",
+            retry::every(retry::TERMINAL_RECHECK)
+        )
     }
 }
 
@@ -634,6 +644,7 @@ mod tests {
     ) -> Report {
         let input = Input {
             spec,
+            desired: crate::controller::desired::effective(spec),
             generation: Some(1),
             previous,
             now,
@@ -650,10 +661,10 @@ mod tests {
         write: &Result<WriteOutcome, EcsError>,
     ) -> Report {
         let observed = seen(InstanceStatus::Stopped, &[]);
-        let outcome = Outcome::Decided {
+        let outcome = Outcome::Acted {
             observed: Some(&observed),
-            plan: &Plan::Write(WriteCall::Start),
-            write: Some(write),
+            call: WriteCall::Start,
+            result: write,
         };
         run(&spec(DesiredState::Running), previous, now, outcome)
     }
@@ -681,10 +692,9 @@ mod tests {
             &spec,
             &EcsInstancePowerStatus::default(),
             at(0),
-            Outcome::Decided {
+            Outcome::Planned {
                 observed: Some(&observed),
                 plan: &Plan::Ready,
-                write: None,
             },
         );
         assert!(first.status_changed);
@@ -706,10 +716,9 @@ mod tests {
             &spec,
             &first.status,
             at(300),
-            Outcome::Decided {
+            Outcome::Planned {
                 observed: Some(&observed),
                 plan: &Plan::Ready,
-                write: None,
             },
         );
         assert!(
@@ -851,10 +860,9 @@ mod tests {
             &spec,
             &EcsInstancePowerStatus::default(),
             at(0),
-            Outcome::Decided {
+            Outcome::Planned {
                 observed: Some(&observed),
                 plan: &plan,
-                write: None,
             },
         );
         assert_eq!(
@@ -877,10 +885,9 @@ mod tests {
             &spec,
             &EcsInstancePowerStatus::default(),
             at(0),
-            Outcome::Decided {
+            Outcome::Planned {
                 observed: None,
                 plan: &plan,
-                write: None,
             },
         );
         assert_eq!(r.status.instance_status.as_deref(), Some("NotFound"));
@@ -908,10 +915,9 @@ mod tests {
             &spec,
             &EcsInstancePowerStatus::default(),
             at(0),
-            Outcome::Decided {
+            Outcome::Planned {
                 observed: Some(&observed),
                 plan: &Plan::Suspended,
-                write: None,
             },
         );
         assert_eq!(
@@ -984,10 +990,9 @@ mod tests {
             &spec,
             &previous,
             at(0),
-            Outcome::Decided {
+            Outcome::Planned {
                 observed: Some(&observed),
                 plan: &plan,
-                write: None,
             },
         );
         assert!(r.status.retry.is_none());

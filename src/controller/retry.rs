@@ -1,4 +1,4 @@
-//! Backoff per error class (DESIGN §3): how long the controller waits before the next ECS call for
+//! Backoff per error class: how long the controller waits before the next ECS call for
 //! a resource after an error, and how often it polls a transition or re-checks a steady state.
 //!
 //! Pure functions of (class, attempt, random draw): the random source is injected so the schedule is
@@ -59,10 +59,36 @@ impl BackoffPolicy {
         let span = (ceiling - self.base).as_millis() as u64;
         self.base + Duration::from_millis(rng.random_range(0..=span))
     }
+
+    /// The range of delays for condition messages, such as `1 s to 5 min`.
+    pub fn span(&self) -> String {
+        format!("{} to {}", short(self.base), short(self.max))
+    }
+}
+
+/// A delay in the short form of condition messages: `30 s`, `5 min`, `2 h`.
+pub fn short(delay: Duration) -> String {
+    let secs = delay.as_secs();
+    match secs {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// A recurring delay in the words of condition messages: `every 10 minutes`, `every minute`.
+pub fn every(delay: Duration) -> String {
+    let secs = delay.as_secs();
+    match secs {
+        60 => "every minute".to_string(),
+        s if s >= 60 && s % 60 == 0 => format!("every {} minutes", s / 60),
+        1 => "every second".to_string(),
+        s => format!("every {s} seconds"),
+    }
 }
 
 /// How long to wait before re-observing a transition in flight: 2 s at first, growing with the time
-/// the transition has already taken, at most 15 s (DESIGN §3).
+/// the transition has already taken, at most 15 s.
 pub fn transition_poll(elapsed: Option<Duration>) -> Duration {
     const MIN: Duration = Duration::from_secs(2);
     const MAX: Duration = Duration::from_secs(15);
@@ -133,6 +159,18 @@ mod tests {
             Duration::from_secs(15)
         );
         assert_eq!(transition_poll(None), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn messages_render_the_constants() {
+        let span = |c| BackoffPolicy::for_class(c).map(|p| p.span());
+        assert_eq!(span(ErrorClass::Transient).as_deref(), Some("1 s to 5 min"));
+        assert_eq!(span(ErrorClass::Throttled).as_deref(), Some("2 s to 5 min"));
+        assert_eq!(span(ErrorClass::Capacity).as_deref(), Some("30 s to 30 min"));
+        assert_eq!(every(TERMINAL_RECHECK), "every 10 minutes");
+        assert_eq!(every(Duration::from_secs(60)), "every minute");
+        assert_eq!(every(Duration::from_secs(20)), "every 20 seconds");
+        assert_eq!(short(Duration::from_secs(7200)), "2 h");
     }
 
     #[test]
