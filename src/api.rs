@@ -383,7 +383,10 @@ mod tests {
             r#"{"instanceId":"i-abc","regionId":"cn-hangzhou","stoppedMode":"StopCharging"}"#,
         )
         .unwrap();
-        assert_eq!(spec.stopped_mode, Some(crate::ecs::StoppedMode::StopCharging));
+        assert_eq!(
+            spec.stopped_mode,
+            Some(crate::ecs::StoppedMode::StopCharging)
+        );
         assert_eq!(
             serde_json::to_value(&spec).unwrap()["stoppedMode"],
             "StopCharging"

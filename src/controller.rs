@@ -17,13 +17,16 @@ pub mod context;
 pub mod credentials;
 pub mod decide;
 pub mod desired;
+pub mod ecs_handle;
 #[cfg(test)]
 mod fixtures;
+pub mod gate;
+pub mod ledger;
 pub mod reconcile;
 pub mod report;
 pub mod retry;
+pub mod status;
 pub mod view;
-pub mod ledger;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -145,16 +148,18 @@ impl Operator {
         )
         .touched_objects();
         let users_store = store.clone();
-        let controller = controller
-            .watches_stream(secret_changes, move |secret| secret_users(&users_store, &secret));
+        let controller = controller.watches_stream(secret_changes, move |secret| {
+            secret_users(&users_store, &secret)
+        });
 
         let context = Arc::new(Context {
             recorder: Recorder::new(client.clone(), settings.reporter),
             client,
-            ecs,
+            ecs: Arc::new(ecs),
             operator_credentials,
             metrics,
             ledger,
+            gate: Arc::new(gate::WriteGate::default()),
             secrets: secret_store,
             synced: synced.clone(),
             resync: settings.resync,
@@ -171,6 +176,11 @@ impl Operator {
     /// The controller's cache of resources (for metrics and readiness).
     pub fn store(&self) -> Store<EcsInstancePower> {
         self.controller.store()
+    }
+
+    /// The write gate every side effect passes (open until someone closes it).
+    pub fn gate(&self) -> Arc<gate::WriteGate> {
+        self.context.gate.clone()
     }
 
     /// Becomes true once the first list of resources has been received (readiness).
@@ -250,7 +260,10 @@ fn secret_users(
         .iter()
         .filter(|r| {
             r.namespace() == namespace
-                && r.spec.credentials_secret_ref.as_ref().is_some_and(|s| s.name == name)
+                && r.spec
+                    .credentials_secret_ref
+                    .as_ref()
+                    .is_some_and(|s| s.name == name)
         })
         .map(|r| ObjectRef::from_obj(&**r))
         .collect();

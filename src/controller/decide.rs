@@ -195,9 +195,7 @@ pub fn decide(input: Input<'_>) -> Plan {
         {
             return Plan::Hold { until };
         }
-        if spec.dry_run
-            && status.dry_run_approved_at.as_deref() == Some(observed.status.as_str())
-        {
+        if spec.dry_run && status.dry_run_approved_at.as_deref() == Some(observed.status.as_str()) {
             return Plan::DryRunDone;
         }
     }
@@ -227,8 +225,8 @@ mod tests {
 
     use super::*;
     use crate::api::{DesiredState, EcsInstancePowerStatus, LastAction, LastError, RetryStatus};
-    use crate::controller::desired;
     use crate::controller::conditions::{self, Desired};
+    use crate::controller::desired;
 
     use crate::controller::fixtures::{seen, spec};
 

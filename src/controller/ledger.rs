@@ -69,12 +69,7 @@ pub enum Due {
 
 impl Ledger {
     /// Decides whether a reconcile of `key` with these inputs should observe ECS.
-    pub fn check(
-        &self,
-        key: &ObjectRef<EcsInstancePower>,
-        inputs: &Inputs,
-        now: Instant,
-    ) -> Due {
+    pub fn check(&self, key: &ObjectRef<EcsInstancePower>, inputs: &Inputs, now: Instant) -> Due {
         let entries = self.lock();
         match entries.get(key) {
             Some(entry) if entry.inputs == *inputs && now < entry.due => {

@@ -12,7 +12,9 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rand::Rng;
 
-use crate::api::{EcsInstancePowerSpec, EcsInstancePowerStatus, LastAction, LastError, RetryStatus};
+use crate::api::{
+    EcsInstancePowerSpec, EcsInstancePowerStatus, LastAction, LastError, RetryStatus,
+};
 use crate::ecs::{EcsError, ErrorClass, InstanceObservation, Verdict, WriteOutcome, classify};
 use crate::vocabulary::condition::{
     READY as CONDITION_READY, RECONCILING as CONDITION_RECONCILING, STALLED as CONDITION_STALLED,
@@ -580,7 +582,9 @@ fn next_step(verdict: &Verdict) -> String {
         reason::INSUFFICIENT_BALANCE => {
             format!("Top up the Alibaba Cloud account. Re-checked {recheck}.")
         }
-        reason::INSTANCE_EXPIRED => format!("Renew the subscription instance. Re-checked {recheck}."),
+        reason::INSTANCE_EXPIRED => {
+            format!("Renew the subscription instance. Re-checked {recheck}.")
+        }
         reason::INSTANCE_NOT_FOUND => {
             format!("Check spec.instanceId and spec.regionId. Re-checked {recheck}.")
         }
@@ -593,9 +597,11 @@ fn next_step(verdict: &Verdict) -> String {
                 "ECS has no capacity for this instance right now; retrying with backoff ({}).",
                 policy.span()
             ),
-            (ErrorClass::Conflict, _) => "The instance is not in a state that allows this call (another operation may be in \
+            (ErrorClass::Conflict, _) => {
+                "The instance is not in a state that allows this call (another operation may be in \
                  progress); re-checking in a few seconds."
-                .to_string(),
+                    .to_string()
+            }
             (ErrorClass::Terminal, _) | (_, None) => format!(
                 "This needs someone to act; re-checked {recheck} and at once when the spec or the referenced \
                  Secret changes."

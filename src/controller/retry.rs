@@ -166,7 +166,10 @@ mod tests {
         let span = |c| BackoffPolicy::for_class(c).map(|p| p.span());
         assert_eq!(span(ErrorClass::Transient).as_deref(), Some("1 s to 5 min"));
         assert_eq!(span(ErrorClass::Throttled).as_deref(), Some("2 s to 5 min"));
-        assert_eq!(span(ErrorClass::Capacity).as_deref(), Some("30 s to 30 min"));
+        assert_eq!(
+            span(ErrorClass::Capacity).as_deref(),
+            Some("30 s to 30 min")
+        );
         assert_eq!(every(TERMINAL_RECHECK), "every 10 minutes");
         assert_eq!(every(Duration::from_secs(60)), "every minute");
         assert_eq!(every(Duration::from_secs(20)), "every 20 seconds");

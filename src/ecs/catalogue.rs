@@ -98,7 +98,10 @@ pub fn classify(err: &EcsError) -> Verdict {
 /// Both are terminal: no write call while a lock is present.
 #[must_use]
 pub fn classify_lock(lock_reason: &str) -> Verdict {
-    if lock_reason.trim().eq_ignore_ascii_case(crate::vocabulary::lock::SECURITY) {
+    if lock_reason
+        .trim()
+        .eq_ignore_ascii_case(crate::vocabulary::lock::SECURITY)
+    {
         Verdict::new(reason::INSTANCE_LOCKED_FOR_SECURITY, ErrorClass::Terminal)
     } else {
         Verdict::new(reason::INSTANCE_LOCKED, ErrorClass::Terminal)
