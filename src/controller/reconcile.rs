@@ -71,65 +71,79 @@ impl Error {
 /// # Errors
 /// [`Error`] when the Kubernetes API fails; the controller retries through [`error_policy`].
 pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let key = ObjectRef::from_obj(&*obj);
-    let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
-    let inputs = ledger_inputs(&ctx, &obj);
-    let started = Instant::now();
-    let credentials_changed = match ctx.ledger.check(&key, &inputs, started) {
-        Due::Later(remaining) => return write_pending(&ctx, &obj, &key, remaining).await,
+    let pass = Pass::begin(&ctx, &obj)?;
+    let credentials_changed = match ctx.ledger.check(&pass.key, &pass.inputs, pass.started) {
+        Due::Later(remaining) => return write_pending(&ctx, &obj, &pass.key, remaining).await,
         Due::Now {
             credentials_changed,
         } => credentials_changed,
     };
-    let previous = previous_status(&ctx, &key, &obj);
+    let previous = previous_status(&ctx, &pass.key, &obj);
+    let (c, o, p, prev) = (&*ctx, &*obj, &pass, &previous);
+    let finish = |happened| finish(c, o, p, prev, happened);
     // Steps that decide whether this resource may be managed at all go here, before credentials.
-    let outcome = match resolve_credentials(&ctx, &obj, &namespace).await? {
-        Err(problem) => Happened::NoCredentials(problem),
-        Ok(creds) => match observe(&ctx, &obj, &creds).await {
-            Err(error) => Happened::ObserveFailed(error),
-            Ok(observed) => {
-                let desired = desired::effective(&obj.spec);
-                let plan = decide(
-                    &obj,
-                    desired,
-                    observed.as_ref(),
-                    &previous,
-                    credentials_changed,
-                );
-                match plan {
-                    Plan::Write(call) => match act(&ctx, &obj, &creds, call).await {
-                        Some(result) => Happened::Acted(observed, call, result),
-                        None => return Ok(requeue_fenced(&ctx)),
-                    },
-                    plan => Happened::Planned(observed, plan),
-                }
-            }
-        },
+    let creds = match resolve_credentials(&ctx, &obj, &pass.namespace).await? {
+        Ok(creds) => creds,
+        Err(problem) => return finish(Happened::NoCredentials(problem)).await,
     };
-    let report = report_step(&ctx, &obj, &previous, &outcome);
-    log_report(&key, &report);
-    if report.status_changed {
-        let due = started + report.requeue;
-        if !write_status(
-            &ctx,
-            &obj,
-            &namespace,
-            key.clone(),
-            &inputs,
-            due,
-            &report.status,
-        )
-        .await?
-        {
-            return Ok(requeue_fenced(&ctx));
-        }
+    let observed = match observe(&ctx, &obj, &creds).await {
+        Ok(observed) => observed,
+        Err(error) => return finish(Happened::ObserveFailed(error)).await,
+    };
+    let desired = desired::effective(&obj.spec);
+    let plan = decide(&obj, desired, observed.as_ref(), prev, credentials_changed);
+    let happened = match plan {
+        Plan::Write(call) => match act(&ctx, &obj, &creds, call).await {
+            Some(result) => Happened::Acted(observed, call, result),
+            None => return Ok(requeue_fenced(&ctx)),
+        },
+        plan => Happened::Planned(observed, plan),
+    };
+    finish(happened).await
+}
+
+/// The tail of every observing reconcile: **report** → **write status** → **publish event** →
+/// record the observation in the ledger.
+async fn finish(
+    ctx: &Context,
+    obj: &EcsInstancePower,
+    pass: &Pass,
+    previous: &EcsInstancePowerStatus,
+    happened: Happened,
+) -> Result<Action, Error> {
+    let report = report_step(ctx, obj, previous, &happened);
+    log_report(&pass.key, &report);
+    let due = pass.started + report.requeue;
+    if report.status_changed && !write_status(ctx, obj, pass, due, &report.status).await? {
+        return Ok(requeue_fenced(ctx));
     }
     if let Some(note) = &report.event {
-        publish(&ctx, &obj, note).await;
+        publish(ctx, obj, note).await;
     }
-    ctx.ledger.record(key, inputs, started + report.requeue);
+    ctx.ledger
+        .record(pass.key.clone(), pass.inputs.clone(), due);
     ctx.metrics.reconciled(report.result.as_str());
     Ok(Action::requeue(report.requeue))
+}
+
+/// What one reconcile works on: the resource's key and namespace, the inputs its observation
+/// depends on, and when it started (due times count from there).
+struct Pass {
+    key: ObjectRef<EcsInstancePower>,
+    namespace: String,
+    inputs: Inputs,
+    started: Instant,
+}
+
+impl Pass {
+    fn begin(ctx: &Context, obj: &EcsInstancePower) -> Result<Self, Error> {
+        Ok(Pass {
+            key: ObjectRef::from_obj(obj),
+            namespace: obj.namespace().ok_or(Error::NoNamespace)?,
+            inputs: ledger_inputs(ctx, obj),
+            started: Instant::now(),
+        })
+    }
 }
 
 /// What observe, decide and act produced, owned (the report step borrows it).
@@ -312,21 +326,21 @@ fn report_step(
 async fn write_status(
     ctx: &Context,
     obj: &EcsInstancePower,
-    namespace: &str,
-    key: ObjectRef<EcsInstancePower>,
-    inputs: &Inputs,
+    pass: &Pass,
     due: Instant,
     new: &EcsInstancePowerStatus,
 ) -> Result<bool, Error> {
+    let keep = || {
+        let (key, inputs) = (pass.key.clone(), pass.inputs.clone());
+        ctx.ledger.record_unwritten(key, inputs, due, new.clone());
+    };
     if !ctx.gate_allows(Edge::Status) {
-        ctx.ledger
-            .record_unwritten(key, inputs.clone(), due, new.clone());
+        keep();
         return Ok(false);
     }
-    let api = Api::namespaced(ctx.client.clone(), namespace);
+    let api = Api::namespaced(ctx.client.clone(), &pass.namespace);
     if let Err(err) = status::write(&api, obj, new).await {
-        ctx.ledger
-            .record_unwritten(key, inputs.clone(), due, new.clone());
+        keep();
         return Err(Error::WriteStatus(err));
     }
     Ok(true)
@@ -394,3 +408,7 @@ pub fn error_policy(obj: Arc<EcsInstancePower>, error: &Error, ctx: Arc<Context>
     let jitter = rand::random_range(0..5_000);
     Action::requeue(Duration::from_secs(5) + Duration::from_millis(jitter))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests;
