@@ -273,9 +273,21 @@ pub struct LastError {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryStatus {
-    /// Consecutive failed attempts for the current generation.
+    /// Consecutive failures of one call in one retry class, for the current generation. A failure
+    /// of another class or of another call starts a new count at 1; a successful observation ends
+    /// a backoff of DescribeInstances, and a write call that ECS accepts ends a backoff of writes.
     pub attempts: i32,
-    /// No ECS call for this resource before this time.
+    /// The retry class the attempts count: `Transient` (1 s to 5 min), `Throttled` (2 s to 5 min),
+    /// `Capacity` (30 s to 30 min), `Conflict` (re-checked after 2 to 5 s, then as `Transient`) or
+    /// `Terminal` (the write call is repeated every 10 minutes; the instance is still observed
+    /// every resync interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// The call whose failures are counted: `DescribeInstances`, `StartInstance` or
+    /// `StopInstance`; absent when no call could be made (for example, missing credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// No retry of the failed call before this time.
     pub next_attempt_time: Time,
 }
 

@@ -380,6 +380,8 @@ mod tests {
     fn failed_write(case: &mut Case, code: &str, gate_secs: i64) {
         case.status.retry = Some(RetryStatus {
             attempts: 2,
+            class: None,
+            action: Some("StartInstance".into()),
             next_attempt_time: Time(now() + jiff::SignedDuration::from_secs(gate_secs)),
         });
         case.status.last_error = Some(LastError {
@@ -475,6 +477,8 @@ mod tests {
         });
         case.status.retry = Some(RetryStatus {
             attempts: 1,
+            class: Some("Terminal".into()),
+            action: Some("StartInstance".into()),
             next_attempt_time: Time(
                 now() + jiff::SignedDuration::try_from(retry::TERMINAL_RECHECK).unwrap(),
             ),

@@ -224,7 +224,18 @@ impl<'a> Builder<'a> {
         self.input.desired.as_str()
     }
 
+    /// A successful DescribeInstances: records what it saw, and ends a backoff of failed
+    /// observations (or missing credentials); a backoff of write calls stays.
     fn observed(&mut self, observed: Option<&InstanceObservation>) {
+        let write_backoff = self.status.retry.as_ref().is_some_and(|r| {
+            r.action
+                .as_deref()
+                .and_then(WriteCall::from_action)
+                .is_some()
+        });
+        if !write_backoff {
+            self.status.retry = None;
+        }
         self.status.instance_status = Some(match observed {
             Some(o) => o.status.as_str().to_string(),
             None => instance_status::NOT_FOUND.to_string(),
@@ -240,6 +251,13 @@ impl<'a> Builder<'a> {
             self.input.generation,
             &self.now,
         );
+    }
+
+    /// When a stalled resource is observed again: the terminal re-check, or one resync interval
+    /// when that comes first.
+    fn recheck(&self, rng: &mut impl Rng) -> Duration {
+        self.scaled(retry::TERMINAL_RECHECK)
+            .min(retry::resync_delay(self.input.resync, rng))
     }
 
     /// Ready=True: no error, no retry.
@@ -326,7 +344,7 @@ impl<'a> Builder<'a> {
                 };
                 self.stalled(&verdict.reason, message);
                 self.status.retry = None;
-                (self.scaled(retry::TERMINAL_RECHECK), ResultKind::Stalled)
+                (self.recheck(rng), ResultKind::Stalled)
             }
             Plan::Suspended => {
                 let message = format!(
@@ -349,8 +367,10 @@ impl<'a> Builder<'a> {
             Plan::Hold { until } => {
                 let wait =
                     Duration::try_from(until.duration_since(self.input.now)).unwrap_or_default();
+                // Observed again at least every resync interval while the gate holds.
+                let wait = wait.max(self.scaled(Duration::from_secs(1)));
                 (
-                    wait.max(self.scaled(Duration::from_secs(1))),
+                    wait.min(retry::resync_delay(self.input.resync, rng)),
                     ResultKind::BackingOff,
                 )
             }
@@ -430,12 +450,13 @@ impl<'a> Builder<'a> {
             self.status.last_observed_time = Some(self.now.clone());
         }
         let previous = self.input.previous;
-        let attempts = match &previous.retry {
-            Some(r) if previous.observed_generation == self.input.generation => {
-                r.attempts.saturating_add(1)
-            }
-            _ => 1,
-        };
+        let action = call.map(|(action, _)| action);
+        let same_generation = previous.observed_generation == self.input.generation;
+        let attempts = retry::attempt(
+            previous.retry.as_ref().filter(|_| same_generation),
+            verdict.class,
+            action,
+        );
         // A conflict that does not go away within a few re-observations (say, a disk being
         // replaced) is backed off like a transient error instead of every 2–5 s forever.
         let class = match verdict.class {
@@ -450,8 +471,17 @@ impl<'a> Builder<'a> {
         let next = self.input.now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::ZERO);
         self.status.retry = Some(RetryStatus {
             attempts,
+            class: Some(verdict.class.as_str().to_string()),
+            action: action.map(str::to_string),
             next_attempt_time: Time(next),
         });
+        // A terminal failure repeats its call only at the re-check, but the instance is observed
+        // every resync interval, so a lifted lock or a fixed account is noticed within one.
+        let requeue = if verdict.class.is_retryable() {
+            delay
+        } else {
+            delay.min(retry::resync_delay(self.input.resync, rng))
+        };
         self.status.last_error = Some(match call {
             Some((action, error)) => LastError {
                 action: Some(action.to_string()),
@@ -497,7 +527,7 @@ impl<'a> Builder<'a> {
                 .map_or(action::RESOLVE_CREDENTIALS, |(action, _)| action)
                 .to_string(),
         };
-        self.finish(delay, result, Some(event))
+        self.finish(requeue, result, Some(event))
     }
 
     fn finish(self, requeue: Duration, result: ResultKind, event: Option<EventNote>) -> Report {
@@ -853,8 +883,125 @@ mod tests {
             Some(("True", "InsufficientBalance"))
         );
         assert_eq!(cond(&r.status, CONDITION_RECONCILING), None);
-        assert_eq!(r.requeue, retry::TERMINAL_RECHECK);
+        // The write call is repeated at the terminal re-check; the instance is observed again
+        // within one resync interval (300 s ± 10 % here).
+        let retry = r.status.retry.as_ref().unwrap();
+        assert_eq!(retry.next_attempt_time, Time(at(600)));
+        assert_eq!(retry.class.as_deref(), Some("Terminal"));
+        assert!(r.requeue <= Duration::from_secs(330), "{:?}", r.requeue);
         assert_eq!(r.event.unwrap().severity, Severity::Warning);
+    }
+
+    fn describe_failures(attempts: i32) -> EcsInstancePowerStatus {
+        EcsInstancePowerStatus {
+            observed_generation: Some(1),
+            retry: Some(RetryStatus {
+                attempts,
+                class: Some("Transient".into()),
+                action: Some("DescribeInstances".into()),
+                next_attempt_time: Time(at(0)),
+            }),
+            last_error: Some(LastError {
+                action: Some("DescribeInstances".into()),
+                code: "InternalError".into(),
+                message: "m".into(),
+                http_status: Some(500),
+                request_id: None,
+                time: Time(at(-1)),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_no_stock_after_transient_describe_failures_backs_off_from_the_first_capacity_step() {
+        let error = Err(api_error("OperationDenied.NoStock", 403, "RID"));
+        let r = start(&describe_failures(5), at(0), &error);
+        let retry = r.status.retry.as_ref().unwrap();
+        assert_eq!(retry.attempts, 1);
+        assert_eq!(retry.class.as_deref(), Some("Capacity"));
+        assert_eq!(retry.action.as_deref(), Some("StartInstance"));
+        assert_eq!(retry.next_attempt_time, Time(at(30)), "the first capacity step");
+        assert_eq!(r.requeue, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_throttle_after_transient_failures_backs_off_from_the_first_throttled_step() {
+        let mut previous = describe_failures(5);
+        previous.retry.as_mut().unwrap().action = Some("StartInstance".into());
+        let error = Err(api_error("Throttling.User", 400, "RID"));
+        let r = start(&previous, at(0), &error);
+        let retry = r.status.retry.as_ref().unwrap();
+        assert_eq!((retry.attempts, retry.class.as_deref()), (1, Some("Throttled")));
+        assert_eq!(r.requeue, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_successful_observation_ends_an_observation_failure_backoff() {
+        let spec = spec(DesiredState::Running);
+        let observed = seen(InstanceStatus::Stopped, &[]);
+        // Nothing else in this plan touches the retry state.
+        let r = run(
+            &spec,
+            &describe_failures(3),
+            at(0),
+            Outcome::Planned {
+                observed: Some(&observed),
+                plan: &Plan::DryRunDone,
+            },
+        );
+        assert!(r.status.retry.is_none(), "{:?}", r.status.retry);
+        // A backoff of a write call stays until the write succeeds (decide holds it).
+        let mut writes = describe_failures(3);
+        writes.retry.as_mut().unwrap().action = Some("StartInstance".into());
+        let until = at(100);
+        let r = run(
+            &spec,
+            &writes,
+            at(0),
+            Outcome::Planned {
+                observed: Some(&observed),
+                plan: &Plan::Hold { until },
+            },
+        );
+        assert_eq!(r.status.retry, writes.retry);
+        assert_eq!(r.requeue, Duration::from_secs(100));
+    }
+
+    #[test]
+    fn a_successful_write_ends_a_write_backoff() {
+        let mut previous = describe_failures(4);
+        previous.retry.as_mut().unwrap().action = Some("StartInstance".into());
+        previous.retry.as_mut().unwrap().class = Some("Capacity".into());
+        let accepted = Ok(WriteOutcome {
+            request_id: Some("RID".into()),
+            dry_run: false,
+        });
+        let r = start(&previous, at(0), &accepted);
+        assert!(r.status.retry.is_none());
+        assert!(r.status.last_error.is_none());
+    }
+
+    #[test]
+    fn a_lock_stall_and_a_long_write_gate_are_observed_again_within_one_resync_interval() {
+        let spec = spec(DesiredState::Running);
+        let observed = seen(InstanceStatus::Stopped, &["financial"]);
+        let plan = Plan::Stall(crate::ecs::classify_lock("financial"));
+        let outcome = Outcome::Planned {
+            observed: Some(&observed),
+            plan: &plan,
+        };
+        let r = run(&spec, &EcsInstancePowerStatus::default(), at(0), outcome);
+        assert_eq!(r.result, ResultKind::Stalled);
+        assert!(r.requeue <= Duration::from_secs(330), "{:?}", r.requeue);
+        let observed = seen(InstanceStatus::Stopped, &[]);
+        let hold = Plan::Hold { until: at(1800) };
+        let outcome = Outcome::Planned {
+            observed: Some(&observed),
+            plan: &hold,
+        };
+        let r = run(&spec, &EcsInstancePowerStatus::default(), at(0), outcome);
+        assert!(r.requeue <= Duration::from_secs(330), "{:?}", r.requeue);
     }
 
     #[test]
@@ -984,6 +1131,8 @@ mod tests {
             observed_generation: Some(1),
             retry: Some(RetryStatus {
                 attempts: 3,
+                class: Some("Capacity".into()),
+                action: Some("StartInstance".into()),
                 next_attempt_time: Time(at(100)),
             }),
             ..Default::default()

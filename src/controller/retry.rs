@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::api::RetryStatus;
 use crate::ecs::ErrorClass;
 
-/// How often a resource with a terminal error is re-observed (no write call is made).
+/// How often a write call that failed with a terminal error is tried again (the resource itself is
+/// observed every resync interval meanwhile).
 pub const TERMINAL_RECHECK: Duration = Duration::from_secs(10 * 60);
 
 /// Consecutive conflict errors re-observed every 2–5 s before the transient schedule takes over.
@@ -87,6 +89,18 @@ pub fn every(delay: Duration) -> String {
     }
 }
 
+/// The attempt number of a failure of `class` in `action` (`None`: no call could be made), given
+/// the retry state of the same generation: the count continues only for the same class and the
+/// same call; anything else starts again at 1.
+pub fn attempt(previous: Option<&RetryStatus>, class: ErrorClass, action: Option<&str>) -> i32 {
+    match previous {
+        Some(r) if r.class.as_deref() == Some(class.as_str()) && r.action.as_deref() == action => {
+            r.attempts.saturating_add(1)
+        }
+        _ => 1,
+    }
+}
+
 /// How long to wait before re-observing a transition in flight: 2 s at first, growing with the time
 /// the transition has already taken, at most 15 s.
 pub fn transition_poll(elapsed: Option<Duration>) -> Duration {
@@ -159,6 +173,55 @@ mod tests {
             Duration::from_secs(15)
         );
         assert_eq!(transition_poll(None), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn attempts_count_one_class_of_one_call() {
+        use ErrorClass::{Capacity, Conflict, Terminal, Throttled, Transient};
+        let at = |attempts, class: ErrorClass, action: Option<&str>| RetryStatus {
+            attempts,
+            class: Some(class.as_str().to_string()),
+            action: action.map(str::to_string),
+            next_attempt_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::UNIX_EPOCH,
+            ),
+        };
+        let describe = Some("DescribeInstances");
+        let start = Some("StartInstance");
+        let stop = Some("StopInstance");
+        let table: [(Option<RetryStatus>, ErrorClass, Option<&str>, i32); 11] = [
+            // Nothing before: the first attempt.
+            (None, Capacity, start, 1),
+            // The same class of the same call: the count goes on.
+            (Some(at(1, Capacity, start)), Capacity, start, 2),
+            (Some(at(5, Transient, describe)), Transient, describe, 6),
+            (Some(at(2, Throttled, stop)), Throttled, stop, 3),
+            (Some(at(3, Conflict, start)), Conflict, start, 4),
+            (Some(at(1, Terminal, None)), Terminal, None, 2),
+            // Another class, or another call: a new count.
+            (Some(at(5, Transient, describe)), Capacity, start, 1),
+            (Some(at(5, Transient, start)), Throttled, start, 1),
+            (Some(at(4, Capacity, start)), Capacity, stop, 1),
+            (Some(at(2, Terminal, None)), Transient, describe, 1),
+            // A status written before the count named its class: a new count.
+            (
+                Some(RetryStatus {
+                    class: None,
+                    action: None,
+                    ..at(5, Transient, None)
+                }),
+                Transient,
+                describe,
+                1,
+            ),
+        ];
+        for (previous, class, action, expected) in table {
+            assert_eq!(
+                attempt(previous.as_ref(), class, action),
+                expected,
+                "{previous:?} then {class} in {action:?}"
+            );
+        }
     }
 
     #[test]

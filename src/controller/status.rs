@@ -113,6 +113,8 @@ mod tests {
             }),
             retry: Some(RetryStatus {
                 attempts: 1,
+                class: Some("Capacity".into()),
+                action: Some("StartInstance".into()),
                 next_attempt_time: t(),
             }),
         }

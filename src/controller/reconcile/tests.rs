@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 #[derive(Default)]
 struct FakeEcs {
     status: Mutex<Option<InstanceStatus>>,
+    locks: Mutex<Vec<String>>,
     start_answers: Mutex<VecDeque<Result<WriteOutcome, EcsError>>>,
     calls: Mutex<Vec<&'static str>>,
 }
@@ -44,11 +45,12 @@ impl EcsHandle for FakeEcs {
     ) -> BoxFuture<'a, Result<Option<InstanceObservation>, EcsError>> {
         self.calls.lock().unwrap().push("DescribeInstances");
         let status = self.status.lock().unwrap().clone();
+        let lock_reasons = self.locks.lock().unwrap().clone();
         Box::pin(async move {
             Ok(status.map(|status| InstanceObservation {
                 instance_id: instance_id.to_string(),
                 status,
-                lock_reasons: Vec::new(),
+                lock_reasons,
                 stopped_mode: None,
                 expired_time: None,
             }))
@@ -260,4 +262,34 @@ async fn a_closed_gate_fences_the_write_and_requeues() {
         ecs.calls(),
         ["DescribeInstances", "DescribeInstances", "StartInstance"]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_lifted_while_stalled_is_noticed_within_one_resync_interval() {
+    let client = in_memory_cluster().await;
+    let ecs = Arc::new(FakeEcs::default());
+    *ecs.status.lock().unwrap() = Some(InstanceStatus::Stopped);
+    *ecs.locks.lock().unwrap() = vec!["security".to_string()];
+    let ctx = context(client.clone(), ecs.clone());
+    let obj = create(&client, "locked").await;
+
+    reconcile(obj, ctx.clone()).await.unwrap();
+    let obj = fetch(&client, "locked").await;
+    assert_eq!(
+        ready(&obj),
+        Some(("False".into(), "InstanceLockedForSecurity".into()))
+    );
+    assert_eq!(ecs.calls(), ["DescribeInstances"], "no write under a lock");
+
+    // The lock is lifted. Within one resync interval (plus its 10 % jitter) the resource is due
+    // again, observed, and started; the terminal re-check (10 minutes) does not hold it back.
+    ecs.locks.lock().unwrap().clear();
+    tokio::time::advance(ctx.resync.mul_f64(1.1)).await;
+    reconcile(obj, ctx.clone()).await.unwrap();
+    assert_eq!(
+        ecs.calls(),
+        ["DescribeInstances", "DescribeInstances", "StartInstance"]
+    );
+    let obj = fetch(&client, "locked").await;
+    assert_eq!(ready(&obj), Some(("False".into(), "Starting".into())));
 }
