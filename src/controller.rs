@@ -3,13 +3,18 @@
 //!
 //! ```text
 //! watch EcsInstancePower ─┐
-//! watch Secret metadata ──┴─► Controller ─► reconcile: ledger → credentials → observe (ECS)
-//!                                              → decide (pure) → act (ECS) → report (status, event)
+//! watch Secret metadata ──┴─► Controller ─► reconcile: due (ledger) → credentials → observe (ECS)
+//!                               → desired → decide (pure) → act (ECS) → report (pure)
+//!                               → write status → publish event
 //! ```
 //!
-//! - [`reconcile`]: one pass of the pipeline; [`decide`] and [`report`] are pure and table-tested.
+//! - [`reconcile`]: the pipeline as named steps; [`decide`] and [`report`] are pure and
+//!   table-tested; [`view`] reads the previous status once for decide; [`desired`] resolves the
+//!   effective desired power state.
 //! - [`ledger`]: why a reconcile triggered by our own status write makes no ECS call.
-//! - [`credentials`]: which credentials sign a resource's calls.
+//! - [`credentials`]: which credentials sign a resource's calls; [`ecs_handle`]: the ECS calls,
+//!   behind a trait.
+//! - [`gate`]: the write gate at the side-effect edges; [`status`]: the status write.
 //! - [`retry`]: backoff per error class; [`conditions`]: condition bookkeeping.
 
 pub mod conditions;

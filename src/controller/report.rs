@@ -921,7 +921,11 @@ mod tests {
         assert_eq!(retry.attempts, 1);
         assert_eq!(retry.class.as_deref(), Some("Capacity"));
         assert_eq!(retry.action.as_deref(), Some("StartInstance"));
-        assert_eq!(retry.next_attempt_time, Time(at(30)), "the first capacity step");
+        assert_eq!(
+            retry.next_attempt_time,
+            Time(at(30)),
+            "the first capacity step"
+        );
         assert_eq!(r.requeue, Duration::from_secs(30));
     }
 
@@ -932,7 +936,10 @@ mod tests {
         let error = Err(api_error("Throttling.User", 400, "RID"));
         let r = start(&previous, at(0), &error);
         let retry = r.status.retry.as_ref().unwrap();
-        assert_eq!((retry.attempts, retry.class.as_deref()), (1, Some("Throttled")));
+        assert_eq!(
+            (retry.attempts, retry.class.as_deref()),
+            (1, Some("Throttled"))
+        );
         assert_eq!(r.requeue, Duration::from_secs(2));
     }
 
