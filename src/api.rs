@@ -126,16 +126,6 @@ pub enum DesiredState {
     Stopped,
 }
 
-impl DesiredState {
-    /// The ECS `Status` value that satisfies this desired state.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DesiredState::Running => "Running",
-            DesiredState::Stopped => "Stopped",
-        }
-    }
-}
-
 /// `spec.stoppedMode` in JSON and in the schema: the ECS type [`StoppedMode`] spelled as ECS spells
 /// it, so the API and the ECS call share one type.
 mod stopped_mode {
