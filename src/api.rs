@@ -1,4 +1,4 @@
-//! The `EcsInstancePower` custom resource: the API contract users write and read (DESIGN §1–§2).
+//! The `EcsInstancePower` custom resource: the API contract users write and read.
 //!
 //! Everything here is data: the spec users declare, the status the controller reports, and the CRD
 //! generated from both. Doc comments on fields become `kubectl explain` text, so they are written for
@@ -10,12 +10,13 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Condition type: the instance is in the desired state (DESIGN §2).
-pub const CONDITION_READY: &str = "Ready";
+pub use crate::ecs::StoppedMode;
+/// Condition type: the instance is in the desired state.
+pub use crate::vocabulary::condition::READY as CONDITION_READY;
 /// Condition type: the operator expects progress without help (a transition or a retry).
-pub const CONDITION_RECONCILING: &str = "Reconciling";
+pub use crate::vocabulary::condition::RECONCILING as CONDITION_RECONCILING;
 /// Condition type: progress needs someone to act.
-pub const CONDITION_STALLED: &str = "Stalled";
+pub use crate::vocabulary::condition::STALLED as CONDITION_STALLED;
 
 /// Keeps one Alibaba Cloud ECS instance in the declared power state.
 ///
@@ -84,7 +85,12 @@ pub struct EcsInstancePowerSpec {
     /// Passed to StopInstance as `StoppedMode`: `KeepCharging` keeps the resources reserved (and
     /// billed); `StopCharging` (economical mode) releases vCPU and memory, so a later start may fail
     /// with NoStock. When unset, the ECS account default applies.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "stopped_mode"
+    )]
+    #[schemars(schema_with = "stopped_mode::schema")]
     pub stopped_mode: Option<StoppedMode>,
 
     /// Passed to StopInstance as `ForceStop`: power off without a graceful guest shutdown (may lose
@@ -120,23 +126,53 @@ pub enum DesiredState {
     Stopped,
 }
 
-impl DesiredState {
-    /// The ECS `Status` value that satisfies this desired state.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DesiredState::Running => "Running",
-            DesiredState::Stopped => "Stopped",
-        }
-    }
-}
+/// `spec.stoppedMode` in JSON and in the schema: the ECS type [`StoppedMode`] spelled as ECS spells
+/// it, so the API and the ECS call share one type.
+mod stopped_mode {
+    use schemars::{Schema, SchemaGenerator, json_schema};
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// StopInstance `StoppedMode`.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum StoppedMode {
-    /// Standard stop: resources stay reserved and billing continues.
-    KeepCharging,
-    /// Economical stop: compute resources are released and stop being billed.
-    StopCharging,
+    use super::StoppedMode;
+
+    const ALL: [StoppedMode; 2] = [StoppedMode::KeepCharging, StoppedMode::StopCharging];
+
+    // serde's `with` passes the field by reference.
+    #[allow(clippy::ref_option)]
+    pub fn serialize<S: Serializer>(
+        mode: &Option<StoppedMode>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        mode.map(StoppedMode::as_str).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<StoppedMode>, D::Error> {
+        let Some(value) = Option::<String>::deserialize(deserializer)? else {
+            return Ok(None);
+        };
+        ALL.into_iter()
+            .find(|mode| mode.as_str() == value)
+            .map(Some)
+            .ok_or_else(|| {
+                let expected: Vec<&str> = ALL.iter().map(|m| m.as_str()).collect();
+                D::Error::custom(format!(
+                    "unknown stoppedMode {value:?}, expected one of {}",
+                    expected.join(", ")
+                ))
+            })
+    }
+
+    pub fn schema(_: &mut SchemaGenerator) -> Schema {
+        let values: Vec<&str> = ALL.iter().map(|m| m.as_str()).collect();
+        // The description is the field's doc comment, which kube puts beside this schema.
+        json_schema!({
+            "enum": values,
+            "nullable": true,
+            "type": "string"
+        })
+    }
 }
 
 /// A reference to a Secret in the resource's own namespace.
@@ -227,9 +263,21 @@ pub struct LastError {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryStatus {
-    /// Consecutive failed attempts for the current generation.
+    /// Consecutive failures of one call in one retry class, for the current generation. A failure
+    /// of another class or of another call starts a new count at 1; a successful observation ends
+    /// a backoff of DescribeInstances, and a write call that ECS accepts ends a backoff of writes.
     pub attempts: i32,
-    /// No ECS call for this resource before this time.
+    /// The retry class the attempts count: `Transient` (1 s to 5 min), `Throttled` (2 s to 5 min),
+    /// `Capacity` (30 s to 30 min), `Conflict` (re-checked after 2 to 5 s, then as `Transient`) or
+    /// `Terminal` (the write call is repeated every 10 minutes; the instance is still observed
+    /// every resync interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// The call whose failures are counted: `DescribeInstances`, `StartInstance` or
+    /// `StopInstance`; absent when no call could be made (for example, missing credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// No retry of the failed call before this time.
     pub next_attempt_time: Time,
 }
 
@@ -329,5 +377,25 @@ mod tests {
         assert_eq!(spec.desired_state, DesiredState::Running);
         assert!(!spec.dry_run && !spec.suspend && !spec.force_stop && !spec.init_local_disk);
         assert_eq!(spec.stopped_mode, None);
+    }
+
+    #[test]
+    fn stopped_mode_is_the_ecs_type_spelled_as_ecs_spells_it() {
+        let spec: EcsInstancePowerSpec = serde_json::from_str(
+            r#"{"instanceId":"i-abc","regionId":"cn-hangzhou","stoppedMode":"StopCharging"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            spec.stopped_mode,
+            Some(crate::ecs::StoppedMode::StopCharging)
+        );
+        assert_eq!(
+            serde_json::to_value(&spec).unwrap()["stoppedMode"],
+            "StopCharging"
+        );
+        let wrong = serde_json::from_str::<EcsInstancePowerSpec>(
+            r#"{"instanceId":"i-abc","regionId":"cn-hangzhou","stoppedMode":"Halt"}"#,
+        );
+        assert!(wrong.is_err());
     }
 }

@@ -1,5 +1,7 @@
-//! Command line of the `ecs-power-operator` binary: subcommands and the flags (with env twins) of
-//! DESIGN §6. Parsing only; `main.rs` wires the parsed values into the controller.
+//! Command line of the `ecs-power-operator` binary: the subcommands `run` (the default), `crd` and
+//! `sandbox`, and the flags of `run` with their environment twins. Parsing and validation only
+//! (durations, addresses, the ECS endpoint through `Endpoint::from_options`); `main.rs` picks the
+//! subcommand and [`crate::run`] assembles the process from the parsed values.
 
 use std::{net::SocketAddr, time::Duration};
 

@@ -3,25 +3,35 @@
 //!
 //! ```text
 //! watch EcsInstancePower ─┐
-//! watch Secret metadata ──┴─► Controller ─► reconcile: schedule → credentials → observe (ECS)
-//!                                              → decide (pure) → act (ECS) → report (status, event)
+//! watch Secret metadata ──┴─► Controller ─► reconcile: due (ledger) → credentials → observe (ECS)
+//!                               → desired → decide (pure) → act (ECS) → report (pure)
+//!                               → write status → publish event
 //! ```
 //!
-//! - [`reconcile`]: one pass of the pipeline; [`decide`] and [`report`] are pure and table-tested.
-//! - [`schedule`]: why a reconcile triggered by our own status write makes no ECS call.
-//! - [`credentials`]: which credentials sign a resource's calls.
+//! - [`reconcile`]: the pipeline as named steps; [`decide`] and [`report`] are pure and
+//!   table-tested; [`view`] reads the previous status once for decide; [`desired`] resolves the
+//!   effective desired power state.
+//! - [`ledger`]: why a reconcile triggered by our own status write makes no ECS call.
+//! - [`credentials`]: which credentials sign a resource's calls; [`ecs_handle`]: the ECS calls,
+//!   behind a trait.
+//! - [`gate`]: the write gate at the side-effect edges; [`status`]: the status write.
 //! - [`retry`]: backoff per error class; [`conditions`]: condition bookkeeping.
 
 pub mod conditions;
 pub mod context;
 pub mod credentials;
 pub mod decide;
+pub mod desired;
+pub mod ecs_handle;
 #[cfg(test)]
 mod fixtures;
+pub mod gate;
+pub mod ledger;
 pub mod reconcile;
 pub mod report;
 pub mod retry;
-pub mod schedule;
+pub mod status;
+pub mod view;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +52,7 @@ use crate::ecs::{EcsClient, OperatorCredentials};
 use crate::metrics::Metrics;
 
 pub use context::Context;
+use ledger::Ledger;
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -118,18 +129,16 @@ impl Operator {
         // readiness. (`Store::wait_until_ready` wakes a single waiter, and the controller is one.)
         let (store, writer) = reflector::store();
         let synced = Arc::new(Synced::default());
-        let flag = synced.clone();
-        let events = watcher(resources, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .inspect(move |event| {
-                if matches!(event, Ok(watcher::Event::InitDone)) {
-                    flag.resources.store(true, Ordering::Relaxed);
-                }
-            });
-        let controller = Controller::for_stream(
-            reflector::reflector(writer, events).applied_objects(),
-            store.clone(),
-        );
+        let ledger = Arc::new(Ledger::default());
+        let events = reflector::reflector(
+            writer,
+            watcher(resources, watcher::Config::default().any_semantic()).default_backoff(),
+        )
+        .inspect({
+            let (synced, ledger, store) = (synced.clone(), ledger.clone(), store.clone());
+            move |event| on_resource_event(event, &synced, &ledger, &store)
+        });
+        let controller = Controller::for_stream(events.applied_objects(), store.clone());
 
         let (secret_store, secret_writer) = reflector::store();
         // Metadata only: the operator never caches Secret data, it reads a Secret when it needs it.
@@ -138,41 +147,24 @@ impl Operator {
             watcher(secrets, watcher::Config::default().any_semantic())
                 .default_backoff()
                 .inspect({
-                    let flag = synced.clone();
-                    move |event| {
-                        if matches!(event, Ok(watcher::Event::InitDone)) {
-                            flag.secrets.store(true, Ordering::Relaxed);
-                        }
-                    }
+                    let synced = synced.clone();
+                    move |event| on_secret_event(event, &synced)
                 }),
         )
         .touched_objects();
-        let mapper_store = store.clone();
+        let users_store = store.clone();
         let controller = controller.watches_stream(secret_changes, move |secret| {
-            let namespace = secret.namespace();
-            let name = secret.name_any();
-            let users: Vec<ObjectRef<EcsInstancePower>> = mapper_store
-                .state()
-                .iter()
-                .filter(|r| {
-                    r.namespace() == namespace
-                        && r.spec.credentials_secret_ref.as_ref().is_some_and(|s| s.name == name)
-                })
-                .map(|r| ObjectRef::from_obj(&**r))
-                .collect();
-            if !users.is_empty() {
-                debug!(secret = %name, resources = users.len(), "referenced Secret changed; re-queueing");
-            }
-            users
+            secret_users(&users_store, &secret)
         });
 
         let context = Arc::new(Context {
             recorder: Recorder::new(client.clone(), settings.reporter),
             client,
-            ecs,
+            ecs: Arc::new(ecs),
             operator_credentials,
             metrics,
-            schedule: schedule::Schedule::default(),
+            ledger,
+            gate: Arc::new(gate::WriteGate::default()),
             secrets: secret_store,
             synced: synced.clone(),
             resync: settings.resync,
@@ -191,6 +183,11 @@ impl Operator {
         self.controller.store()
     }
 
+    /// The write gate every side effect passes (open until someone closes it).
+    pub fn gate(&self) -> Arc<gate::WriteGate> {
+        self.context.gate.clone()
+    }
+
     /// Becomes true once the first list of resources has been received (readiness).
     pub fn synced(&self) -> Arc<Synced> {
         self.synced.clone()
@@ -198,8 +195,6 @@ impl Operator {
 
     /// Runs until `shutdown` completes, then finishes the reconciles in flight.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-        let store = self.controller.store();
-        let context = self.context.clone();
         let config = controller::Config::default().concurrency(self.concurrency);
         info!(concurrency = self.concurrency, "controller started");
         self.controller
@@ -222,13 +217,63 @@ impl Operator {
                     Err(err) => debug!(error = %err, "reconcile did not complete"),
                     Ok(_) => {}
                 }
-                // Forget deleted resources now and then, so the schedule does not grow forever.
-                if rand::random_ratio(1, 256) {
-                    context.schedule.retain(|key| store.get(key).is_some());
-                }
                 futures::future::ready(())
             })
             .await;
         info!("controller stopped");
     }
+}
+
+/// Watch events of resources, after the cache applied them: the end of a (re)list is readiness and
+/// drops the ledger entries of resources that no longer exist; a delete drops its entry at once.
+fn on_resource_event(
+    event: &Result<watcher::Event<EcsInstancePower>, watcher::Error>,
+    synced: &Synced,
+    ledger: &Ledger,
+    store: &Store<EcsInstancePower>,
+) {
+    match event {
+        Ok(watcher::Event::InitDone) => {
+            synced.resources.store(true, Ordering::Relaxed);
+            ledger.retain(|key| store.get(key).is_some());
+        }
+        Ok(watcher::Event::Delete(obj)) => ledger.forget(&ObjectRef::from_obj(obj)),
+        _ => {}
+    }
+}
+
+/// Watch events of Secret metadata: the end of the first list is readiness.
+fn on_secret_event(
+    event: &Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>,
+    synced: &Synced,
+) {
+    if matches!(event, Ok(watcher::Event::InitDone)) {
+        synced.secrets.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The resources in the cache whose `credentialsSecretRef` names this Secret (same namespace): a
+/// change of the Secret re-queues them.
+fn secret_users(
+    store: &Store<EcsInstancePower>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<EcsInstancePower>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    let users: Vec<ObjectRef<EcsInstancePower>> = store
+        .state()
+        .iter()
+        .filter(|r| {
+            r.namespace() == namespace
+                && r.spec
+                    .credentials_secret_ref
+                    .as_ref()
+                    .is_some_and(|s| s.name == name)
+        })
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect();
+    if !users.is_empty() {
+        debug!(secret = %name, resources = users.len(), "referenced Secret changed; re-queueing");
+    }
+    users
 }

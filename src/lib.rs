@@ -7,6 +7,7 @@
 //! - [`fleet`]: fleet scale on ECS's rate limits: the adaptive rate limiter, its configuration and
 //!   the coalescing batcher.
 //! - [`metrics`], [`server`], [`telemetry`]: what operators of the operator look at.
+//! - [`vocabulary`]: condition types, reasons, ECS action names and lock reasons, defined once.
 //! - [`cli`] and [`run`]: the binary's command line and process assembly; `sandbox` (feature
 //!   `sandbox`, on by default): the operator with an in-memory API server and a local ECS endpoint.
 
@@ -21,3 +22,4 @@ pub mod run;
 pub mod sandbox;
 pub mod server;
 pub mod telemetry;
+pub mod vocabulary;

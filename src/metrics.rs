@@ -2,6 +2,10 @@
 //!
 //! - `ecs_power_reconciles_total{result}`: reconciles by result (`ready`, `acted`, `retrying`, …,
 //!   `skipped` when nothing relevant changed, `error` when the Kubernetes API failed).
+//! - `ecs_power_reconcile_errors_total{category}`: failed reconciles by the failing step's
+//!   category (`WriteStatus`, `ReadSecret`, …).
+//! - `ecs_power_fenced_writes_total{edge}`: side effects refused at a closed write gate, by edge
+//!   (`act`, `status`, `event`).
 //! - `ecs_power_ecs_calls_total{action,code}`: ECS calls by action and outcome code (`Success`, the
 //!   ECS error code, `EcsUnreachable`, …), fed by the ECS client's [`CallObserver`] hook.
 //! - `ecs_power_ecs_call_duration_seconds{action}`: ECS call latency.
@@ -27,6 +31,16 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CategoryLabels {
+    category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EdgeLabels {
+    edge: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     action: String,
     code: String,
@@ -48,6 +62,8 @@ struct StateLabels {
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<ResultLabels, Counter>,
+    reconcile_errors: Family<CategoryLabels, Counter>,
+    fenced_writes: Family<EdgeLabels, Counter>,
     ecs_calls: Family<CallLabels, Counter>,
     ecs_latency: Family<ActionLabels, Histogram>,
     resources: Family<StateLabels, Gauge>,
@@ -66,6 +82,18 @@ impl Metrics {
         let mut registry = Registry::with_prefix("ecs_power");
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register("reconciles", "Reconciles by result", reconciles.clone());
+        let reconcile_errors = Family::<CategoryLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by the category of the failing step",
+            reconcile_errors.clone(),
+        );
+        let fenced_writes = Family::<EdgeLabels, Counter>::default();
+        registry.register(
+            "fenced_writes",
+            "Side effects refused at a closed write gate, by edge",
+            fenced_writes.clone(),
+        );
         let ecs_calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "ecs_calls",
@@ -90,6 +118,8 @@ impl Metrics {
         Metrics {
             registry,
             reconciles,
+            reconcile_errors,
+            fenced_writes,
             ecs_calls,
             ecs_latency,
             resources,
@@ -102,6 +132,24 @@ impl Metrics {
         self.reconciles
             .get_or_create(&ResultLabels {
                 result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one failed reconcile by the category of the failing step.
+    pub fn reconcile_failed(&self, category: &str) {
+        self.reconcile_errors
+            .get_or_create(&CategoryLabels {
+                category: category.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one side effect refused at a closed write gate.
+    pub fn fenced(&self, edge: &str) {
+        self.fenced_writes
+            .get_or_create(&EdgeLabels {
+                edge: edge.to_string(),
             })
             .inc();
     }
@@ -121,7 +169,9 @@ impl Metrics {
                 .and_then(|s| s.instance_status.clone())
                 .unwrap_or_else(|| "Unknown".into());
             let labels = StateLabels {
-                desired: r.spec.desired_state.as_str().to_string(),
+                desired: crate::controller::desired::effective(&r.spec)
+                    .as_str()
+                    .to_string(),
                 observed,
             };
             self.resources.get_or_create(&labels).inc();

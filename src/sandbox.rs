@@ -1,5 +1,5 @@
 //! `ecs-power-operator sandbox`: the whole product on one machine, with no cluster and no cloud
-//! account (DESIGN §6). One process runs kube-sandbox (an in-memory Kubernetes API server),
+//! account. One process runs kube-sandbox (an in-memory Kubernetes API server),
 //! ecs-emulator (a local ECS endpoint seeded with a few instances) and the operator, installs the
 //! CRD, writes a kubeconfig and prints what to type next.
 //!
@@ -55,7 +55,7 @@ pub const INSTANCES: [(&str, Status, &[&str], &str); 5] = [
     (
         "i-demo0004",
         Status::Stopped,
-        &["security"],
+        &[crate::vocabulary::lock::SECURITY],
         "examples/locked.yaml: security lock, Stalled",
     ),
     (

@@ -1,5 +1,6 @@
-//! The operator over HTTP against kube-sandbox and ecs-emulator, in-process: one test per behaviour
-//! of issue 2's "done when", asserting status, conditions, events and the emulator's call log.
+//! The operator over HTTP against kube-sandbox and ecs-emulator, in-process: one test per
+//! user-visible behaviour of the controller, asserting status, conditions, events and the
+//! emulator's call log.
 //!
 //! Delays run at `--time-scale 0.05` (a 30 s NoStock back-off takes 1.5 s) so the whole file runs
 //! in well under a minute; every wait is bounded polling.

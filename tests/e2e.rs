@@ -1,4 +1,4 @@
-//! End to end (DESIGN §8.4, issue 4): the `ecs-power-operator` BINARY against kube-sandbox and
+//! End to end: the `ecs-power-operator` BINARY against kube-sandbox and
 //! ecs-emulator, driven by the real `kubectl` from PATH, one test per scenario. Each test asserts
 //! what a user sees — status and conditions (`kubectl get -o json`, `kubectl wait`), events
 //! (`kubectl get events`, `kubectl describe`), printer columns, kubectl's error text — and what ECS

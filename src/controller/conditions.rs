@@ -1,8 +1,10 @@
 //! Conditions helper: sets `Ready` / `Reconciling` / `Stalled` on a status while keeping
-//! `lastTransitionTime` when a condition's status does not change (DESIGN §2). Used by the report
+//! `lastTransitionTime` when a condition's status does not change. Used by the report
 //! step only.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::vocabulary::condition;
 
 /// The desired value of one condition; `None` removes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +21,7 @@ impl Desired {
     /// A condition with status True.
     pub fn truthy(reason: impl Into<String>, message: impl Into<String>) -> Self {
         Desired {
-            status: "True",
+            status: condition::TRUE,
             reason: reason.into(),
             message: message.into(),
         }
@@ -27,7 +29,7 @@ impl Desired {
     /// A condition with status False.
     pub fn falsy(reason: impl Into<String>, message: impl Into<String>) -> Self {
         Desired {
-            status: "False",
+            status: condition::FALSE,
             reason: reason.into(),
             message: message.into(),
         }

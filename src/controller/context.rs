@@ -1,6 +1,6 @@
-//! What every reconcile shares: the Kubernetes client, the event recorder, the ECS client, the
-//! operator's own credentials, metrics, the observation schedule and the cache of referenced
-//! Secrets' metadata. Built once by [`crate::controller::Operator`].
+//! What every reconcile shares: the Kubernetes client, the event recorder, the ECS handle, the
+//! operator's own credentials, metrics, the ledger of observations, the write gate and the cache
+//! of referenced Secrets' metadata. Built once by [`crate::controller::Operator`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +12,13 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::EcsInstancePower;
-use crate::ecs::{EcsClient, OperatorCredentials};
+use crate::ecs::OperatorCredentials;
 use crate::metrics::Metrics;
 
 use super::Synced;
-use super::schedule::Schedule;
+use super::ecs_handle::EcsHandle;
+use super::gate::{Edge, WriteGate};
+use super::ledger::Ledger;
 
 /// Shared state of the reconciler.
 pub struct Context {
@@ -24,16 +26,18 @@ pub struct Context {
     pub client: Client,
     /// Publishes events on resources.
     pub recorder: Recorder,
-    /// The ECS client.
-    pub ecs: EcsClient,
+    /// The ECS calls (the ECS client in production, a fake in tests).
+    pub ecs: Arc<dyn EcsHandle>,
     /// The operator's own credentials, for resources without `credentialsSecretRef`.
     pub operator_credentials: Option<OperatorCredentials>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// When each resource is next observed.
-    pub schedule: Schedule,
+    /// When each resource is next observed (shared with the watch that prunes it).
+    pub ledger: Arc<Ledger>,
     /// Metadata of Secrets (no data), to notice changes of referenced ones.
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Side effects pass here first.
+    pub gate: Arc<WriteGate>,
     /// Whether the watches have synced.
     pub synced: Arc<Synced>,
     /// `--resync-interval`.
@@ -43,6 +47,15 @@ pub struct Context {
 }
 
 impl Context {
+    /// Whether the write gate lets a side effect through at `edge`; a refusal is counted.
+    pub fn gate_allows(&self, edge: Edge) -> bool {
+        let open = self.gate.is_open();
+        if !open {
+            self.metrics.fenced(edge.as_str());
+        }
+        open
+    }
+
     /// The `resourceVersion` of the Secret `obj` references: `None` without a reference or before
     /// the Secret cache has synced, `Some("")` when the Secret does not exist.
     pub fn secret_version(&self, obj: &EcsInstancePower) -> Option<String> {

@@ -1,5 +1,5 @@
 //! Credential resolution, the first step of a reconcile (before observe): which credentials sign
-//! this resource's ECS calls (DESIGN §5).
+//! this resource's ECS calls.
 //!
 //! With `spec.credentialsSecretRef`, that Secret in the resource's own namespace and nothing else: a
 //! missing Secret is `CredentialsNotFound` and never falls back to the operator's own credentials,

@@ -1,25 +1,26 @@
-//! The **decide** step of observe → decide → act → report (DESIGN §4): a pure function from the
-//! spec, what observe saw, the previous status and the time to a [`Plan`].
+//! The **decide** step of the reconcile: a pure function from the spec, the effective desired power
+//! state, what observe saw, the previous status (read into a [`StatusView`]) and the time to a
+//! [`Plan`].
 //!
 //! This is where the safety rules live, so they are tested as a table: no write call while the
 //! instance carries an operation lock, while `suspend` is set, before `status.retry.nextAttemptTime`
-//! (which the report step sets after every failed call, 10 minutes out for a terminal error), or
-//! while a transition is in flight.
+//! of a failed write call (which the report step sets after every failed write, a fixed re-check
+//! interval out for a terminal error), or while a transition is in flight.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::{
-    CONDITION_READY, CONDITION_STALLED, DesiredState, EcsInstancePowerSpec, EcsInstancePowerStatus,
-    LastAction,
-};
+use crate::api::EcsInstancePowerSpec;
 use crate::ecs::{ErrorClass, InstanceObservation, InstanceStatus, Verdict, catalogue};
+use crate::vocabulary::{action, lock, reason};
 
+use super::desired::PowerState;
 use super::retry;
+use super::view::StatusView;
 
 /// The ECS write call a plan makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WriteCall {
     /// StartInstance.
     Start,
@@ -31,8 +32,23 @@ impl WriteCall {
     /// The ECS action name.
     pub fn action(self) -> &'static str {
         match self {
-            WriteCall::Start => "StartInstance",
-            WriteCall::Stop => "StopInstance",
+            WriteCall::Start => action::START_INSTANCE,
+            WriteCall::Stop => action::STOP_INSTANCE,
+        }
+    }
+
+    /// The write call of an ECS action name (`None` for any other action).
+    pub fn from_action(name: &str) -> Option<Self> {
+        [WriteCall::Start, WriteCall::Stop]
+            .into_iter()
+            .find(|call| call.action() == name)
+    }
+
+    /// The transition this call starts.
+    pub fn transition(self) -> Transition {
+        match self {
+            WriteCall::Start => Transition::Starting,
+            WriteCall::Stop => Transition::Stopping,
         }
     }
 }
@@ -52,9 +68,9 @@ impl Transition {
     /// The condition reason.
     pub fn reason(self) -> &'static str {
         match self {
-            Transition::Starting => "Starting",
-            Transition::Stopping => "Stopping",
-            Transition::WaitingForTransition => "WaitingForTransition",
+            Transition::Starting => reason::STARTING,
+            Transition::Stopping => reason::STOPPING,
+            Transition::WaitingForTransition => reason::WAITING_FOR_TRANSITION,
         }
     }
 }
@@ -66,7 +82,9 @@ pub enum Plan {
     Ready,
     /// A transition is in flight: re-observe after the delay, no write call.
     Wait {
+        /// What the instance is waiting for.
         transition: Transition,
+        /// When to look again.
         after: Duration,
     },
     /// Make the write call (with `DryRun` when the spec says so).
@@ -76,7 +94,10 @@ pub enum Plan {
     /// `suspend` is set and the instance is not in the desired state: report only.
     Suspended,
     /// Backing off after an error: no call before this time.
-    Hold { until: Timestamp },
+    Hold {
+        /// The end of the write gate.
+        until: Timestamp,
+    },
     /// `dryRun` is set and ECS already approved this generation's call: do not repeat it.
     DryRunDone,
 }
@@ -84,14 +105,16 @@ pub enum Plan {
 /// Everything decide looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
-    /// The resource's spec.
+    /// The resource's spec (`suspend`, `dryRun`).
     pub spec: &'a EcsInstancePowerSpec,
+    /// The effective desired power state.
+    pub desired: PowerState,
     /// `metadata.generation`.
     pub generation: Option<i64>,
     /// What observe saw; `None` when DescribeInstances did not return the instance.
     pub observed: Option<&'a InstanceObservation>,
-    /// The status written by the previous reconcile.
-    pub status: &'a EcsInstancePowerStatus,
+    /// The status written by the previous reconcile, read once.
+    pub status: &'a StatusView,
     /// When the referenced credentials changed since the last reconcile, a terminal error or a
     /// retry gate of the previous attempt no longer holds.
     pub credentials_changed: bool,
@@ -107,6 +130,7 @@ pub const SETTLE: Duration = Duration::from_secs(10);
 pub fn decide(input: Input<'_>) -> Plan {
     let Input {
         spec,
+        desired,
         generation,
         observed,
         status,
@@ -119,24 +143,25 @@ pub fn decide(input: Input<'_>) -> Plan {
             class: ErrorClass::Terminal,
         });
     };
-    let desired = spec.desired_state;
     // A write call accepted moments ago that DescribeInstances may not reflect yet.
-    let recent = recent_action(status, now);
+    let recent = status
+        .last_real_write(now)
+        .filter(|(_, since)| *since < SETTLE);
     let needed = match (&observed.status, desired) {
-        (InstanceStatus::Running, DesiredState::Running)
-        | (InstanceStatus::Stopped, DesiredState::Stopped) => {
+        (InstanceStatus::Running, PowerState::Running)
+        | (InstanceStatus::Stopped, PowerState::Stopped) => {
             // The desired state flipped right after a call the other way was accepted: the read
             // may lag behind that call, so do not declare Ready on it yet.
             return match recent {
-                Some((action, since)) if action.action != toward(desired).action() => Plan::Wait {
+                Some((write, since)) if write.call != desired.toward() => Plan::Wait {
                     transition: Transition::WaitingForTransition,
                     after: retry::transition_poll(Some(since)),
                 },
                 _ => Plan::Ready,
             };
         }
-        (InstanceStatus::Stopped, DesiredState::Running) => Some(WriteCall::Start),
-        (InstanceStatus::Running, DesiredState::Stopped) => Some(WriteCall::Stop),
+        (InstanceStatus::Stopped, PowerState::Running) => Some(WriteCall::Start),
+        (InstanceStatus::Running, PowerState::Stopped) => Some(WriteCall::Stop),
         _ => None,
     };
     if spec.suspend {
@@ -147,15 +172,11 @@ pub fn decide(input: Input<'_>) -> Plan {
     }
     let Some(call) = needed else {
         let transition = match (&observed.status, desired) {
-            (InstanceStatus::Starting, DesiredState::Running) => Transition::Starting,
-            (InstanceStatus::Stopping, DesiredState::Stopped) => Transition::Stopping,
+            (InstanceStatus::Starting, PowerState::Running) => Transition::Starting,
+            (InstanceStatus::Stopping, PowerState::Stopped) => Transition::Stopping,
             _ => Transition::WaitingForTransition,
         };
-        let elapsed = status
-            .last_action
-            .as_ref()
-            .filter(|a| !a.dry_run && a.time.0 <= now)
-            .map(|a| Duration::try_from(now.duration_since(a.time.0)).unwrap_or_default());
+        let elapsed = status.last_real_write(now).map(|(_, since)| since);
         return Plan::Wait {
             transition,
             after: retry::transition_poll(elapsed),
@@ -168,92 +189,33 @@ pub fn decide(input: Input<'_>) -> Plan {
         // The gate is set after a failed write call (observe and credential failures are retried
         // by re-observing, and a successful observation ends them). A changed Secret lifts only a
         // terminal gate (Stalled): backoff for throttling or capacity is not the Secret's business.
-        let stalled = status
-            .condition(CONDITION_STALLED)
-            .is_some_and(|c| c.status == "True");
-        if let Some(until) = write_gate(status, now)
+        if let Some(until) = status.write_gate_until(now)
             && now < until
-            && !(credentials_changed && stalled)
+            && !(credentials_changed && status.stalled)
         {
             return Plan::Hold { until };
         }
-        if spec.dry_run && dry_run_already_approved(status, observed) {
+        if spec.dry_run && status.dry_run_approved_at.as_deref() == Some(observed.status.as_str()) {
             return Plan::DryRunDone;
         }
     }
     // The same call was accepted moments ago (even for an older generation): wait for the read.
-    if let Some((_, since)) = recent.filter(|(a, _)| a.action == call.action()) {
-        let transition = match call {
-            WriteCall::Start => Transition::Starting,
-            WriteCall::Stop => Transition::Stopping,
-        };
+    if let Some((_, since)) = recent.filter(|(w, _)| w.call == call) {
         return Plan::Wait {
-            transition,
+            transition: call.transition(),
             after: retry::transition_poll(Some(since)),
         };
     }
     Plan::Write(call)
 }
 
-/// The longest any gate may hold: the capacity class's largest delay. A `nextAttemptTime` further
-/// out (a clock stepped back, a hand-edited status) is capped to it.
-const MAX_GATE: Duration = Duration::from_secs(30 * 60);
-
-/// The retry gate of a failed write call, capped at [`MAX_GATE`] from now.
-fn write_gate(status: &EcsInstancePowerStatus, now: Timestamp) -> Option<Timestamp> {
-    let from_write = status
-        .last_error
-        .as_ref()
-        .and_then(|e| e.action.as_deref())
-        .is_some_and(|a| a == WriteCall::Start.action() || a == WriteCall::Stop.action());
-    if !from_write {
-        return None;
-    }
-    let until = status.retry.as_ref()?.next_attempt_time.0;
-    let cap = now + jiff::SignedDuration::try_from(MAX_GATE).unwrap_or(jiff::SignedDuration::ZERO);
-    Some(until.min(cap))
-}
-
-/// The last accepted, non-dry-run write call if it is less than [`SETTLE`] old (a time in the
-/// future, from a skewed clock, counts as stale rather than blocking writes).
-fn recent_action(
-    status: &EcsInstancePowerStatus,
-    now: Timestamp,
-) -> Option<(&LastAction, Duration)> {
-    let action = status
-        .last_action
-        .as_ref()
-        .filter(|a| !a.dry_run && a.time.0 <= now)?;
-    let since = Duration::try_from(now.duration_since(action.time.0)).ok()?;
-    (since < SETTLE).then_some((action, since))
-}
-
-/// The call that moves an instance toward `desired`.
-fn toward(desired: DesiredState) -> WriteCall {
-    match desired {
-        DesiredState::Running => WriteCall::Start,
-        DesiredState::Stopped => WriteCall::Stop,
-    }
-}
-
 /// The lock that explains the most: `security` first, then the first one listed.
 fn preferred_lock(locks: &[String]) -> Option<&str> {
     locks
         .iter()
-        .find(|l| l.eq_ignore_ascii_case("security"))
+        .find(|l| l.eq_ignore_ascii_case(lock::SECURITY))
         .or_else(|| locks.first())
         .map(String::as_str)
-}
-
-/// ECS already answered `DryRunOperation` for this generation while the instance was in the same state.
-fn dry_run_already_approved(
-    status: &EcsInstancePowerStatus,
-    observed: &InstanceObservation,
-) -> bool {
-    status
-        .condition(CONDITION_READY)
-        .is_some_and(|c| c.status == "True" && c.reason == "DryRunSucceeded")
-        && status.instance_status.as_deref() == Some(observed.status.as_str())
 }
 
 #[cfg(test)]
@@ -262,8 +224,9 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     use super::*;
-    use crate::api::{LastAction, LastError, RetryStatus};
+    use crate::api::{DesiredState, EcsInstancePowerStatus, LastAction, LastError, RetryStatus};
     use crate::controller::conditions::{self, Desired};
+    use crate::controller::desired;
 
     use crate::controller::fixtures::{seen, spec};
 
@@ -314,9 +277,10 @@ mod tests {
             spec.dry_run = self.dry_run;
             decide(Input {
                 spec: &spec,
+                desired: desired::effective(&spec),
                 generation: Some(1),
                 observed: self.observed.as_ref(),
-                status: &self.status,
+                status: &StatusView::read(&self.status),
                 credentials_changed: self.credentials_changed,
                 now: now(),
             })
@@ -416,6 +380,8 @@ mod tests {
     fn failed_write(case: &mut Case, code: &str, gate_secs: i64) {
         case.status.retry = Some(RetryStatus {
             attempts: 2,
+            class: None,
+            action: Some("StartInstance".into()),
             next_attempt_time: Time(now() + jiff::SignedDuration::from_secs(gate_secs)),
         });
         case.status.last_error = Some(LastError {
@@ -511,6 +477,8 @@ mod tests {
         });
         case.status.retry = Some(RetryStatus {
             attempts: 1,
+            class: Some("Terminal".into()),
+            action: Some("StartInstance".into()),
             next_attempt_time: Time(
                 now() + jiff::SignedDuration::try_from(retry::TERMINAL_RECHECK).unwrap(),
             ),

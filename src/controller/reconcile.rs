@@ -1,44 +1,69 @@
-//! One reconcile of one `EcsInstancePower`: schedule check → credentials → **observe** → **decide**
-//! → **act** → **report** (DESIGN §4). kube-runtime's `Controller` calls [`reconcile`] and, when it
-//! returns an error (the Kubernetes API failed), [`error_policy`].
+//! One reconcile of one `EcsInstancePower`, as a list of named steps:
 //!
-//! ECS failures are not errors here: they are outcomes, reported in status and events, with the
-//! requeue time of their retry class.
+//! ```text
+//! due (ledger) → credentials → observe (ECS) → desired → decide (pure) → act (ECS)
+//!              → report (pure) → write status → publish event → record (ledger)
+//! ```
+//!
+//! kube-runtime's `Controller` calls [`reconcile`] and, when a step fails (the Kubernetes API
+//! failed), [`error_policy`]. Each step is a small function; each failure has its own [`Error`]
+//! variant with a stable [`category`](Error::category). ECS failures are not errors here: they are
+//! outcomes, reported in status and events, with the requeue time of their retry class. The three
+//! side effects (the write call, the status write, the event) pass the [`WriteGate`](super::gate)
+//! first; a refused one is not made and the resource is requeued.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::api::{EcsInstancePower, EcsInstancePowerStatus};
-use crate::ecs::{Credentials, EcsError, StartInstance, StopInstance, WriteOutcome};
+use crate::ecs::{
+    Credentials, EcsError, InstanceObservation, StartInstance, StopInstance, WriteOutcome,
+};
+use crate::vocabulary::condition;
 
 use super::context::Context;
-use super::credentials;
+use super::credentials::{self, Problem};
 use super::decide::{self, Plan, WriteCall};
+use super::desired;
+use super::gate::Edge;
+use super::ledger::{Due, Inputs};
 use super::report::{self, Outcome, Report, Severity};
-use super::schedule::{self, Inputs};
+use super::status;
+use super::view::StatusView;
 
 /// Why a reconcile failed (ECS failures are reported in status instead).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The Kubernetes API failed (reading the Secret, patching the status).
-    #[error("Kubernetes API error: {0}")]
-    Kube(#[from] kube::Error),
     /// The resource has no namespace (the CRD is namespaced, so this is a bug upstream).
     #[error("the resource has no namespace")]
     NoNamespace,
-    /// The status could not be encoded.
-    #[error("cannot encode the status: {0}")]
-    Encode(#[from] serde_json::Error),
+    /// The credentials step could not read the referenced Secret.
+    #[error("cannot read the credentials Secret: {0}")]
+    ReadSecret(#[source] kube::Error),
+    /// The status could not be written.
+    #[error("cannot write the status: {0}")]
+    WriteStatus(#[source] status::WriteError),
+}
+
+impl Error {
+    /// A stable PascalCase category, for metric labels and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::NoNamespace => "NoNamespace",
+            Error::ReadSecret(_) => "ReadSecret",
+            Error::WriteStatus(_) => "WriteStatus",
+        }
+    }
 }
 
 /// Reconciles one resource.
@@ -46,118 +71,197 @@ pub enum Error {
 /// # Errors
 /// [`Error`] when the Kubernetes API fails; the controller retries through [`error_policy`].
 pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let key = ObjectRef::from_obj(&*obj);
-    let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
-    let inputs = Inputs {
-        uid: obj.metadata.uid.clone(),
-        generation: obj.metadata.generation,
-        credentials: ctx.secret_version(&obj),
-    };
-    let started = Instant::now();
-    let credentials_changed = match ctx.schedule.check(&key, &inputs, started) {
-        schedule::Verdict::NotDue(remaining) => {
-            // Our own status write, a label edit, a relist: nothing ECS could answer differently.
-            // Only a status the last reconcile could not write is still to be written.
-            if let Some(status) = ctx.schedule.take_unwritten(&key) {
-                if let Err(err) = patch_status(&ctx, &obj, &namespace, &status).await {
-                    ctx.schedule.keep_unwritten(&key, status);
-                    return Err(err);
-                }
-                debug!(resource = %key, "wrote the status a previous reconcile could not write");
-            }
-            debug!(resource = %key, ?remaining, "no relevant change; next observation not due");
-            ctx.metrics.reconciled("skipped");
-            return Ok(Action::requeue(remaining));
-        }
-        schedule::Verdict::Observe {
+    let pass = Pass::begin(&ctx, &obj)?;
+    let credentials_changed = match ctx.ledger.check(&pass.key, &pass.inputs, pass.started) {
+        Due::Later(remaining) => return write_pending(&ctx, &obj, &pass.key, remaining).await,
+        Due::Now {
             credentials_changed,
         } => credentials_changed,
     };
-
-    // A status computed earlier but not written (the patch failed) is newer than the cached one.
-    let previous = ctx
-        .schedule
-        .take_unwritten(&key)
-        .unwrap_or_else(|| obj.status.clone().unwrap_or_default());
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let resolved = credentials::resolve(secrets, &obj, ctx.operator_credentials.as_ref()).await?;
-    let now = Timestamp::now();
-    // The report's time is taken after the ECS calls, so `lastAction.time` is when ECS accepted
-    // the call, not when the reconcile began (calls can take seconds).
-    let input = |now| report::Input {
-        spec: &obj.spec,
-        generation: obj.metadata.generation,
-        previous: &previous,
-        now,
-        resync: ctx.resync,
-        time_scale: ctx.time_scale,
+    let previous = previous_status(&ctx, &pass.key, &obj);
+    let (c, o, p, prev) = (&*ctx, &*obj, &pass, &previous);
+    let finish = |happened| finish(c, o, p, prev, happened);
+    // Steps that decide whether this resource may be managed at all go here, before credentials.
+    let creds = match resolve_credentials(&ctx, &obj, &pass.namespace).await? {
+        Ok(creds) => creds,
+        Err(problem) => return finish(Happened::NoCredentials(problem)).await,
     };
-    let report = match resolved {
-        Err(problem) => report::report(
-            input(now),
-            Outcome::NoCredentials(&problem),
-            &mut rand::rng(),
-        ),
-        Ok(creds) => match ctx
-            .ecs
-            .describe_instance(&creds, &obj.spec.region_id, &obj.spec.instance_id)
-            .await
-        {
-            Err(error) => report::report(
-                input(Timestamp::now()),
-                Outcome::ObserveFailed(&error),
-                &mut rand::rng(),
-            ),
-            Ok(observed) => {
-                let plan = decide::decide(decide::Input {
-                    spec: &obj.spec,
-                    generation: obj.metadata.generation,
-                    observed: observed.as_ref(),
-                    status: &previous,
-                    credentials_changed,
-                    now,
-                });
-                let write = match plan {
-                    Plan::Write(call) => Some(act(&ctx, &obj, &creds, call).await),
-                    _ => None,
-                };
-                let outcome = Outcome::Decided {
-                    observed: observed.as_ref(),
-                    plan: &plan,
-                    write: write.as_ref(),
-                };
-                report::report(input(Timestamp::now()), outcome, &mut rand::rng())
-            }
+    let observed = match observe(&ctx, &obj, &creds).await {
+        Ok(observed) => observed,
+        Err(error) => return finish(Happened::ObserveFailed(error)).await,
+    };
+    let desired = desired::effective(&obj.spec);
+    let plan = decide(&obj, desired, observed.as_ref(), prev, credentials_changed);
+    let happened = match plan {
+        Plan::Write(call) => match act(&ctx, &obj, &creds, call).await {
+            Some(result) => Happened::Acted(observed, call, result),
+            None => return Ok(requeue_fenced(&ctx)),
         },
+        plan => Happened::Planned(observed, plan),
     };
+    finish(happened).await
+}
 
-    log_report(&key, &report);
-    if report.status_changed
-        && let Err(err) = patch_status(&ctx, &obj, &namespace, &report.status).await
-    {
-        // Keep the schedule (backoff, transition polls) and the status; the next reconcile writes
-        // it without calling ECS, or builds on it when the next observation is due.
-        ctx.schedule
-            .record_unwritten(key, inputs, started + report.requeue, report.status);
-        return Err(err);
+/// The tail of every observing reconcile: **report** → **write status** → **publish event** →
+/// record the observation in the ledger.
+async fn finish(
+    ctx: &Context,
+    obj: &EcsInstancePower,
+    pass: &Pass,
+    previous: &EcsInstancePowerStatus,
+    happened: Happened,
+) -> Result<Action, Error> {
+    let report = report_step(ctx, obj, previous, &happened);
+    log_report(&pass.key, &report);
+    let due = pass.started + report.requeue;
+    if report.status_changed && !write_status(ctx, obj, pass, due, &report.status).await? {
+        return Ok(requeue_fenced(ctx));
     }
     if let Some(note) = &report.event {
-        publish(&ctx, &obj, note).await;
+        publish(ctx, obj, note).await;
     }
-    ctx.schedule.record(key, inputs, started + report.requeue);
+    ctx.ledger
+        .record(pass.key.clone(), pass.inputs.clone(), due);
     ctx.metrics.reconciled(report.result.as_str());
     Ok(Action::requeue(report.requeue))
 }
 
-/// **act**: the write call of the plan, with the spec's options.
+/// What one reconcile works on: the resource's key and namespace, the inputs its observation
+/// depends on, and when it started (due times count from there).
+struct Pass {
+    key: ObjectRef<EcsInstancePower>,
+    namespace: String,
+    inputs: Inputs,
+    started: Instant,
+}
+
+impl Pass {
+    fn begin(ctx: &Context, obj: &EcsInstancePower) -> Result<Self, Error> {
+        Ok(Pass {
+            key: ObjectRef::from_obj(obj),
+            namespace: obj.namespace().ok_or(Error::NoNamespace)?,
+            inputs: ledger_inputs(ctx, obj),
+            started: Instant::now(),
+        })
+    }
+}
+
+/// What observe, decide and act produced, owned (the report step borrows it).
+enum Happened {
+    NoCredentials(Problem),
+    ObserveFailed(EcsError),
+    Planned(Option<InstanceObservation>, Plan),
+    Acted(
+        Option<InstanceObservation>,
+        WriteCall,
+        Result<WriteOutcome, EcsError>,
+    ),
+}
+
+/// **due**, its inputs: what an observation depends on.
+fn ledger_inputs(ctx: &Context, obj: &EcsInstancePower) -> Inputs {
+    Inputs {
+        uid: obj.metadata.uid.clone(),
+        generation: obj.metadata.generation,
+        credentials: ctx.secret_version(obj),
+    }
+}
+
+/// **due**, not yet: nothing ECS could answer differently (our own status write, a label edit, a
+/// relist). Only a status the last reconcile could not write is still to be written.
+async fn write_pending(
+    ctx: &Context,
+    obj: &EcsInstancePower,
+    key: &ObjectRef<EcsInstancePower>,
+    remaining: Duration,
+) -> Result<Action, Error> {
+    if let Some(pending) = ctx.ledger.take_unwritten(key) {
+        if !ctx.gate_allows(Edge::Status) {
+            ctx.ledger.keep_unwritten(key, pending);
+            return Ok(requeue_fenced(ctx));
+        }
+        let api = Api::namespaced(
+            ctx.client.clone(),
+            obj.namespace().as_deref().unwrap_or_default(),
+        );
+        if let Err(err) = status::write(&api, obj, &pending).await {
+            ctx.ledger.keep_unwritten(key, pending);
+            return Err(Error::WriteStatus(err));
+        }
+        debug!(resource = %key, "wrote the status a previous reconcile could not write");
+    }
+    debug!(resource = %key, ?remaining, "no relevant change; next observation not due");
+    ctx.metrics.reconciled("skipped");
+    Ok(Action::requeue(remaining))
+}
+
+/// The status this reconcile builds on: one computed earlier but not written (the patch failed)
+/// is newer than the cached one.
+fn previous_status(
+    ctx: &Context,
+    key: &ObjectRef<EcsInstancePower>,
+    obj: &EcsInstancePower,
+) -> EcsInstancePowerStatus {
+    ctx.ledger
+        .take_unwritten(key)
+        .unwrap_or_else(|| obj.status.clone().unwrap_or_default())
+}
+
+/// **credentials**: which credentials sign this resource's calls.
+async fn resolve_credentials(
+    ctx: &Context,
+    obj: &EcsInstancePower,
+    namespace: &str,
+) -> Result<Result<Credentials, Problem>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    credentials::resolve(secrets, obj, ctx.operator_credentials.as_ref())
+        .await
+        .map_err(Error::ReadSecret)
+}
+
+/// **observe**: DescribeInstances for the resource's instance.
+async fn observe(
+    ctx: &Context,
+    obj: &EcsInstancePower,
+    creds: &Credentials,
+) -> Result<Option<InstanceObservation>, EcsError> {
+    ctx.ecs
+        .describe_instance(creds, &obj.spec.region_id, &obj.spec.instance_id)
+        .await
+}
+
+/// **decide**: the pure plan, from the previous status read once.
+fn decide(
+    obj: &EcsInstancePower,
+    desired: desired::PowerState,
+    observed: Option<&InstanceObservation>,
+    previous: &EcsInstancePowerStatus,
+    credentials_changed: bool,
+) -> Plan {
+    decide::decide(decide::Input {
+        spec: &obj.spec,
+        desired,
+        generation: obj.metadata.generation,
+        observed,
+        status: &StatusView::read(previous),
+        credentials_changed,
+        now: Timestamp::now(),
+    })
+}
+
+/// **act**: the write call of the plan, with the spec's options; `None` when the write gate
+/// refused it (nothing was sent).
 async fn act(
     ctx: &Context,
     obj: &EcsInstancePower,
     creds: &Credentials,
     call: WriteCall,
-) -> Result<WriteOutcome, EcsError> {
+) -> Option<Result<WriteOutcome, EcsError>> {
+    if !ctx.gate_allows(Edge::Act) {
+        return None;
+    }
     let spec = &obj.spec;
-    match call {
+    let result = match call {
         WriteCall::Start => {
             let request = StartInstance {
                 instance_id: spec.instance_id.clone(),
@@ -171,10 +275,7 @@ async fn act(
         WriteCall::Stop => {
             let request = StopInstance {
                 instance_id: spec.instance_id.clone(),
-                stopped_mode: spec.stopped_mode.map(|m| match m {
-                    crate::api::StoppedMode::KeepCharging => crate::ecs::StoppedMode::KeepCharging,
-                    crate::api::StoppedMode::StopCharging => crate::ecs::StoppedMode::StopCharging,
-                }),
+                stopped_mode: spec.stopped_mode,
                 force_stop: spec.force_stop,
                 dry_run: spec.dry_run,
             };
@@ -182,45 +283,75 @@ async fn act(
                 .stop_instance(creds, &spec.region_id, &request)
                 .await
         }
-    }
+    };
+    Some(result)
 }
 
-/// The status fields, each written explicitly (as `null` when absent) so that a JSON merge patch
-/// removes what the new status no longer has.
-const STATUS_FIELDS: [&str; 7] = [
-    "observedGeneration",
-    "instanceStatus",
-    "lastObservedTime",
-    "conditions",
-    "lastAction",
-    "lastError",
-    "retry",
-];
-
-async fn patch_status(
+/// **report**: the next status, event and requeue time. Its time is taken after the ECS calls, so
+/// `lastAction.time` is when ECS accepted the call, not when the reconcile began.
+fn report_step(
     ctx: &Context,
     obj: &EcsInstancePower,
-    namespace: &str,
-    status: &EcsInstancePowerStatus,
-) -> Result<(), Error> {
-    let mut value = serde_json::to_value(status)?;
-    if let Some(map) = value.as_object_mut() {
-        for field in STATUS_FIELDS {
-            map.entry(field).or_insert(serde_json::Value::Null);
-        }
-    }
-    let api: Api<EcsInstancePower> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = serde_json::json!({ "status": value });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
+    previous: &EcsInstancePowerStatus,
+    happened: &Happened,
+) -> Report {
+    let input = report::Input {
+        spec: &obj.spec,
+        desired: desired::effective(&obj.spec),
+        generation: obj.metadata.generation,
+        previous,
+        now: Timestamp::now(),
+        resync: ctx.resync,
+        time_scale: ctx.time_scale,
+    };
+    let outcome = match happened {
+        Happened::NoCredentials(problem) => Outcome::NoCredentials(problem),
+        Happened::ObserveFailed(error) => Outcome::ObserveFailed(error),
+        Happened::Planned(observed, plan) => Outcome::Planned {
+            observed: observed.as_ref(),
+            plan,
+        },
+        Happened::Acted(observed, call, result) => Outcome::Acted {
+            observed: observed.as_ref(),
+            call: *call,
+            result,
+        },
+    };
+    report::report(input, outcome, &mut rand::rng())
 }
 
+/// **write status**: `Ok(false)` when the write gate refused it. A status that could not be written
+/// is kept in the ledger with the next due time (backoff, transition polls): the next reconcile
+/// writes it without calling ECS, or builds on it when the next observation is due.
+async fn write_status(
+    ctx: &Context,
+    obj: &EcsInstancePower,
+    pass: &Pass,
+    due: Instant,
+    new: &EcsInstancePowerStatus,
+) -> Result<bool, Error> {
+    let keep = || {
+        let (key, inputs) = (pass.key.clone(), pass.inputs.clone());
+        ctx.ledger.record_unwritten(key, inputs, due, new.clone());
+    };
+    if !ctx.gate_allows(Edge::Status) {
+        keep();
+        return Ok(false);
+    }
+    let api = Api::namespaced(ctx.client.clone(), &pass.namespace);
+    if let Err(err) = status::write(&api, obj, new).await {
+        keep();
+        return Err(Error::WriteStatus(err));
+    }
+    Ok(true)
+}
+
+/// **publish event**: an event is a courtesy; losing one (or a closed gate) does not fail the
+/// reconcile.
 async fn publish(ctx: &Context, obj: &EcsInstancePower, note: &report::EventNote) {
+    if !ctx.gate_allows(Edge::Event) {
+        return;
+    }
     let event = Event {
         type_: match note.severity {
             Severity::Normal => EventType::Normal,
@@ -232,13 +363,19 @@ async fn publish(ctx: &Context, obj: &EcsInstancePower, note: &report::EventNote
         secondary: None,
     };
     if let Err(err) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        // An event is a courtesy: losing one must not fail the reconcile.
         warn!(resource = %ObjectRef::from_obj(obj), error = %err, "could not publish an event");
     }
 }
 
+/// A side effect was refused at the write gate: look again after one resync interval (the
+/// ledger keeps no observation, so the next reconcile observes afresh).
+fn requeue_fenced(ctx: &Context) -> Action {
+    ctx.metrics.reconciled("fenced");
+    Action::requeue(ctx.resync)
+}
+
 fn log_report(key: &ObjectRef<EcsInstancePower>, report: &Report) {
-    let ready = report.status.condition(crate::api::CONDITION_READY);
+    let ready = report.status.condition(condition::READY);
     let (status, reason) =
         ready.map_or(("Unknown", ""), |c| (c.status.as_str(), c.reason.as_str()));
     match (&report.event, report.status.last_error.as_ref()) {
@@ -265,8 +402,13 @@ fn log_report(key: &ObjectRef<EcsInstancePower>, report: &Report) {
 /// failing API server never multiplies ECS calls.
 pub fn error_policy(obj: Arc<EcsInstancePower>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = ObjectRef::from_obj(&*obj);
-    warn!(resource = %key, error = %error, "reconcile failed; retrying");
+    warn!(resource = %key, error = %error, category = error.category(), "reconcile failed; retrying");
     ctx.metrics.reconciled("error");
+    ctx.metrics.reconcile_failed(error.category());
     let jitter = rand::random_range(0..5_000);
     Action::requeue(Duration::from_secs(5) + Duration::from_millis(jitter))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests;

@@ -1,5 +1,5 @@
-//! The **report** step of observe → decide → act → report (DESIGN §2–§4): from what happened in
-//! one reconcile, the next status, the event to publish and when to reconcile again.
+//! The **report** step of the reconcile: from what happened in one reconcile, the next status,
+//! the event to publish and when to reconcile again.
 //!
 //! Pure, like `decide`: the reconciler calls it and then writes the status only when
 //! [`Report::status_changed`] says so. Condition messages are stable across retries and never hold a
@@ -13,25 +13,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rand::Rng;
 
 use crate::api::{
-    CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, EcsInstancePowerSpec,
-    EcsInstancePowerStatus, LastAction, LastError, RetryStatus,
+    EcsInstancePowerSpec, EcsInstancePowerStatus, LastAction, LastError, RetryStatus,
 };
-use crate::ecs::catalogue::reason;
 use crate::ecs::{EcsError, ErrorClass, InstanceObservation, Verdict, WriteOutcome, classify};
+use crate::vocabulary::condition::{
+    READY as CONDITION_READY, RECONCILING as CONDITION_RECONCILING, STALLED as CONDITION_STALLED,
+};
+use crate::vocabulary::{action, condition, instance_status, reason};
 
 use super::conditions::{self, Desired};
 use super::credentials::Problem;
 use super::decide::{Plan, WriteCall};
+use super::desired::PowerState;
 use super::retry::{self, BackoffPolicy};
-
-/// Ready reason while `suspend` is set and the instance is not in the desired state.
-pub const REASON_SUSPENDED: &str = "Suspended";
-/// Ready reason when ECS approved a dry-run call.
-pub const REASON_DRY_RUN_SUCCEEDED: &str = "DryRunSucceeded";
-/// Reconciling reason while a retryable error is retried.
-pub const REASON_RETRYING: &str = "Retrying";
-/// `status.instanceStatus` when DescribeInstances does not return the instance.
-pub const INSTANCE_NOT_FOUND_STATUS: &str = "NotFound";
 
 /// What happened in one reconcile.
 #[derive(Debug, Clone, Copy)]
@@ -40,14 +34,21 @@ pub enum Outcome<'a> {
     NoCredentials(&'a Problem),
     /// DescribeInstances failed.
     ObserveFailed(&'a EcsError),
-    /// Observed and decided; `write` is the result of the write call when the plan made one.
-    Decided {
+    /// Observed and decided; no write call was made (the plan needs none).
+    Planned {
         /// The observation (`None`: ECS does not report the instance).
         observed: Option<&'a InstanceObservation>,
         /// The plan of `decide`.
         plan: &'a Plan,
-        /// The write call's result, for [`Plan::Write`].
-        write: Option<&'a Result<WriteOutcome, EcsError>>,
+    },
+    /// Observed, decided on a write call, and made it.
+    Acted {
+        /// The observation the call was decided on.
+        observed: Option<&'a InstanceObservation>,
+        /// The write call.
+        call: WriteCall,
+        /// What ECS answered.
+        result: &'a Result<WriteOutcome, EcsError>,
     },
 }
 
@@ -127,6 +128,8 @@ pub struct Report {
 pub struct Input<'a> {
     /// The resource's spec.
     pub spec: &'a EcsInstancePowerSpec,
+    /// The effective desired power state.
+    pub desired: PowerState,
     /// `metadata.generation`.
     pub generation: Option<i64>,
     /// The status before this reconcile.
@@ -149,24 +152,28 @@ pub fn report(input: Input<'_>, outcome: Outcome<'_>, rng: &mut impl Rng) -> Rep
         }
         Outcome::ObserveFailed(error) => {
             let verdict = classify(error);
-            let message = error_message("DescribeInstances", error, &verdict);
+            let message = error_message(action::DESCRIBE_INSTANCES, error, &verdict);
             builder.failed(
                 &verdict,
                 message,
-                Some(("DescribeInstances", error)),
+                Some((action::DESCRIBE_INSTANCES, error)),
                 None,
                 rng,
             )
         }
-        Outcome::Decided {
+        Outcome::Planned { observed, plan } => {
+            builder.observed(observed);
+            builder.planned(plan, observed, rng)
+        }
+        Outcome::Acted {
             observed,
-            plan,
-            write,
+            call,
+            result,
         } => {
             builder.observed(observed);
-            match (plan, write) {
-                (Plan::Write(call), Some(Ok(outcome))) => builder.accepted(*call, outcome, rng),
-                (Plan::Write(call), Some(Err(error))) => {
+            match result {
+                Ok(outcome) => builder.accepted(call, outcome, rng),
+                Err(error) => {
                     let verdict = classify(error);
                     let message = error_message(call.action(), error, &verdict);
                     let observed_status = observed.map(|o| o.status.as_str().to_string());
@@ -178,7 +185,6 @@ pub fn report(input: Input<'_>, outcome: Outcome<'_>, rng: &mut impl Rng) -> Rep
                         rng,
                     )
                 }
-                (plan, _) => builder.planned(plan, observed, rng),
             }
         }
     }
@@ -215,13 +221,24 @@ impl<'a> Builder<'a> {
     }
 
     fn desired(&self) -> &'static str {
-        self.input.spec.desired_state.as_str()
+        self.input.desired.as_str()
     }
 
+    /// A successful DescribeInstances: records what it saw, and ends a backoff of failed
+    /// observations (or missing credentials); a backoff of write calls stays.
     fn observed(&mut self, observed: Option<&InstanceObservation>) {
+        let write_backoff = self.status.retry.as_ref().is_some_and(|r| {
+            r.action
+                .as_deref()
+                .and_then(WriteCall::from_action)
+                .is_some()
+        });
+        if !write_backoff {
+            self.status.retry = None;
+        }
         self.status.instance_status = Some(match observed {
             Some(o) => o.status.as_str().to_string(),
-            None => INSTANCE_NOT_FOUND_STATUS.to_string(),
+            None => instance_status::NOT_FOUND.to_string(),
         });
         self.status.last_observed_time = Some(self.now.clone());
     }
@@ -234,6 +251,13 @@ impl<'a> Builder<'a> {
             self.input.generation,
             &self.now,
         );
+    }
+
+    /// When a stalled resource is observed again: the terminal re-check, or one resync interval
+    /// when that comes first.
+    fn recheck(&self, rng: &mut impl Rng) -> Duration {
+        self.scaled(retry::TERMINAL_RECHECK)
+            .min(retry::resync_delay(self.input.resync, rng))
     }
 
     /// Ready=True: no error, no retry.
@@ -276,7 +300,7 @@ impl<'a> Builder<'a> {
         rng: &mut impl Rng,
     ) -> Report {
         let observed_status = observed
-            .map_or(INSTANCE_NOT_FOUND_STATUS, |o| o.status.as_str())
+            .map_or(instance_status::NOT_FOUND, |o| o.status.as_str())
             .to_string();
         let (requeue, result) = match plan {
             Plan::Ready => {
@@ -320,7 +344,7 @@ impl<'a> Builder<'a> {
                 };
                 self.stalled(&verdict.reason, message);
                 self.status.retry = None;
-                (self.scaled(retry::TERMINAL_RECHECK), ResultKind::Stalled)
+                (self.recheck(rng), ResultKind::Stalled)
             }
             Plan::Suspended => {
                 let message = format!(
@@ -330,7 +354,7 @@ impl<'a> Builder<'a> {
                 );
                 self.set(
                     CONDITION_READY,
-                    Some(Desired::falsy(REASON_SUSPENDED, message)),
+                    Some(Desired::falsy(reason::SUSPENDED, message)),
                 );
                 self.set(CONDITION_RECONCILING, None);
                 self.set(CONDITION_STALLED, None);
@@ -343,8 +367,10 @@ impl<'a> Builder<'a> {
             Plan::Hold { until } => {
                 let wait =
                     Duration::try_from(until.duration_since(self.input.now)).unwrap_or_default();
+                // Observed again at least every resync interval while the gate holds.
+                let wait = wait.max(self.scaled(Duration::from_secs(1)));
                 (
-                    wait.max(self.scaled(Duration::from_secs(1))),
+                    wait.min(retry::resync_delay(self.input.resync, rng)),
                     ResultKind::BackingOff,
                 )
             }
@@ -352,7 +378,7 @@ impl<'a> Builder<'a> {
                 retry::resync_delay(self.input.resync, rng),
                 ResultKind::Ready,
             ),
-            // A write plan always comes with its result; without one, nothing happened.
+            // A write plan that was not acted on: nothing happened; look again soon.
             Plan::Write(_) => (
                 self.scaled(retry::transition_poll(None)),
                 ResultKind::Progressing,
@@ -376,20 +402,17 @@ impl<'a> Builder<'a> {
                 self.instance(),
                 self.status.instance_status.as_deref().unwrap_or("unknown"),
             );
-            self.ready(REASON_DRY_RUN_SUCCEEDED, message.clone());
+            self.ready(reason::DRY_RUN_SUCCEEDED, message.clone());
             let event = EventNote {
                 severity: Severity::Normal,
-                reason: REASON_DRY_RUN_SUCCEEDED.to_string(),
+                reason: reason::DRY_RUN_SUCCEEDED.to_string(),
                 note: message,
                 action: call.action().to_string(),
             };
             let requeue = retry::resync_delay(self.input.resync, rng);
             return self.finish(requeue, ResultKind::Ready, Some(event));
         }
-        let reason = match call {
-            WriteCall::Start => "Starting",
-            WriteCall::Stop => "Stopping",
-        };
+        let reason = call.transition().reason();
         self.progressing(
             reason,
             format!(
@@ -427,12 +450,13 @@ impl<'a> Builder<'a> {
             self.status.last_observed_time = Some(self.now.clone());
         }
         let previous = self.input.previous;
-        let attempts = match &previous.retry {
-            Some(r) if previous.observed_generation == self.input.generation => {
-                r.attempts.saturating_add(1)
-            }
-            _ => 1,
-        };
+        let action = call.map(|(action, _)| action);
+        let same_generation = previous.observed_generation == self.input.generation;
+        let attempts = retry::attempt(
+            previous.retry.as_ref().filter(|_| same_generation),
+            verdict.class,
+            action,
+        );
         // A conflict that does not go away within a few re-observations (say, a disk being
         // replaced) is backed off like a transient error instead of every 2–5 s forever.
         let class = match verdict.class {
@@ -447,8 +471,17 @@ impl<'a> Builder<'a> {
         let next = self.input.now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::ZERO);
         self.status.retry = Some(RetryStatus {
             attempts,
+            class: Some(verdict.class.as_str().to_string()),
+            action: action.map(str::to_string),
             next_attempt_time: Time(next),
         });
+        // A terminal failure repeats its call only at the re-check, but the instance is observed
+        // every resync interval, so a lifted lock or a fixed account is noticed within one.
+        let requeue = if verdict.class.is_retryable() {
+            delay
+        } else {
+            delay.min(retry::resync_delay(self.input.resync, rng))
+        };
         self.status.last_error = Some(match call {
             Some((action, error)) => LastError {
                 action: Some(action.to_string()),
@@ -478,7 +511,7 @@ impl<'a> Builder<'a> {
             );
             self.set(
                 CONDITION_RECONCILING,
-                Some(Desired::truthy(REASON_RETRYING, message.clone())),
+                Some(Desired::truthy(reason::RETRYING, message.clone())),
             );
             self.set(CONDITION_STALLED, None);
             ResultKind::Retrying
@@ -491,10 +524,10 @@ impl<'a> Builder<'a> {
             reason: verdict.reason.clone(),
             note: message,
             action: call
-                .map_or("ResolveCredentials", |(action, _)| action)
+                .map_or(action::RESOLVE_CREDENTIALS, |(action, _)| action)
                 .to_string(),
         };
-        self.finish(delay, result, Some(event))
+        self.finish(requeue, result, Some(event))
     }
 
     fn finish(self, requeue: Duration, result: ResultKind, event: Option<EventNote>) -> Report {
@@ -520,7 +553,7 @@ impl<'a> Builder<'a> {
         let stalled = self
             .status
             .condition(CONDITION_STALLED)
-            .is_some_and(|c| c.status == "True");
+            .is_some_and(|c| c.status == condition::TRUE);
         Some(EventNote {
             severity: if stalled {
                 Severity::Warning
@@ -529,7 +562,7 @@ impl<'a> Builder<'a> {
             },
             reason: new.reason.clone(),
             note: new.message.clone(),
-            action: "Observe".to_string(),
+            action: action::OBSERVE.to_string(),
         })
     }
 }
@@ -563,49 +596,62 @@ pub fn error_message(action: &str, error: &EcsError, verdict: &Verdict) -> Strin
     format!("{action} failed: {what}. {}", next_step(verdict))
 }
 
-/// What the operator does next, and what a person can do, per reason and class.
-fn next_step(verdict: &Verdict) -> &'static str {
+/// What the operator does next, and what a person can do, per reason and class. The delays are
+/// rendered from the backoff constants of [`retry`], so the text cannot drift from the behaviour.
+fn next_step(verdict: &Verdict) -> String {
+    let recheck = retry::every(retry::TERMINAL_RECHECK);
     match verdict.reason.as_str() {
-        reason::CREDENTIALS_REJECTED => {
+        reason::CREDENTIALS_REJECTED => format!(
             "ECS rejected the credentials: check the AccessKey pair (or STS token) and that it is enabled. Re-checked \
-             every 10 minutes and at once when the Secret or the spec changes."
-        }
-        reason::FORBIDDEN => {
+             {recheck} and at once when the Secret or the spec changes."
+        ),
+        reason::FORBIDDEN => format!(
             "The credentials lack a RAM permission for this call (ecs:DescribeInstances, ecs:StartInstance, \
-             ecs:StopInstance). Re-checked every 10 minutes."
-        }
+             ecs:StopInstance). Re-checked {recheck}."
+        ),
         reason::INSUFFICIENT_BALANCE => {
-            "Top up the Alibaba Cloud account. Re-checked every 10 minutes."
+            format!("Top up the Alibaba Cloud account. Re-checked {recheck}.")
         }
-        reason::INSTANCE_EXPIRED => "Renew the subscription instance. Re-checked every 10 minutes.",
+        reason::INSTANCE_EXPIRED => {
+            format!("Renew the subscription instance. Re-checked {recheck}.")
+        }
         reason::INSTANCE_NOT_FOUND => {
-            "Check spec.instanceId and spec.regionId. Re-checked every 10 minutes."
+            format!("Check spec.instanceId and spec.regionId. Re-checked {recheck}.")
         }
-        _ => match verdict.class {
-            ErrorClass::Transient => "Retrying with backoff (1 s to 5 min).",
-            ErrorClass::Throttled => {
-                "The ECS API rate limit was hit; retrying with backoff (2 s to 5 min)."
+        _ => match (verdict.class, BackoffPolicy::for_class(verdict.class)) {
+            (ErrorClass::Throttled, Some(policy)) => format!(
+                "The ECS API rate limit was hit; retrying with backoff ({}).",
+                policy.span()
+            ),
+            (ErrorClass::Capacity, Some(policy)) => format!(
+                "ECS has no capacity for this instance right now; retrying with backoff ({}).",
+                policy.span()
+            ),
+            (ErrorClass::Conflict, _) => {
+                "The instance is not in a state that allows this call (another operation may be in \
+                 progress); re-checking in a few seconds."
+                    .to_string()
             }
-            ErrorClass::Capacity => {
-                "ECS has no capacity for this instance right now; retrying with backoff (30 s to 30 min)."
-            }
-            ErrorClass::Conflict => {
-                "The instance is not in a state that allows this call (another operation may be in progress); \
-                 re-checking in a few seconds."
-            }
-            ErrorClass::Terminal => {
-                "This needs someone to act; re-checked every 10 minutes and at once when the spec or the referenced \
+            (ErrorClass::Terminal, _) | (_, None) => format!(
+                "This needs someone to act; re-checked {recheck} and at once when the spec or the referenced \
                  Secret changes."
+            ),
+            (ErrorClass::Transient, Some(policy)) => {
+                format!("Retrying with backoff ({}).", policy.span())
             }
         },
     }
 }
 
-fn lock_hint(reason: &str) -> &'static str {
+fn lock_hint(reason: &str) -> String {
     if reason == reason::INSTANCE_LOCKED_FOR_SECURITY {
         "A security lock is set by Alibaba Cloud security: see the ECS console and the security notices."
+            .to_string()
     } else {
-        "Resolve the lock (for example, overdue payment) in the ECS console; re-checked every 10 minutes."
+        format!(
+            "Resolve the lock (for example, overdue payment) in the ECS console; re-checked {}.",
+            retry::every(retry::TERMINAL_RECHECK)
+        )
     }
 }
 
@@ -634,6 +680,7 @@ mod tests {
     ) -> Report {
         let input = Input {
             spec,
+            desired: crate::controller::desired::effective(spec),
             generation: Some(1),
             previous,
             now,
@@ -650,10 +697,10 @@ mod tests {
         write: &Result<WriteOutcome, EcsError>,
     ) -> Report {
         let observed = seen(InstanceStatus::Stopped, &[]);
-        let outcome = Outcome::Decided {
+        let outcome = Outcome::Acted {
             observed: Some(&observed),
-            plan: &Plan::Write(WriteCall::Start),
-            write: Some(write),
+            call: WriteCall::Start,
+            result: write,
         };
         run(&spec(DesiredState::Running), previous, now, outcome)
     }
@@ -682,10 +729,9 @@ mod tests {
             &spec,
             &EcsInstancePowerStatus::default(),
             at(0),
-            Outcome::Decided {
+            Outcome::Planned {
                 observed: Some(&observed),
                 plan: &Plan::Ready,
-                write: None,
             },
         );
         assert!(first.status_changed);
@@ -707,10 +753,9 @@ mod tests {
             &spec,
             &first.status,
             at(300),
-            Outcome::Decided {
+            Outcome::Planned {
                 observed: Some(&observed),
                 plan: &Plan::Ready,
-                write: None,
             },
         );
         assert!(
@@ -839,8 +884,132 @@ mod tests {
             Some(("True", "InsufficientBalance"))
         );
         assert_eq!(cond(&r.status, CONDITION_RECONCILING), None);
-        assert_eq!(r.requeue, retry::TERMINAL_RECHECK);
+        // The write call is repeated at the terminal re-check; the instance is observed again
+        // within one resync interval (300 s ± 10 % here).
+        let retry = r.status.retry.as_ref().unwrap();
+        assert_eq!(retry.next_attempt_time, Time(at(600)));
+        assert_eq!(retry.class.as_deref(), Some("Terminal"));
+        assert!(r.requeue <= Duration::from_secs(330), "{:?}", r.requeue);
         assert_eq!(r.event.unwrap().severity, Severity::Warning);
+    }
+
+    fn describe_failures(attempts: i32) -> EcsInstancePowerStatus {
+        EcsInstancePowerStatus {
+            observed_generation: Some(1),
+            retry: Some(RetryStatus {
+                attempts,
+                class: Some("Transient".into()),
+                action: Some("DescribeInstances".into()),
+                next_attempt_time: Time(at(0)),
+            }),
+            last_error: Some(LastError {
+                action: Some("DescribeInstances".into()),
+                code: "InternalError".into(),
+                message: "m".into(),
+                http_status: Some(500),
+                request_id: None,
+                time: Time(at(-1)),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_no_stock_after_transient_describe_failures_backs_off_from_the_first_capacity_step() {
+        let error = Err(api_error("OperationDenied.NoStock", 403, "RID"));
+        let r = start(&describe_failures(5), at(0), &error);
+        let retry = r.status.retry.as_ref().unwrap();
+        assert_eq!(retry.attempts, 1);
+        assert_eq!(retry.class.as_deref(), Some("Capacity"));
+        assert_eq!(retry.action.as_deref(), Some("StartInstance"));
+        assert_eq!(
+            retry.next_attempt_time,
+            Time(at(30)),
+            "the first capacity step"
+        );
+        assert_eq!(r.requeue, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_throttle_after_transient_failures_backs_off_from_the_first_throttled_step() {
+        let mut previous = describe_failures(5);
+        previous.retry.as_mut().unwrap().action = Some("StartInstance".into());
+        let error = Err(api_error("Throttling.User", 400, "RID"));
+        let r = start(&previous, at(0), &error);
+        let retry = r.status.retry.as_ref().unwrap();
+        assert_eq!(
+            (retry.attempts, retry.class.as_deref()),
+            (1, Some("Throttled"))
+        );
+        assert_eq!(r.requeue, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_successful_observation_ends_an_observation_failure_backoff() {
+        let spec = spec(DesiredState::Running);
+        let observed = seen(InstanceStatus::Stopped, &[]);
+        // Nothing else in this plan touches the retry state.
+        let r = run(
+            &spec,
+            &describe_failures(3),
+            at(0),
+            Outcome::Planned {
+                observed: Some(&observed),
+                plan: &Plan::DryRunDone,
+            },
+        );
+        assert!(r.status.retry.is_none(), "{:?}", r.status.retry);
+        // A backoff of a write call stays until the write succeeds (decide holds it).
+        let mut writes = describe_failures(3);
+        writes.retry.as_mut().unwrap().action = Some("StartInstance".into());
+        let until = at(100);
+        let r = run(
+            &spec,
+            &writes,
+            at(0),
+            Outcome::Planned {
+                observed: Some(&observed),
+                plan: &Plan::Hold { until },
+            },
+        );
+        assert_eq!(r.status.retry, writes.retry);
+        assert_eq!(r.requeue, Duration::from_secs(100));
+    }
+
+    #[test]
+    fn a_successful_write_ends_a_write_backoff() {
+        let mut previous = describe_failures(4);
+        previous.retry.as_mut().unwrap().action = Some("StartInstance".into());
+        previous.retry.as_mut().unwrap().class = Some("Capacity".into());
+        let accepted = Ok(WriteOutcome {
+            request_id: Some("RID".into()),
+            dry_run: false,
+        });
+        let r = start(&previous, at(0), &accepted);
+        assert!(r.status.retry.is_none());
+        assert!(r.status.last_error.is_none());
+    }
+
+    #[test]
+    fn a_lock_stall_and_a_long_write_gate_are_observed_again_within_one_resync_interval() {
+        let spec = spec(DesiredState::Running);
+        let observed = seen(InstanceStatus::Stopped, &["financial"]);
+        let plan = Plan::Stall(crate::ecs::classify_lock("financial"));
+        let outcome = Outcome::Planned {
+            observed: Some(&observed),
+            plan: &plan,
+        };
+        let r = run(&spec, &EcsInstancePowerStatus::default(), at(0), outcome);
+        assert_eq!(r.result, ResultKind::Stalled);
+        assert!(r.requeue <= Duration::from_secs(330), "{:?}", r.requeue);
+        let observed = seen(InstanceStatus::Stopped, &[]);
+        let hold = Plan::Hold { until: at(1800) };
+        let outcome = Outcome::Planned {
+            observed: Some(&observed),
+            plan: &hold,
+        };
+        let r = run(&spec, &EcsInstancePowerStatus::default(), at(0), outcome);
+        assert!(r.requeue <= Duration::from_secs(330), "{:?}", r.requeue);
     }
 
     #[test]
@@ -852,10 +1021,9 @@ mod tests {
             &spec,
             &EcsInstancePowerStatus::default(),
             at(0),
-            Outcome::Decided {
+            Outcome::Planned {
                 observed: Some(&observed),
                 plan: &plan,
-                write: None,
             },
         );
         assert_eq!(
@@ -878,10 +1046,9 @@ mod tests {
             &spec,
             &EcsInstancePowerStatus::default(),
             at(0),
-            Outcome::Decided {
+            Outcome::Planned {
                 observed: None,
                 plan: &plan,
-                write: None,
             },
         );
         assert_eq!(r.status.instance_status.as_deref(), Some("NotFound"));
@@ -909,10 +1076,9 @@ mod tests {
             &spec,
             &EcsInstancePowerStatus::default(),
             at(0),
-            Outcome::Decided {
+            Outcome::Planned {
                 observed: Some(&observed),
                 plan: &Plan::Suspended,
-                write: None,
             },
         );
         assert_eq!(
@@ -974,6 +1140,8 @@ mod tests {
             observed_generation: Some(1),
             retry: Some(RetryStatus {
                 attempts: 3,
+                class: Some("Capacity".into()),
+                action: Some("StartInstance".into()),
                 next_attempt_time: Time(at(100)),
             }),
             ..Default::default()
@@ -986,10 +1154,9 @@ mod tests {
             &spec,
             &previous,
             at(0),
-            Outcome::Decided {
+            Outcome::Planned {
                 observed: Some(&observed),
                 plan: &plan,
-                write: None,
             },
         );
         assert!(r.status.retry.is_none());

@@ -1,4 +1,4 @@
-//! Backoff per error class (DESIGN §3): how long the controller waits before the next ECS call for
+//! Backoff per error class: how long the controller waits before the next ECS call for
 //! a resource after an error, and how often it polls a transition or re-checks a steady state.
 //!
 //! Pure functions of (class, attempt, random draw): the random source is injected so the schedule is
@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::api::RetryStatus;
 use crate::ecs::ErrorClass;
 
-/// How often a resource with a terminal error is re-observed (no write call is made).
+/// How often a write call that failed with a terminal error is tried again (the resource itself is
+/// observed every resync interval meanwhile).
 pub const TERMINAL_RECHECK: Duration = Duration::from_secs(10 * 60);
 
 /// Consecutive conflict errors re-observed every 2–5 s before the transient schedule takes over.
@@ -59,10 +61,48 @@ impl BackoffPolicy {
         let span = (ceiling - self.base).as_millis() as u64;
         self.base + Duration::from_millis(rng.random_range(0..=span))
     }
+
+    /// The range of delays for condition messages, such as `1 s to 5 min`.
+    pub fn span(&self) -> String {
+        format!("{} to {}", short(self.base), short(self.max))
+    }
+}
+
+/// A delay in the short form of condition messages: `30 s`, `5 min`, `2 h`.
+pub fn short(delay: Duration) -> String {
+    let secs = delay.as_secs();
+    match secs {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// A recurring delay in the words of condition messages: `every 10 minutes`, `every minute`.
+pub fn every(delay: Duration) -> String {
+    let secs = delay.as_secs();
+    match secs {
+        60 => "every minute".to_string(),
+        s if s >= 60 && s % 60 == 0 => format!("every {} minutes", s / 60),
+        1 => "every second".to_string(),
+        s => format!("every {s} seconds"),
+    }
+}
+
+/// The attempt number of a failure of `class` in `action` (`None`: no call could be made), given
+/// the retry state of the same generation: the count continues only for the same class and the
+/// same call; anything else starts again at 1.
+pub fn attempt(previous: Option<&RetryStatus>, class: ErrorClass, action: Option<&str>) -> i32 {
+    match previous {
+        Some(r) if r.class.as_deref() == Some(class.as_str()) && r.action.as_deref() == action => {
+            r.attempts.saturating_add(1)
+        }
+        _ => 1,
+    }
 }
 
 /// How long to wait before re-observing a transition in flight: 2 s at first, growing with the time
-/// the transition has already taken, at most 15 s (DESIGN §3).
+/// the transition has already taken, at most 15 s.
 pub fn transition_poll(elapsed: Option<Duration>) -> Duration {
     const MIN: Duration = Duration::from_secs(2);
     const MAX: Duration = Duration::from_secs(15);
@@ -133,6 +173,70 @@ mod tests {
             Duration::from_secs(15)
         );
         assert_eq!(transition_poll(None), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn attempts_count_one_class_of_one_call() {
+        use ErrorClass::{Capacity, Conflict, Terminal, Throttled, Transient};
+        let at = |attempts, class: ErrorClass, action: Option<&str>| RetryStatus {
+            attempts,
+            class: Some(class.as_str().to_string()),
+            action: action.map(str::to_string),
+            next_attempt_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::UNIX_EPOCH,
+            ),
+        };
+        let describe = Some("DescribeInstances");
+        let start = Some("StartInstance");
+        let stop = Some("StopInstance");
+        let table: [(Option<RetryStatus>, ErrorClass, Option<&str>, i32); 11] = [
+            // Nothing before: the first attempt.
+            (None, Capacity, start, 1),
+            // The same class of the same call: the count goes on.
+            (Some(at(1, Capacity, start)), Capacity, start, 2),
+            (Some(at(5, Transient, describe)), Transient, describe, 6),
+            (Some(at(2, Throttled, stop)), Throttled, stop, 3),
+            (Some(at(3, Conflict, start)), Conflict, start, 4),
+            (Some(at(1, Terminal, None)), Terminal, None, 2),
+            // Another class, or another call: a new count.
+            (Some(at(5, Transient, describe)), Capacity, start, 1),
+            (Some(at(5, Transient, start)), Throttled, start, 1),
+            (Some(at(4, Capacity, start)), Capacity, stop, 1),
+            (Some(at(2, Terminal, None)), Transient, describe, 1),
+            // A status written before the count named its class: a new count.
+            (
+                Some(RetryStatus {
+                    class: None,
+                    action: None,
+                    ..at(5, Transient, None)
+                }),
+                Transient,
+                describe,
+                1,
+            ),
+        ];
+        for (previous, class, action, expected) in table {
+            assert_eq!(
+                attempt(previous.as_ref(), class, action),
+                expected,
+                "{previous:?} then {class} in {action:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_render_the_constants() {
+        let span = |c| BackoffPolicy::for_class(c).map(|p| p.span());
+        assert_eq!(span(ErrorClass::Transient).as_deref(), Some("1 s to 5 min"));
+        assert_eq!(span(ErrorClass::Throttled).as_deref(), Some("2 s to 5 min"));
+        assert_eq!(
+            span(ErrorClass::Capacity).as_deref(),
+            Some("30 s to 30 min")
+        );
+        assert_eq!(every(TERMINAL_RECHECK), "every 10 minutes");
+        assert_eq!(every(Duration::from_secs(60)), "every minute");
+        assert_eq!(every(Duration::from_secs(20)), "every 20 seconds");
+        assert_eq!(short(Duration::from_secs(7200)), "2 h");
     }
 
     #[test]

@@ -4,78 +4,14 @@
 //! The controller calls [`classify`] on every [`EcsError`] and [`classify_lock`] on every
 //! `OperationLocks` entry that DescribeInstances reports; the [`Verdict`] it gets names the
 //! condition reason (a valid Kubernetes condition reason, CamelCase) and the [`ErrorClass`] that
-//! picks the retry schedule. The reasons the controller uses for non-ECS problems live in
-//! [`reason`] beside the ECS ones, so every reason string is defined here once.
+//! picks the retry schedule. The reason strings themselves, the ECS ones and the controller's own,
+//! are defined once in [`crate::vocabulary`]; this module decides which one applies.
 
 use super::credentials::CredentialsError;
 use super::error::EcsError;
 
-/// Every `Ready` condition reason this catalogue can produce, plus the controller's own ones.
-pub mod reason {
-    /// `InvalidInstanceId.NotFound`, or the instance absent from DescribeInstances.
-    pub const INSTANCE_NOT_FOUND: &str = "InstanceNotFound";
-    /// `IncorrectInstanceStatus`: the instance is not in a state that allows the call.
-    pub const INCORRECT_INSTANCE_STATUS: &str = "IncorrectInstanceStatus";
-    /// `OperationConflict`: another operation on the resource is in progress.
-    pub const OPERATION_CONFLICT: &str = "OperationConflict";
-    /// `InstanceLockedForSecurity`, or an `OperationLocks` entry `security`.
-    pub const INSTANCE_LOCKED_FOR_SECURITY: &str = "InstanceLockedForSecurity";
-    /// Any other `OperationLocks` entry (`financial`, `recycling`, …).
-    pub const INSTANCE_LOCKED: &str = "InstanceLocked";
-    /// `InsufficientBalance`.
-    pub const INSUFFICIENT_BALANCE: &str = "InsufficientBalance";
-    /// `InstanceExpired`, `InstanceExpiredOrInArrears`.
-    pub const INSTANCE_EXPIRED: &str = "InstanceExpired";
-    /// `DiskInArrears`.
-    pub const DISK_IN_ARREARS: &str = "DiskInArrears";
-    /// `DiskError`.
-    pub const DISK_ERROR: &str = "DiskError";
-    /// `InstanceNotReady`.
-    pub const INSTANCE_NOT_READY: &str = "InstanceNotReady";
-    /// `OperationDenied.NoStock`.
-    pub const NO_STOCK: &str = "NoStock";
-    /// `LackResource`.
-    pub const LACK_RESOURCE: &str = "LackResource";
-    /// `InvalidDedicatedHost.NotEnoughResource`.
-    pub const DEDICATED_HOST_NOT_ENOUGH_RESOURCE: &str = "InvalidDedicatedHostNotEnoughResource";
-    /// `Invalid.PrivatePoolOptions.NoStock`.
-    pub const PRIVATE_POOL_NO_STOCK: &str = "InvalidPrivatePoolOptionsNoStock";
-    /// `OperationDenied.SpotPriceLowerThanPublicPrice`.
-    pub const SPOT_PRICE_LOWER_THAN_PUBLIC_PRICE: &str = "SpotPriceLowerThanPublicPrice";
-    /// `InvalidParameter.KMSKeyId.KMSUnauthorized`.
-    pub const KMS_UNAUTHORIZED: &str = "KMSUnauthorized";
-    /// `QuotaExceed.ElasticQuota`.
-    pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
-    /// `InternalError`, `UnknownError`, any other HTTP ≥ 500 except 502/503/504.
-    pub const INTERNAL_ERROR: &str = "InternalError";
-    /// `ServiceUnavailable*`, HTTP 502/503/504.
-    pub const SERVICE_UNAVAILABLE: &str = "ServiceUnavailable";
-    /// `Throttling*`, `Rejected.Throttling`.
-    pub const THROTTLED: &str = "Throttled";
-    /// `InvalidAccessKeyId.*`, `SignatureDoesNotMatch`, `IncompleteSignature`,
-    /// `InvalidSecurityToken.*`.
-    pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
-    /// `Forbidden.*`.
-    pub const FORBIDDEN: &str = "Forbidden";
-    /// `InvalidTimeStamp.Expired`, `IllegalTimestamp`, `SignatureNonceUsed`.
-    pub const REQUEST_REJECTED: &str = "RequestRejected";
-    /// No answer from the endpoint (connect error, reset, timeout).
-    pub const ECS_UNREACHABLE: &str = "EcsUnreachable";
-    /// An answer that could not be understood.
-    pub const MALFORMED_RESPONSE: &str = "MalformedResponse";
-    /// The client refused to send a call with invalid input (a bug, not an ECS answer).
-    pub const INVALID_REQUEST: &str = "InvalidRequest";
-    /// Fallback when an ECS code leaves nothing usable as a reason.
-    pub const UNKNOWN_ECS_ERROR: &str = "UnknownEcsError";
-    /// The Secret named by `credentialsSecretRef` does not exist.
-    pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
-    /// The credentials Secret (or the operator's environment) lacks a key, or it is empty; or
-    /// the RRSA settings or token file are unusable.
-    pub const CREDENTIALS_INVALID: &str = "CredentialsInvalid";
-    /// STS could not exchange the RRSA token for now: unreachable, HTTP ≥ 500, throttled, or an
-    /// answer that could not be understood.
-    pub const STS_UNAVAILABLE: &str = "StsUnavailable";
-}
+/// Every condition reason, the ECS ones and the controller's own, defined once in the vocabulary.
+pub use crate::vocabulary::reason;
 
 /// How the controller retries after a failure of this kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -162,7 +98,10 @@ pub fn classify(err: &EcsError) -> Verdict {
 /// Both are terminal: no write call while a lock is present.
 #[must_use]
 pub fn classify_lock(lock_reason: &str) -> Verdict {
-    if lock_reason.trim().eq_ignore_ascii_case("security") {
+    if lock_reason
+        .trim()
+        .eq_ignore_ascii_case(crate::vocabulary::lock::SECURITY)
+    {
         Verdict::new(reason::INSTANCE_LOCKED_FOR_SECURITY, ErrorClass::Terminal)
     } else {
         Verdict::new(reason::INSTANCE_LOCKED, ErrorClass::Terminal)

@@ -49,7 +49,7 @@ pub struct Env {
 }
 
 impl Env {
-    /// Starts the servers with this emulator state file (YAML, DESIGN §6; the operator's key is
+    /// Starts the servers with this emulator state file (the emulator's YAML; the operator's key is
     /// added), installs the CRD with kubectl, and starts the operator binary.
     pub async fn start(state: &str) -> Env {
         let mut env = Env::without_operator(state).await;

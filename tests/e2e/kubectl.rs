@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-/// The oldest kubectl these tests support (server-side field validation, DESIGN §8).
+/// The oldest kubectl these tests support (server-side field validation).
 pub const MIN_MINOR: u32 = 29;
 
 /// Upper bound of one kubectl call (its own `--timeout` is always shorter).

@@ -1,16 +1,18 @@
-//! The observation schedule: why a reconcile that nothing relevant triggered makes no ECS call.
+//! The ledger of observations, the first step of a reconcile: why a reconcile that nothing relevant
+//! triggered makes no ECS call.
 //!
 //! kube-runtime reconciles a resource on every change to it, including the status patch this
 //! operator just wrote, label edits and relists. None of those can change what ECS says, so the
-//! reconciler first asks the schedule: *has the generation or the credentials changed since the
+//! reconciler first asks the ledger: *has the generation or the credentials changed since the
 //! last observation, or is the next observation due?* If not, it requeues for the remaining time and
-//! does not call ECS (DESIGN §4: a reconcile triggered by the operator's own status write makes no
-//! ECS call). Its only API call then is writing a status that the last observation produced but
+//! does not call ECS (a reconcile triggered by the operator's own status write never makes an ECS
+//! call). Its only API call then is writing a status that the last observation produced but
 //! could not write (the entry keeps it), so a failing status patch loses neither the backoff nor
 //! `lastAction`.
 //!
-//! The schedule is in memory: after a restart every resource is observed once, which is the same
-//! cost as one resync.
+//! The ledger is in memory: after a restart every resource is observed once, which is the same
+//! cost as one resync. Entries of deleted resources are dropped when the watch reports the delete
+//! and after every (re)list.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -45,46 +47,42 @@ struct Entry {
     unwritten: Option<Box<EcsInstancePowerStatus>>,
 }
 
-/// Per-resource time of the next observation, keyed by the resource.
+/// Per-resource record of the last observation: its inputs, when the next one is due, and a
+/// status it could not write.
 #[derive(Debug, Default)]
-pub struct Schedule {
+pub struct Ledger {
     entries: Mutex<HashMap<ObjectRef<EcsInstancePower>, Entry>>,
 }
 
-/// What the schedule says about a reconcile.
+/// Whether a reconcile is due to observe ECS.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Due {
     /// Nothing relevant changed and the next observation is not due: requeue after this long.
-    NotDue(Duration),
+    Later(Duration),
     /// Observe now. `credentials_changed` is true when the referenced Secret changed since the last
     /// observation of the same generation (it lifts a retry gate).
-    Observe {
+    Now {
         /// The referenced Secret changed since the last observation.
         credentials_changed: bool,
     },
 }
 
-impl Schedule {
+impl Ledger {
     /// Decides whether a reconcile of `key` with these inputs should observe ECS.
-    pub fn check(
-        &self,
-        key: &ObjectRef<EcsInstancePower>,
-        inputs: &Inputs,
-        now: Instant,
-    ) -> Verdict {
+    pub fn check(&self, key: &ObjectRef<EcsInstancePower>, inputs: &Inputs, now: Instant) -> Due {
         let entries = self.lock();
         match entries.get(key) {
             Some(entry) if entry.inputs == *inputs && now < entry.due => {
-                Verdict::NotDue(entry.due - now)
+                Due::Later(entry.due - now)
             }
-            Some(entry) => Verdict::Observe {
+            Some(entry) => Due::Now {
                 credentials_changed: entry.inputs.uid == inputs.uid
                     && entry.inputs.generation == inputs.generation
                     && entry.inputs.credentials.is_some()
                     && inputs.credentials.is_some()
                     && entry.inputs.credentials != inputs.credentials,
             },
-            None => Verdict::Observe {
+            None => Due::Now {
                 credentials_changed: false,
             },
         }
@@ -102,7 +100,7 @@ impl Schedule {
         );
     }
 
-    /// Records an observation whose status could not be written; see [`Schedule::take_unwritten`].
+    /// Records an observation whose status could not be written; see [`Ledger::take_unwritten`].
     pub fn record_unwritten(
         &self,
         key: ObjectRef<EcsInstancePower>,
@@ -143,8 +141,13 @@ impl Schedule {
         }
     }
 
-    /// Keeps only the resources for which `keep` is true (called with the controller's store, so
-    /// deleted resources do not accumulate).
+    /// Forgets one resource (it was deleted).
+    pub fn forget(&self, key: &ObjectRef<EcsInstancePower>) {
+        self.lock().remove(key);
+    }
+
+    /// Keeps only the resources for which `keep` is true (called with the controller's store after
+    /// every list, so resources deleted while the watch was down do not accumulate).
     pub fn retain(&self, keep: impl Fn(&ObjectRef<EcsInstancePower>) -> bool) {
         self.lock().retain(|k, _| keep(k));
     }
@@ -176,11 +179,11 @@ mod tests {
 
     #[test]
     fn first_reconcile_observes() {
-        let schedule = Schedule::default();
+        let ledger = Ledger::default();
         let now = Instant::now();
         assert_eq!(
-            schedule.check(&key("a"), &inputs(1, None), now),
-            Verdict::Observe {
+            ledger.check(&key("a"), &inputs(1, None), now),
+            Due::Now {
                 credentials_changed: false
             }
         );
@@ -188,59 +191,59 @@ mod tests {
 
     #[test]
     fn own_status_write_is_not_due() {
-        let schedule = Schedule::default();
+        let ledger = Ledger::default();
         let now = Instant::now();
-        schedule.record(key("a"), inputs(1, None), now + Duration::from_secs(300));
+        ledger.record(key("a"), inputs(1, None), now + Duration::from_secs(300));
         // The status patch triggers a reconcile with the same generation a moment later.
         let later = now + Duration::from_millis(50);
         assert_eq!(
-            schedule.check(&key("a"), &inputs(1, None), later),
-            Verdict::NotDue(Duration::from_millis(299_950))
+            ledger.check(&key("a"), &inputs(1, None), later),
+            Due::Later(Duration::from_millis(299_950))
         );
         // Another resource is unaffected.
         assert!(matches!(
-            schedule.check(&key("b"), &inputs(1, None), later),
-            Verdict::Observe { .. }
+            ledger.check(&key("b"), &inputs(1, None), later),
+            Due::Now { .. }
         ));
     }
 
     #[test]
     fn due_time_spec_change_and_secret_change_observe() {
-        let schedule = Schedule::default();
+        let ledger = Ledger::default();
         let now = Instant::now();
-        schedule.record(
+        ledger.record(
             key("a"),
             inputs(1, Some("10")),
             now + Duration::from_secs(60),
         );
         assert_eq!(
-            schedule.check(
+            ledger.check(
                 &key("a"),
                 &inputs(1, Some("10")),
                 now + Duration::from_secs(60)
             ),
-            Verdict::Observe {
+            Due::Now {
                 credentials_changed: false
             },
             "due"
         );
         assert_eq!(
-            schedule.check(&key("a"), &inputs(2, Some("10")), now),
-            Verdict::Observe {
+            ledger.check(&key("a"), &inputs(2, Some("10")), now),
+            Due::Now {
                 credentials_changed: false
             },
             "spec changed"
         );
         assert_eq!(
-            schedule.check(&key("a"), &inputs(1, Some("11")), now),
-            Verdict::Observe {
+            ledger.check(&key("a"), &inputs(1, Some("11")), now),
+            Due::Now {
                 credentials_changed: true
             },
             "Secret changed"
         );
         assert_eq!(
-            schedule.check(&key("a"), &inputs(1, Some("")), now),
-            Verdict::Observe {
+            ledger.check(&key("a"), &inputs(1, Some("")), now),
+            Due::Now {
                 credentials_changed: true
             },
             "Secret deleted"
@@ -249,17 +252,17 @@ mod tests {
 
     #[test]
     fn a_resource_recreated_under_the_same_name_observes() {
-        let schedule = Schedule::default();
+        let ledger = Ledger::default();
         let now = Instant::now();
-        schedule.record(key("a"), inputs(1, None), now + Duration::from_secs(300));
+        ledger.record(key("a"), inputs(1, None), now + Duration::from_secs(300));
         // Deleted, then created again: same name, generation 1 again, another uid.
         let recreated = Inputs {
             uid: Some("uid-2".to_string()),
             ..inputs(1, None)
         };
         assert_eq!(
-            schedule.check(&key("a"), &recreated, now + Duration::from_millis(50)),
-            Verdict::Observe {
+            ledger.check(&key("a"), &recreated, now + Duration::from_millis(50)),
+            Due::Now {
                 credentials_changed: false
             }
         );
@@ -267,16 +270,16 @@ mod tests {
 
     #[test]
     fn a_secret_cache_filling_after_a_restart_is_not_a_credentials_change() {
-        let schedule = Schedule::default();
+        let ledger = Ledger::default();
         let now = Instant::now();
-        schedule.record(key("a"), inputs(1, None), now + Duration::from_secs(1800));
+        ledger.record(key("a"), inputs(1, None), now + Duration::from_secs(1800));
         assert_eq!(
-            schedule.check(
+            ledger.check(
                 &key("a"),
                 &inputs(1, Some("4711")),
                 now + Duration::from_secs(1)
             ),
-            Verdict::Observe {
+            Due::Now {
                 credentials_changed: false
             }
         );
@@ -284,41 +287,46 @@ mod tests {
 
     #[test]
     fn an_unwritten_status_is_kept_until_taken() {
-        let schedule = Schedule::default();
+        let ledger = Ledger::default();
         let due = Instant::now() + Duration::from_secs(60);
         let status = EcsInstancePowerStatus {
             instance_status: Some("Starting".into()),
             ..Default::default()
         };
-        schedule.record_unwritten(key("a"), inputs(1, None), due, status.clone());
+        ledger.record_unwritten(key("a"), inputs(1, None), due, status.clone());
         assert!(matches!(
-            schedule.check(&key("a"), &inputs(1, None), Instant::now()),
-            Verdict::NotDue(_)
+            ledger.check(&key("a"), &inputs(1, None), Instant::now()),
+            Due::Later(_)
         ));
-        assert_eq!(schedule.take_unwritten(&key("a")), Some(status.clone()));
-        assert_eq!(schedule.take_unwritten(&key("a")), None);
-        schedule.keep_unwritten(&key("a"), status.clone());
-        assert_eq!(schedule.take_unwritten(&key("a")), Some(status));
+        assert_eq!(ledger.take_unwritten(&key("a")), Some(status.clone()));
+        assert_eq!(ledger.take_unwritten(&key("a")), None);
+        ledger.keep_unwritten(&key("a"), status.clone());
+        assert_eq!(ledger.take_unwritten(&key("a")), Some(status));
     }
 
     #[test]
-    fn retain_drops_deleted_resources() {
-        let schedule = Schedule::default();
+    fn retain_and_forget_drop_deleted_resources() {
+        let ledger = Ledger::default();
         let now = Instant::now();
         let due = now + Duration::from_secs(60);
-        schedule.record(key("a"), inputs(1, None), due);
-        schedule.record(key("b"), inputs(1, None), due);
-        schedule.retain(|k| k.name != "b");
+        ledger.record(key("a"), inputs(1, None), due);
+        ledger.record(key("b"), inputs(1, None), due);
+        ledger.retain(|k| k.name != "b");
         assert!(matches!(
-            schedule.check(&key("a"), &inputs(1, None), now),
-            Verdict::NotDue(_)
+            ledger.check(&key("a"), &inputs(1, None), now),
+            Due::Later(_)
         ));
         assert_eq!(
-            schedule.check(&key("b"), &inputs(1, None), now),
-            Verdict::Observe {
+            ledger.check(&key("b"), &inputs(1, None), now),
+            Due::Now {
                 credentials_changed: false
             },
             "a dropped entry observes like a new resource"
         );
+        ledger.forget(&key("a"));
+        assert!(matches!(
+            ledger.check(&key("a"), &inputs(1, None), now),
+            Due::Now { .. }
+        ));
     }
 }

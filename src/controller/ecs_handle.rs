@@ -1,0 +1,71 @@
+//! The ECS calls a reconcile makes, behind a small trait so that the reconcile can run against a
+//! fake in tests: describe one instance (observe), start and stop it (act). [`EcsClient`] is the
+//! production implementation; the signatures are its own.
+
+use futures::future::BoxFuture;
+
+use crate::ecs::{
+    Credentials, EcsClient, EcsError, InstanceObservation, StartInstance, StopInstance,
+    WriteOutcome,
+};
+
+/// The ECS calls of one reconcile.
+pub trait EcsHandle: Send + Sync {
+    /// DescribeInstances for one instance: `Ok(None)` when ECS does not return it.
+    fn describe_instance<'a>(
+        &'a self,
+        creds: &'a Credentials,
+        region_id: &'a str,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InstanceObservation>, EcsError>>;
+
+    /// StartInstance.
+    fn start_instance<'a>(
+        &'a self,
+        creds: &'a Credentials,
+        region_id: &'a str,
+        request: &'a StartInstance,
+    ) -> BoxFuture<'a, Result<WriteOutcome, EcsError>>;
+
+    /// StopInstance.
+    fn stop_instance<'a>(
+        &'a self,
+        creds: &'a Credentials,
+        region_id: &'a str,
+        request: &'a StopInstance,
+    ) -> BoxFuture<'a, Result<WriteOutcome, EcsError>>;
+}
+
+impl EcsHandle for EcsClient {
+    fn describe_instance<'a>(
+        &'a self,
+        creds: &'a Credentials,
+        region_id: &'a str,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InstanceObservation>, EcsError>> {
+        Box::pin(EcsClient::describe_instance(
+            self,
+            creds,
+            region_id,
+            instance_id,
+        ))
+    }
+
+    fn start_instance<'a>(
+        &'a self,
+        creds: &'a Credentials,
+        region_id: &'a str,
+        request: &'a StartInstance,
+    ) -> BoxFuture<'a, Result<WriteOutcome, EcsError>> {
+        Box::pin(EcsClient::start_instance(self, creds, region_id, request))
+    }
+
+    fn stop_instance<'a>(
+        &'a self,
+        creds: &'a Credentials,
+        region_id: &'a str,
+        request: &'a StopInstance,
+    ) -> BoxFuture<'a, Result<WriteOutcome, EcsError>> {
+        Box::pin(EcsClient::stop_instance(self, creds, region_id, request))
+    }
+}
