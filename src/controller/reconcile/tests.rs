@@ -53,6 +53,7 @@ impl EcsHandle for FakeEcs {
                 lock_reasons,
                 stopped_mode: None,
                 expired_time: None,
+                tags: Default::default(),
             }))
         })
     }
@@ -208,6 +209,7 @@ async fn no_stock_backs_off_and_is_not_retried_before_the_gate() {
             message: "no stock".into(),
             http_status: 403,
             request_id: Some("req-1".into()),
+            retry_after: None,
         }));
     let ctx = context(client.clone(), ecs.clone());
     let obj = create(&client, "nostock").await;
