@@ -22,7 +22,7 @@ pub mod condition {
 /// own for states and transitions. Each is a valid Kubernetes condition reason (CamelCase) and is
 /// also the event reason.
 pub mod reason {
-    /// `InvalidInstanceId.NotFound`, or the instance absent from DescribeInstances.
+    /// `InvalidInstanceId.NotFound`, or the instance absent from `DescribeInstances`.
     pub const INSTANCE_NOT_FOUND: &str = "InstanceNotFound";
     /// `IncorrectInstanceStatus`: the instance is not in a state that allows the call.
     pub const INCORRECT_INSTANCE_STATUS: &str = "IncorrectInstanceStatus";
@@ -114,7 +114,7 @@ pub mod action {
     pub const RESOLVE_CREDENTIALS: &str = "ResolveCredentials";
 }
 
-/// `OperationLocks` reasons that DescribeInstances reports and the operator treats specially.
+/// `OperationLocks` reasons that `DescribeInstances` reports and the operator treats specially.
 pub mod lock {
     /// A lock set by Alibaba Cloud security; every other lock reason (`financial`, `recycling`, …)
     /// is reported as `InstanceLocked`.
@@ -123,6 +123,6 @@ pub mod lock {
 
 /// The words of `status.instanceStatus` that are not an ECS `Status`.
 pub mod instance_status {
-    /// DescribeInstances did not return the instance.
+    /// `DescribeInstances` did not return the instance.
     pub const NOT_FOUND: &str = "NotFound";
 }

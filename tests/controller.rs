@@ -2,7 +2,7 @@
 //! user-visible behaviour of the controller, asserting status, conditions, events and the
 //! emulator's call log.
 //!
-//! Delays run at `--time-scale 0.05` (a 30 s NoStock back-off takes 1.5 s) so the whole file runs
+//! Delays run at `--time-scale 0.05` (a 30 s `NoStock` back-off takes 1.5 s) so the whole file runs
 //! in well under a minute; every wait is bounded polling.
 #![allow(clippy::unwrap_used, clippy::panic)]
 

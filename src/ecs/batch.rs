@@ -1,4 +1,4 @@
-//! The batch write calls StartInstances and StopInstances: their parameters, and their answers
+//! The batch write calls `StartInstances` and `StopInstances`: their parameters, and their answers
 //! read per instance.
 //!
 //! Where it sits: a fleet-wide caller gathers the writes of many resources of one (credentials,
@@ -21,8 +21,8 @@
 //!   [`classify_instance_code`], which gives the same
 //!   reason and class as a single call that failed with that code.
 //! - No `DryRun`: with `SuccessFirst` a dry run only ever answers `DRYRUN.SUCCESS`, so it checks
-//!   nothing per instance; dry runs use the single calls. StartInstances has no `InitLocalDisk`
-//!   either: such starts use the single StartInstance.
+//!   nothing per instance; dry runs use the single calls. `StartInstances` has no `InitLocalDisk`
+//!   either: such starts use the single `StartInstance`.
 //! - A batch-level failure (throttling, signature, HTTP ≥ 500, no answer) is one
 //!   [`EcsError`](super::EcsError) for the whole batch.
 
@@ -37,18 +37,18 @@ use super::observer::{OUTCOME_MISSING, OUTCOME_SUCCESS, code_label};
 use super::power::StoppedMode;
 use super::redaction::Redactor;
 
-/// ECS action name of StartInstances.
+/// ECS action name of `StartInstances`.
 pub const START_INSTANCES: &str = "StartInstances";
-/// ECS action name of StopInstances.
+/// ECS action name of `StopInstances`.
 pub const STOP_INSTANCES: &str = "StopInstances";
-/// Most instance IDs one StartInstances / StopInstances call takes.
+/// Most instance IDs one `StartInstances` / `StopInstances` call takes.
 pub const MAX_IDS_PER_BATCH: usize = 100;
 /// The `BatchOptimization` every batch call is sent with.
 pub const SUCCESS_FIRST: &str = "SuccessFirst";
 /// The per-instance `Code` of an accepted instance.
 pub const ACCEPTED_CODE: &str = "200";
 
-/// StopInstances' options, the same for every instance of the batch (a different combination is
+/// `StopInstances`' options, the same for every instance of the batch (a different combination is
 /// a different batch).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct StopOptions {
@@ -124,7 +124,7 @@ pub struct BatchOutcome {
 }
 
 /// The action's own parameters: `RegionId`, `InstanceId.1..N`, `BatchOptimization=SuccessFirst`,
-/// and for StopInstances `ForceStop=true` / `StoppedMode` when they say something.
+/// and for `StopInstances` `ForceStop=true` / `StoppedMode` when they say something.
 #[must_use]
 pub fn params(
     region_id: &str,
@@ -160,7 +160,7 @@ pub enum BatchAnswerError {
     Shape(&'static str),
 }
 
-/// Reads a 2xx StartInstances / StopInstances body for the `requested` IDs.
+/// Reads a 2xx `StartInstances` / `StopInstances` body for the `requested` IDs.
 ///
 /// # Errors
 /// [`BatchAnswerError`] when the body is not a JSON object with an

@@ -2,7 +2,7 @@
 //! retry class, in one place.
 //!
 //! The controller calls [`classify`] on every [`EcsError`] and [`classify_lock`] on every
-//! `OperationLocks` entry that DescribeInstances reports; the [`Verdict`] it gets names the
+//! `OperationLocks` entry that `DescribeInstances` reports; the [`Verdict`] it gets names the
 //! condition reason (a valid Kubernetes condition reason, CamelCase) and the [`ErrorClass`] that
 //! picks the retry schedule. The reason strings themselves, the ECS ones and the controller's own,
 //! are defined once in [`crate::vocabulary`]; this module decides which one applies.
@@ -93,7 +93,7 @@ pub fn classify(err: &EcsError) -> Verdict {
     }
 }
 
-/// Classifies one `OperationLocks` entry of DescribeInstances: `security` →
+/// Classifies one `OperationLocks` entry of `DescribeInstances`: `security` →
 /// `InstanceLockedForSecurity`, anything else (`financial`, `recycling`, …) → `InstanceLocked`.
 /// Both are terminal: no write call while a lock is present.
 #[must_use]
@@ -162,9 +162,9 @@ pub fn classify_credentials(err: &CredentialsError) -> Verdict {
 const PER_INSTANCE_STATUS: u16 = 400;
 
 /// Classifies the `Code` of one entry of a batch answer (`InstanceResponses.InstanceResponse[]`
-/// of StartInstances / StopInstances with `BatchOptimization=SuccessFirst`; `"200"` means
+/// of `StartInstances` / `StopInstances` with `BatchOptimization=SuccessFirst`; `"200"` means
 /// accepted and is not classified). It gives the same reason and class as [`classify`] gives a
-/// single StartInstance / StopInstance that failed with that code, so a resource reports the same
+/// single `StartInstance` / `StopInstance` that failed with that code, so a resource reports the same
 /// condition whichever way its write was sent.
 #[must_use]
 pub fn classify_instance_code(code: &str) -> Verdict {
@@ -427,7 +427,7 @@ mod tests {
         ]);
     }
 
-    /// The whole documented StartInstance error table, including the newer online codes.
+    /// The whole documented `StartInstance` error table, including the newer online codes.
     #[test]
     fn start_instance_table() {
         check(&[
@@ -498,7 +498,7 @@ mod tests {
         ]);
     }
 
-    /// The documented StopInstance error table.
+    /// The documented `StopInstance` error table.
     #[test]
     fn stop_instance_table() {
         check(&[

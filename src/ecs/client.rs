@@ -1,5 +1,5 @@
-//! The operator's ECS client: DescribeInstances, StartInstance and StopInstance, the batch
-//! StartInstances and StopInstances, and STS GetCallerIdentity, over the RPC API.
+//! The operator's ECS client: `DescribeInstances`, `StartInstance` and `StopInstance`, the batch
+//! `StartInstances` and `StopInstances`, and STS `GetCallerIdentity`, over the RPC API.
 //!
 //! The controller holds one [`EcsClient`] (cheap to clone: one shared connection pool) and calls
 //! it with the [`Credentials`] of the resource at hand. Each call is signed (`rpc`, for the
@@ -42,9 +42,9 @@ use transport::RawAnswer;
 
 pub use transport::MAX_BODY_BYTES;
 
-/// ECS action name of DescribeInstances.
+/// ECS action name of `DescribeInstances`.
 pub const DESCRIBE_INSTANCES: &str = "DescribeInstances";
-/// Most instance IDs one DescribeInstances call accepts.
+/// Most instance IDs one `DescribeInstances` call accepts.
 pub const MAX_IDS_PER_DESCRIBE: usize = 100;
 /// Most pages one `describe_instances` follows before calling the answer malformed.
 const MAX_PAGES: usize = 100;
@@ -52,7 +52,7 @@ const MAX_PAGES: usize = 100;
 /// Per-call options: a bound on the call's whole duration.
 ///
 /// The client's own `request_timeout` bounds each HTTP request; a deadline also bounds the call
-/// as a whole (every page of a DescribeInstances, connecting, sending and reading the answer).
+/// as a whole (every page of a `DescribeInstances`, connecting, sending and reading the answer).
 /// Each request is sent with the timeout `min(request_timeout, deadline − now)`, so no part of
 /// the call runs past the deadline; when the deadline has already passed, nothing is sent and
 /// the call fails with [`EcsError::Unreachable`] `{ request_sent: false }`. A caller that must
@@ -292,7 +292,7 @@ impl EcsClient {
         &self.sts_endpoint
     }
 
-    /// DescribeInstances for up to 100 instances of one region, following `NextToken` pages.
+    /// `DescribeInstances` for up to 100 instances of one region, following `NextToken` pages.
     ///
     /// Instances ECS does not report (deleted, wrong region, never existed) are simply not in the
     /// result; neither is anything ECS reports that was not asked for. No call is made for an
@@ -383,7 +383,7 @@ impl EcsClient {
         })
     }
 
-    /// DescribeInstances for one instance: `None` when ECS does not report it.
+    /// `DescribeInstances` for one instance: `None` when ECS does not report it.
     ///
     /// # Errors
     /// As [`EcsClient::describe_instances`].
@@ -414,7 +414,7 @@ impl EcsClient {
         Ok(found.into_iter().find(|i| i.instance_id == instance_id))
     }
 
-    /// StartInstance. A dry run that ECS answers with `DryRunOperation` is
+    /// `StartInstance`. A dry run that ECS answers with `DryRunOperation` is
     /// `Ok(WriteOutcome { dry_run: true, .. })`.
     ///
     /// # Errors
@@ -457,7 +457,7 @@ impl EcsClient {
         .await
     }
 
-    /// StopInstance. A dry run that ECS answers with `DryRunOperation` is
+    /// `StopInstance`. A dry run that ECS answers with `DryRunOperation` is
     /// `Ok(WriteOutcome { dry_run: true, .. })`.
     ///
     /// # Errors
@@ -499,7 +499,7 @@ impl EcsClient {
         .await
     }
 
-    /// StartInstances for 1–100 instances of one region, `BatchOptimization=SuccessFirst`: each
+    /// `StartInstances` for 1–100 instances of one region, `BatchOptimization=SuccessFirst`: each
     /// instance is started or refused on its own, and the answer is read per instance by ID
     /// (see [`crate::ecs::batch`]). No `DryRun`, no `InitLocalDisk`: those use
     /// [`EcsClient::start_instance`].
@@ -527,7 +527,7 @@ impl EcsClient {
         .await
     }
 
-    /// StopInstances for 1–100 instances of one region with the same `stop` options,
+    /// `StopInstances` for 1–100 instances of one region with the same `stop` options,
     /// `BatchOptimization=SuccessFirst`, read per instance by ID as
     /// [`EcsClient::start_instances`]. No `DryRun`: dry runs use [`EcsClient::stop_instance`].
     ///
@@ -748,7 +748,7 @@ fn outcome_of(err: &EcsError) -> &str {
     }
 }
 
-/// A DescribeInstances page: 2xx with the expected JSON, or an error.
+/// A `DescribeInstances` page: 2xx with the expected JSON, or an error.
 fn interpret_describe(
     answer: RawAnswer,
     redactor: &crate::ecs::redaction::Redactor,
@@ -842,7 +842,7 @@ fn interpret_batch(
     })
 }
 
-/// A GetCallerIdentity answer: 2xx with an `AccountId`, or an error.
+/// A `GetCallerIdentity` answer: 2xx with an `AccountId`, or an error.
 fn interpret_identity(
     answer: RawAnswer,
     redactor: &crate::ecs::redaction::Redactor,

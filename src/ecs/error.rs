@@ -114,7 +114,7 @@ pub enum EcsError {
         retry_after: Option<Duration>,
     },
     /// The call was not sent because its input is invalid (a programming error in the caller,
-    /// such as more than 100 instance IDs in one DescribeInstances, or a malformed region ID).
+    /// such as more than 100 instance IDs in one `DescribeInstances`, or a malformed region ID).
     #[error("invalid ECS request: {detail}")]
     InvalidRequest {
         /// What was wrong with the input.

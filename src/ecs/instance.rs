@@ -1,6 +1,6 @@
-//! What DescribeInstances tells the operator about one instance (the "observe" step).
+//! What `DescribeInstances` tells the operator about one instance (the "observe" step).
 //!
-//! The [`client`](super::client) parses each DescribeInstances page into [`DescribeInstancesPage`]
+//! The [`client`](super::client) parses each `DescribeInstances` page into [`DescribeInstancesPage`]
 //! and returns [`InstanceObservation`]s; the controller compares [`InstanceStatus`] with the
 //! desired state and feeds `lock_reasons` to [`classify_lock`](super::catalogue::classify_lock).
 //! The instance's tags (`Tags.Tag[]`) come along for access rules that match on them.
@@ -67,7 +67,7 @@ impl fmt::Display for InstanceStatus {
     }
 }
 
-/// One instance as DescribeInstances reported it.
+/// One instance as `DescribeInstances` reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceObservation {
     /// The instance ID.
@@ -85,7 +85,7 @@ pub struct InstanceObservation {
     pub tags: BTreeMap<String, String>,
 }
 
-/// One page of a DescribeInstances answer.
+/// One page of a `DescribeInstances` answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DescribeInstancesPage {
     /// The `RequestId` of the page.
@@ -96,7 +96,7 @@ pub struct DescribeInstancesPage {
     pub next_token: Option<String>,
 }
 
-/// Why a DescribeInstances body could not be used.
+/// Why a `DescribeInstances` body could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PageError {
     /// Not JSON of the expected shape.
@@ -108,7 +108,7 @@ pub enum PageError {
 }
 
 impl DescribeInstancesPage {
-    /// Parses a 2xx DescribeInstances body.
+    /// Parses a 2xx `DescribeInstances` body.
     ///
     /// # Errors
     /// [`PageError`] when the body is not the expected JSON or an entry lacks `InstanceId` or

@@ -1,8 +1,8 @@
 //! The hook through which every finished ECS call is counted (metrics live elsewhere).
 //!
 //! The [`client`](super::client) calls [`CallObserver::on_call`] once per HTTP request it sends
-//! (each DescribeInstances page counts; the STS `GetCallerIdentity` call too). A batch call
-//! (StartInstances, StopInstances) is also reported by [`CallObserver::on_batch`] with its size
+//! (each `DescribeInstances` page counts; the STS `GetCallerIdentity` call too). A batch call
+//! (`StartInstances`, `StopInstances`) is also reported by [`CallObserver::on_batch`] with its size
 //! before it is sent, and each entry of its answer by [`CallObserver::on_instance_result`]. The
 //! metrics module implements the trait; tests and tools that do not count use [`NoopObserver`].
 //! Outcomes form a small bounded set so they can be metric labels.
@@ -28,8 +28,9 @@ pub const OUTCOME_UNRECOGNISED_CODE: &str = "UnrecognisedCode";
 
 /// Receives one notification per finished ECS call.
 pub trait CallObserver: Send + Sync {
-    /// One finished ECS call. `outcome` is "Success", "DryRunOperation" (or "DRYRUN.SUCCESS"), the
-    /// ECS error code, "EcsUnreachable", "MalformedResponse" or "HttpStatus5xx" (bounded set).
+    /// One finished ECS call. `outcome` is `"Success"`, `"DryRunOperation"` (or `"DRYRUN.SUCCESS"`),
+    /// the ECS error code, `"EcsUnreachable"`, `"MalformedResponse"` or `"HttpStatus5xx"` (bounded
+    /// set).
     fn on_call(&self, action: &'static str, outcome: &str, elapsed: Duration);
 
     /// A batch call (`StartInstances` / `StopInstances`) of `batch_size` instance IDs is about to

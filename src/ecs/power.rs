@@ -1,5 +1,5 @@
-//! The write calls that change an instance's power state (the "act" step): StartInstance and
-//! StopInstance, their parameters, and what a successful one returns.
+//! The write calls that change an instance's power state (the "act" step): `StartInstance` and
+//! `StopInstance`, their parameters, and what a successful one returns.
 //!
 //! The controller builds a [`StartInstance`] or [`StopInstance`] from the resource's spec; the
 //! [`client`](super::client) turns it into request parameters with `params()` and returns a
@@ -8,15 +8,15 @@
 
 use std::fmt;
 
-/// ECS action name of StartInstance.
+/// ECS action name of `StartInstance`.
 pub const START_INSTANCE: &str = "StartInstance";
-/// ECS action name of StopInstance.
+/// ECS action name of `StopInstance`.
 pub const STOP_INSTANCE: &str = "StopInstance";
 
 /// The ECS codes by which a dry run says "this call would have succeeded".
 pub const DRY_RUN_CODES: [&str; 2] = ["DryRunOperation", "DRYRUN.SUCCESS"];
 
-/// StopInstance's `StoppedMode`.
+/// `StopInstance`'s `StoppedMode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StoppedMode {
     /// Standard stop: resources and billing retained.
@@ -42,7 +42,7 @@ impl fmt::Display for StoppedMode {
     }
 }
 
-/// A StartInstance call.
+/// A `StartInstance` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartInstance {
     /// The instance to start.
@@ -68,7 +68,7 @@ impl StartInstance {
     }
 }
 
-/// A StopInstance call.
+/// A `StopInstance` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopInstance {
     /// The instance to stop.

@@ -683,7 +683,7 @@ impl RrsaProvider {
     }
 }
 
-/// The query string and form body of one AssumeRoleWithOIDC call.
+/// The query string and form body of one `AssumeRoleWithOIDC` call.
 struct AssumeRoleRequest {
     /// `Action`, `Format`, `Version`, `Timestamp`: nothing sensitive goes into the URL.
     query: String,
@@ -691,7 +691,7 @@ struct AssumeRoleRequest {
     body: String,
 }
 
-/// Builds the anonymous AssumeRoleWithOIDC call as the official Go credential provider sends it:
+/// Builds the anonymous `AssumeRoleWithOIDC` call as the official Go credential provider sends it:
 /// `Action`, `Format`, `Version`, `Timestamp` in the query, everything else in a form body.
 fn assume_role_request(config: &RrsaConfig, token: &str, now: &Timestamp) -> AssumeRoleRequest {
     let timestamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -795,7 +795,7 @@ fn error_answer(http_status: u16, body: &[u8], redactor: &Redactor) -> Credentia
     }
 }
 
-/// The fields of a successful AssumeRoleWithOIDC answer.
+/// The fields of a successful `AssumeRoleWithOIDC` answer.
 struct Answer {
     access_key_id: String,
     access_key_secret: String,

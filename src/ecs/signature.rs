@@ -152,7 +152,7 @@ mod tests {
         );
     }
 
-    /// The official worked example of Alibaba Cloud's signature documentation (GET, DescribeRegions).
+    /// The official worked example of Alibaba Cloud's signature documentation (GET, `DescribeRegions`).
     #[test]
     fn official_worked_example() {
         let p = params(&[
@@ -310,7 +310,7 @@ mod tests {
         ])
     }
 
-    /// ECS-shaped vector generated with the official SDK code: GET StartInstance.
+    /// ECS-shaped vector generated with the official SDK code: GET `StartInstance`.
     #[test]
     fn vector_f_start_instance_get() {
         let mut p = ecs_common("StartInstance");
@@ -321,7 +321,7 @@ mod tests {
         );
     }
 
-    /// ECS-shaped vector generated with the official SDK code: POST StartInstances with a
+    /// ECS-shaped vector generated with the official SDK code: POST `StartInstances` with a
     /// security token.
     #[test]
     fn vector_f_start_instances_post_with_token() {
@@ -342,7 +342,7 @@ mod tests {
         );
     }
 
-    /// ECS-shaped vector generated with the official SDK code: GET DescribeInstances with a JSON
+    /// ECS-shaped vector generated with the official SDK code: GET `DescribeInstances` with a JSON
     /// array of ids.
     #[test]
     fn vector_f_describe_instances_get() {

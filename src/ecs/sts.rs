@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-/// STS action name of GetCallerIdentity.
+/// STS action name of `GetCallerIdentity`.
 pub const GET_CALLER_IDENTITY: &str = "GetCallerIdentity";
 
 /// Who a set of credentials is, as STS says.
@@ -32,7 +32,7 @@ pub struct CallerIdentity {
     pub request_id: Option<String>,
 }
 
-/// Why a 2xx GetCallerIdentity body could not be used.
+/// Why a 2xx `GetCallerIdentity` body could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityAnswerError {
     /// Not a JSON object.
@@ -44,7 +44,7 @@ pub enum IdentityAnswerError {
 }
 
 impl CallerIdentity {
-    /// Parses a 2xx GetCallerIdentity body (strings or numbers; empty means absent).
+    /// Parses a 2xx `GetCallerIdentity` body (strings or numbers; empty means absent).
     ///
     /// # Errors
     /// [`IdentityAnswerError`] when the body is not a JSON object or has no `AccountId`.

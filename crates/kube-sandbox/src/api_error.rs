@@ -85,7 +85,7 @@ pub struct StatusDetails {
     pub name: String,
     /// API group ("" for core).
     pub group: String,
-    /// Kind (for Invalid) or plural resource (for NotFound, AlreadyExists, Conflict).
+    /// Kind (for Invalid) or plural resource (for `NotFound`, `AlreadyExists`, Conflict).
     pub kind: String,
     /// Field causes.
     pub causes: Vec<FieldError>,
@@ -131,7 +131,7 @@ impl ApiError {
         self
     }
 
-    /// 400 BadRequest.
+    /// 400 `BadRequest`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(Reason::BadRequest, message)
     }
@@ -227,7 +227,7 @@ impl ApiError {
         Self::new(Reason::Invalid, message)
     }
 
-    /// 405 MethodNotAllowed.
+    /// 405 `MethodNotAllowed`.
     pub fn method_not_allowed() -> Self {
         Self::new(
             Reason::MethodNotAllowed,
@@ -236,12 +236,12 @@ impl ApiError {
         .with_details("", "", "")
     }
 
-    /// 406 NotAcceptable.
+    /// 406 `NotAcceptable`.
     pub fn not_acceptable(message: impl Into<String>) -> Self {
         Self::new(Reason::NotAcceptable, message)
     }
 
-    /// 415 UnsupportedMediaType listing what is accepted.
+    /// 415 `UnsupportedMediaType` listing what is accepted.
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
         Self::new(
             Reason::UnsupportedMediaType,

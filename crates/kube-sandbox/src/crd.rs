@@ -1,4 +1,4 @@
-//! CustomResourceDefinitions: defaulting and validation of a CRD object, the resource types it
+//! `CustomResourceDefinitions`: defaulting and validation of a CRD object, the resource types it
 //! serves (schema compiled, printer columns parsed), and the status the API server reports
 //! (`NamesAccepted` and `Established` set at once, `acceptedNames`, `storedVersions`).
 

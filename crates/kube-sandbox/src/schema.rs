@@ -23,7 +23,7 @@ pub struct CelRule {
     pub rule: String,
     /// `message`, or `failed rule: <rule>`.
     pub message: String,
-    /// `reason` (FieldValueInvalid by default).
+    /// `reason` (`FieldValueInvalid` by default).
     pub reason: FieldErrorKind,
     /// `fieldPath`, relative to the node (`.x`), if any.
     pub field_path: Option<String>,

@@ -173,7 +173,7 @@ mod tests {
     }
 
     /// The batch call as the client builds it reproduces the published ECS-shaped known answer
-    /// for POST StartInstances with a security token (`z4/IDdD4Z8JJQP37TnuAc6NgW7U=`).
+    /// for POST `StartInstances` with a security token (`z4/IDdD4Z8JJQP37TnuAc6NgW7U=`).
     #[test]
     fn start_instances_batch_reproduces_the_known_answer() {
         let params: Vec<(String, String)> = crate::ecs::batch::params(

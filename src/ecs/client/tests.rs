@@ -76,7 +76,7 @@ enum Reply {
         /// Extra response headers.
         headers: Vec<(&'static str, String)>,
     },
-    /// A SignatureDoesNotMatch that echoes the server's string to sign, as the real gateway does.
+    /// A `SignatureDoesNotMatch` that echoes the server's string to sign, as the real gateway does.
     EchoStringToSign,
 }
 

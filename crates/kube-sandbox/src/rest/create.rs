@@ -1,6 +1,6 @@
 //! POST (create): name or `generateName`, namespace checks (exists, not terminating), server-set
 //! metadata (uid, creationTimestamp, generation), `status` dropped for kinds with a status
-//! subresource, admission, 409 AlreadyExists, CRD registration, `dryRun`. Also the create half
+//! subresource, admission, 409 `AlreadyExists`, CRD registration, `dryRun`. Also the create half
 //! of PUT-creates and server-side apply of a missing object.
 
 use serde_json::{Value, json};

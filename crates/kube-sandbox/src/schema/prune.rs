@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::Schema;
 use crate::field_error::{child, index};
 
-/// Keys of `metadata` (ObjectMeta) that survive pruning.
+/// Keys of `metadata` (`ObjectMeta`) that survive pruning.
 const OBJECT_META_KEYS: [&str; 15] = [
     "name",
     "generateName",

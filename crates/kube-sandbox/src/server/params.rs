@@ -1,6 +1,6 @@
 //! Query parameters: parsing and the typed options of each verb (`dryRun`, `fieldManager`,
 //! `fieldValidation`, selectors, `resourceVersion`, `limit`, `continue`, watch flags), with
-//! 400 BadRequest for malformed values.
+//! 400 `BadRequest` for malformed values.
 
 use crate::api_error::ApiError;
 use crate::rest::delete::DeleteOptions;

@@ -11,7 +11,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use kube_sandbox::{Sandbox, SandboxConfig};
 
-/// The test CRD (shaped like the operator's EcsInstancePower).
+/// The test CRD (shaped like the operator's `EcsInstancePower`).
 pub const CRD_YAML: &str = include_str!("../fixtures/crd.yaml");
 /// Its name.
 pub const CRD_NAME: &str = "ecsinstancepowers.ecspower.dev";
