@@ -5,6 +5,10 @@
 //! users. The controller (`crate::controller`) reads the spec and writes the status; nothing in this
 //! module talks to Kubernetes or ECS.
 
+// `kubectl explain` prints these docs verbatim, so they stay plain prose: ECS call names such as
+// StartInstance are written without Markdown backticks (and the committed CRD YAML keeps its text).
+#![allow(clippy::doc_markdown)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
@@ -61,6 +65,9 @@ pub use crate::vocabulary::condition::STALLED as CONDITION_STALLED;
     )
 )]
 #[serde(rename_all = "camelCase")]
+// The four flags are independent user-facing switches of the API (two of them ECS call parameters);
+// an enum or a state machine would not describe them better.
+#[allow(clippy::struct_excessive_bools)]
 pub struct EcsInstancePowerSpec {
     /// ID of the ECS instance to manage, for example `i-bp67acfmxazb4p3zh9lg`. Immutable: to manage
     /// another instance, create another EcsInstancePower.
@@ -138,7 +145,7 @@ mod stopped_mode {
     const ALL: [StoppedMode; 2] = [StoppedMode::KeepCharging, StoppedMode::StopCharging];
 
     // serde's `with` passes the field by reference.
-    #[allow(clippy::ref_option)]
+    #[allow(clippy::ref_option, clippy::trivially_copy_pass_by_ref)]
     pub fn serialize<S: Serializer>(
         mode: &Option<StoppedMode>,
         serializer: S,
@@ -289,6 +296,10 @@ impl EcsInstancePowerStatus {
 }
 
 /// The CRD as YAML, exactly what `ecs-power-operator crd` prints and `crds/` holds.
+///
+/// # Errors
+///
+/// When the generated CRD cannot be serialised as YAML (a bug).
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     serde_yaml::to_string(&EcsInstancePower::crd())
 }

@@ -35,6 +35,11 @@ pub struct Program {
 
 impl Program {
     /// Parses `source`; fails on syntax errors and on CEL outside the supported subset.
+    ///
+    /// # Errors
+    ///
+    /// [`CelError::Syntax`] when `source` is not valid CEL, [`CelError::Unsupported`] when it
+    /// uses CEL this subset does not implement.
     pub fn compile(source: &str) -> Result<Self, CelError> {
         let tokens = lexer::tokenize(source)?;
         let expr = parser::parse(&tokens)?;
@@ -52,6 +57,11 @@ impl Program {
     }
 
     /// Evaluates the rule to a boolean with `self` (and `oldSelf`) bound.
+    ///
+    /// # Errors
+    ///
+    /// [`CelError::Runtime`] when evaluation fails or the rule yields something other than a
+    /// boolean.
     pub fn evaluate(&self, self_value: &Value, old_self: Option<&Value>) -> Result<bool, CelError> {
         match eval::evaluate(&self.expr, self_value, old_self)? {
             Value::Bool(b) => Ok(b),

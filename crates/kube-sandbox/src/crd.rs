@@ -52,6 +52,11 @@ pub fn apply_defaults(crd: &mut Value) {
 
 /// Validates a (defaulted) CRD and builds the resource types of its served versions.
 /// `old` is the stored CRD on update (group, names and scope are immutable here).
+///
+/// # Errors
+///
+/// Every problem found (invalid or missing fields, an immutable field changed on update), as
+/// field errors for a 422 Invalid answer.
 pub fn resource_types(
     crd: &Value,
     old: Option<&Value>,

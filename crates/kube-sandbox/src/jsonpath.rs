@@ -27,6 +27,10 @@ pub struct JsonPath {
 
 impl JsonPath {
     /// Parses a path; the error says what is wrong.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the problem when `src` is not a JSONPath this module understands.
     pub fn parse(src: &str) -> Result<Self, String> {
         let mut s = src.trim();
         if let Some(inner) = s.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {

@@ -51,6 +51,11 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 
 /// Applies a JSON, merge or strategic merge patch to `current` (served view).
 /// `custom` marks custom resources, which do not accept strategic merge patches.
+///
+/// # Errors
+///
+/// 400 when the body cannot be decoded, 422 when a JSON patch operation fails, 415 for a
+/// strategic merge patch on a custom resource, 500 for an apply patch (handled elsewhere).
 pub fn apply_patch(
     kind: PatchType,
     current: &Value,
@@ -94,6 +99,10 @@ pub fn apply_patch(
 }
 
 /// Parses an apply patch body (YAML or JSON) into an object.
+///
+/// # Errors
+///
+/// 400 when the body is neither YAML nor JSON, or is not an object.
 pub fn parse_apply_body(body: &[u8]) -> Result<Value, ApiError> {
     let v: Value = serde_yaml::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;

@@ -182,6 +182,11 @@ fn bad(kind: &str, e: &prost::DecodeError) -> ApiError {
 }
 
 /// Decodes a protobuf request body into the JSON object it carries.
+///
+/// # Errors
+///
+/// 400 when the body lacks the `k8s\0` envelope or does not decode, 415 for a kind this
+/// server does not decode from protobuf.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let inner = body.strip_prefix(MAGIC).ok_or_else(|| {
         ApiError::bad_request("protobuf body does not start with the k8s\\0 envelope")

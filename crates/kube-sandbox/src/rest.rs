@@ -145,6 +145,10 @@ pub fn is_namespace(rt: &ResourceType) -> bool {
 
 /// Checks a request body is an object of the addressed kind (filling `apiVersion` / `kind`
 /// when absent) and returns it.
+///
+/// # Errors
+///
+/// 400 when the body is not an object, or names another `apiVersion` or `kind`.
 pub fn check_body(rt: &ResourceType, body: Value) -> Result<Value, ApiError> {
     let Value::Object(mut m) = body else {
         return Err(ApiError::bad_request(

@@ -81,11 +81,20 @@ const BOOTSTRAP_NAMESPACES: [&str; 4] =
 
 impl Sandbox {
     /// Starts a sandbox on `addr` (port 0 picks a free port) with the default configuration.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::start_with`].
     pub async fn start(addr: SocketAddr) -> Result<Self, SandboxError> {
         Self::start_with(addr, SandboxConfig::default()).await
     }
 
     /// Starts a sandbox with a configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`SandboxError::Bind`] when `addr` cannot be bound, [`SandboxError::Bootstrap`] when a
+    /// bootstrap object is refused.
     pub async fn start_with(addr: SocketAddr, config: SandboxConfig) -> Result<Self, SandboxError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -143,6 +152,10 @@ impl Sandbox {
     }
 
     /// Writes [`Sandbox::kubeconfig_yaml`] to `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`SandboxError::WriteKubeconfig`] when the file cannot be written.
     pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> Result<(), SandboxError> {
         let path = path.as_ref();
         std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| {

@@ -128,6 +128,10 @@ fn bool_of(v: &Value, key: &str) -> bool {
 impl Schema {
     /// Compiles a schema node; `path` names it in errors
     /// (`spec.versions[0].schema.openAPIV3Schema.properties[spec]`).
+    ///
+    /// # Errors
+    ///
+    /// Every unsupported or malformed construct found in the node, as field errors under `path`.
     pub fn compile(v: &Value, path: &str) -> Result<Self, Vec<FieldError>> {
         let mut errs = Vec::new();
         let s = Self::compile_into(v, path, &mut errs);

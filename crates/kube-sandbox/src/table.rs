@@ -23,6 +23,10 @@ pub enum IncludeObject {
 
 impl IncludeObject {
     /// Parses the query parameter.
+    ///
+    /// # Errors
+    ///
+    /// The message of the 400 answer for a value other than `None`, `Metadata` or `Object`.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "None" => Ok(Self::None),

@@ -58,6 +58,10 @@ pub fn list_strategy(path: &[String]) -> ListStrategy {
 }
 
 /// Applies `patch` to `target`.
+///
+/// # Errors
+///
+/// A message for the 400 answer when `patch` carries an unknown `$patch` directive.
 pub fn merge(target: &mut Value, patch: &Value) -> Result<(), String> {
     merge_at(target, patch, &mut Vec::new())
 }

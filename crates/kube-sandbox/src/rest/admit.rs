@@ -14,6 +14,11 @@ use crate::rest::{FieldValidation, WriteOptions};
 use crate::schema::{prune, validate};
 
 /// Processes `obj` in place; `old` is the stored object on update.
+///
+/// # Errors
+///
+/// 400 for unknown fields under `fieldValidation=Strict`; 422 Invalid listing every failed
+/// normalisation, metadata, schema and finalizer check.
 pub fn admit(
     rt: &ResourceType,
     obj: &mut Value,

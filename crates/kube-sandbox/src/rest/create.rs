@@ -24,6 +24,11 @@ const SERVER_SET: [&str; 7] = [
 ];
 
 /// Creates from a request body.
+///
+/// # Errors
+///
+/// 400 for a malformed body or a name that disagrees with the URL, 404 or 403 for the
+/// namespace, 422 when admission refuses the object, 409 when it already exists.
 pub fn create(
     store: &Store,
     t: &Target,
@@ -47,6 +52,10 @@ pub fn create(
 }
 
 /// Checks the namespace a new object goes into exists and is not being deleted.
+///
+/// # Errors
+///
+/// 404 when the namespace does not exist, 403 when it is being deleted.
 pub fn check_namespace(
     st: &State,
     rt: &ResourceType,
@@ -69,6 +78,12 @@ pub fn check_namespace(
 }
 
 /// Creates `obj` (served view, already checked) at the target; returns the stored object's view.
+///
+/// # Errors
+///
+/// 400 when the object's namespace or name disagrees with the URL, 422 when admission refuses
+/// the object (or a CRD is invalid), 404 or 403 for the namespace, 409 when the object already
+/// exists.
 pub fn create_object(
     st: &mut State,
     t: &Target,

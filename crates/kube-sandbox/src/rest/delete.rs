@@ -25,6 +25,10 @@ pub struct DeleteOptions {
 
 impl DeleteOptions {
     /// Reads a JSON `DeleteOptions` body (fields this server does not act on are ignored).
+    ///
+    /// # Errors
+    ///
+    /// 400 when the body is not an object or a known field has the wrong type.
     pub fn merge_json(&mut self, body: &Value) -> Result<(), ApiError> {
         if body.is_null() {
             return Ok(());
@@ -56,6 +60,11 @@ impl DeleteOptions {
 }
 
 /// DELETE of one object.
+///
+/// # Errors
+///
+/// 404 when the object does not exist, 409 when a precondition (uid or resourceVersion)
+/// does not match.
 pub fn delete(store: &Store, t: &Target, opts: &DeleteOptions) -> Result<Reply, ApiError> {
     let rt = &t.rt;
     let mut st = store.write();
@@ -185,6 +194,11 @@ pub fn remove_for_real(st: &mut State, rt: &ResourceType, key: &ObjectKey) -> Op
 }
 
 /// DELETE on a collection (selectors apply); answers with the list of affected objects.
+///
+/// # Errors
+///
+/// None today (deleting the selected objects cannot fail); the `Result` keeps the shape of the
+/// other verbs.
 pub fn delete_collection(
     store: &Store,
     t: &Target,

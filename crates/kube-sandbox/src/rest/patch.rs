@@ -53,6 +53,12 @@ fn check_apply_identity(t: &Target, applied: &Value) -> Result<(), ApiError> {
 }
 
 /// PATCH.
+///
+/// # Errors
+///
+/// 404 when the object does not exist, 409 for a stale resourceVersion, 422 for an apply
+/// patch without `fieldManager`, 400 or 422 when the patch cannot be decoded, applied or
+/// admitted.
 pub fn patch(
     store: &Store,
     t: &Target,

@@ -16,6 +16,10 @@ use crate::store::Store;
 use crate::table;
 
 /// GET of one object (or its `/status`).
+///
+/// # Errors
+///
+/// 404 when the object does not exist.
 pub fn get(store: &Store, t: &Target, tbl: Option<TableRequest>) -> Result<Reply, ApiError> {
     let rt = &t.rt;
     let obj = {
@@ -67,6 +71,11 @@ fn parse_rv(s: &str) -> Result<u64, ApiError> {
 }
 
 /// LIST.
+///
+/// # Errors
+///
+/// 400 for a malformed `resourceVersion`, `resourceVersionMatch` or continue token, 410 Gone
+/// when the requested version was compacted, 504 when it is newer than the store.
 pub fn list(
     store: &Store,
     t: &Target,

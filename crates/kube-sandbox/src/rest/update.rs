@@ -28,6 +28,11 @@ const PRESERVED: [&str; 7] = [
 ];
 
 /// PUT.
+///
+/// # Errors
+///
+/// 400 for a malformed body or a name that disagrees with the URL, 404 when the object does
+/// not exist, 409 for a stale resourceVersion, 422 when admission refuses the new state.
 pub fn update(
     store: &Store,
     t: &Target,
@@ -106,6 +111,10 @@ fn spec_changed(old: &Value, new: &Value, status_subresource: bool) -> bool {
 }
 
 /// Applies a new state (served view) to an existing object; returns (HTTP code, view).
+///
+/// # Errors
+///
+/// 422 when admission refuses the new state.
 pub fn update_object(
     st: &mut State,
     t: &Target,

@@ -139,6 +139,11 @@ fn validate(opts: &ListOptions) -> Result<(), ApiError> {
 }
 
 /// Starts a watch; the returned receiver yields the response body chunks.
+///
+/// # Errors
+///
+/// 422 for an invalid combination of `sendInitialEvents` and `resourceVersionMatch`, 400 for
+/// a malformed `resourceVersion`.
 pub fn watch(
     store: Arc<Store>,
     t: &Target,

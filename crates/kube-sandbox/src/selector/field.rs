@@ -26,6 +26,10 @@ fn text(v: Option<&Value>) -> String {
 
 impl FieldSelector {
     /// Parses a selector; the error is the 400 message.
+    ///
+    /// # Errors
+    ///
+    /// The message of the 400 answer when a requirement is malformed.
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {

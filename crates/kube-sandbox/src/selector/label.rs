@@ -55,6 +55,10 @@ fn set(values: &str) -> Result<Vec<String>, String> {
 
 impl LabelSelector {
     /// Parses a selector; the error is the 400 message.
+    ///
+    /// # Errors
+    ///
+    /// The message of the 400 answer when a requirement is malformed.
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for raw in split_top_level(s) {

@@ -23,6 +23,10 @@ pub fn media_type(content_type: &str) -> String {
 }
 
 /// Decodes an object from a request body.
+///
+/// # Errors
+///
+/// 400 when the body does not decode, 415 for a media type this server does not read.
 pub fn decode_object(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
     match media_type(content_type).as_str() {
         "" | "application/json" | "*/*" => serde_json::from_slice(bytes).map_err(|e| {
@@ -39,6 +43,10 @@ pub fn decode_object(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError
 }
 
 /// Reads a whole request body, 413 beyond `limit` bytes.
+///
+/// # Errors
+///
+/// 413 when the body is larger than `limit` (or cannot be read).
 pub async fn read(body: HttpBody, limit: usize) -> Result<bytes::Bytes, ApiError> {
     axum::body::to_bytes(body, limit)
         .await

@@ -40,6 +40,10 @@ impl Query {
     }
 
     /// A boolean flag (`true`/`1`/`false`/`0`).
+    ///
+    /// # Errors
+    ///
+    /// 400 when the value is not a boolean.
     pub fn flag(&self, key: &str) -> Result<Option<bool>, ApiError> {
         match self.get(key) {
             None => Ok(None),
@@ -78,6 +82,11 @@ impl Query {
     }
 
     /// Options of create, update and patch.
+    ///
+    /// # Errors
+    ///
+    /// 400 for an unsupported `fieldValidation`, a `fieldManager` over 128 bytes, or a
+    /// malformed `dryRun` or `force`.
     pub fn write_options(&self) -> Result<WriteOptions, ApiError> {
         let field_validation = match self.get("fieldValidation").unwrap_or("") {
             "Strict" => FieldValidation::Strict,
@@ -106,6 +115,10 @@ impl Query {
     }
 
     /// Options of list, watch and deletecollection.
+    ///
+    /// # Errors
+    ///
+    /// 400 for a malformed selector, number or flag.
     pub fn list_options(&self) -> Result<ListOptions, ApiError> {
         let labels = LabelSelector::parse(self.get("labelSelector").unwrap_or(""))
             .map_err(ApiError::bad_request)?;
@@ -130,6 +143,10 @@ impl Query {
     }
 
     /// Options of delete (the body may add more).
+    ///
+    /// # Errors
+    ///
+    /// 400 for a malformed `dryRun`.
     pub fn delete_options(&self) -> Result<DeleteOptions, ApiError> {
         Ok(DeleteOptions {
             dry_run: self.dry_run()?,
@@ -138,11 +155,19 @@ impl Query {
     }
 
     /// `watch=true` (or `1`).
+    ///
+    /// # Errors
+    ///
+    /// 400 when `watch` is not a boolean.
     pub fn is_watch(&self) -> Result<bool, ApiError> {
         Ok(self.flag("watch")?.unwrap_or(false))
     }
 
     /// Table options when `Accept` asks for a Table.
+    ///
+    /// # Errors
+    ///
+    /// 400 for an unsupported `includeObject`.
     pub fn table(&self, accept: &str) -> Result<Option<TableRequest>, ApiError> {
         if !crate::table::wants_table(accept) {
             return Ok(None);
