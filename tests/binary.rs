@@ -165,9 +165,10 @@ async fn empty_cluster() -> (Sandbox, tempfile::TempDir, PathBuf) {
 
 async fn client(kubeconfig: &Path) -> kube::Client {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .unwrap();
     kube::Client::try_from(config).unwrap()
 }
 

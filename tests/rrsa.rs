@@ -319,7 +319,7 @@ async fn refresh_in_flight_does_not_block_other_callers() {
             quick, first,
             "the waiting-free caller got the cached credentials"
         );
-        assert!(quick_took < Duration::from_millis(1000), "{quick_took:?}");
+        assert!(quick_took < Duration::from_secs(1), "{quick_took:?}");
         assert_ne!(refreshed.access_key_id, first.access_key_id);
         assert!(refresh_took >= slow, "{refresh_took:?}");
         assert_eq!(sts_calls(&emu).len(), 2);

@@ -322,7 +322,7 @@ mod tests {
             &b"<html>"[..],
             br#"{"RequestId":"R"}"#,
             br#"{"InstanceResponses":{"InstanceResponse":{}}}"#,
-            br#"[]"#,
+            br"[]",
         ] {
             assert!(
                 parse_answer(body, &["i-1"], &Redactor::new()).is_err(),

@@ -169,18 +169,15 @@ impl RrsaConfig {
         };
         let role_arn = required(role_arn, ENV_ROLE_ARN)?;
         let provider_arn = required(provider_arn, ENV_OIDC_PROVIDER_ARN)?;
-        let token_file = match token_file {
-            Some(path) => path,
-            None => {
-                return Err(match lookup(ENV_OIDC_TOKEN_FILE) {
-                    Some(_) => CredentialsError::Empty {
-                        key: ENV_OIDC_TOKEN_FILE,
-                    },
-                    None => CredentialsError::Missing {
-                        key: ENV_OIDC_TOKEN_FILE,
-                    },
-                });
-            }
+        let Some(token_file) = token_file else {
+            return Err(match lookup(ENV_OIDC_TOKEN_FILE) {
+                Some(_) => CredentialsError::Empty {
+                    key: ENV_OIDC_TOKEN_FILE,
+                },
+                None => CredentialsError::Missing {
+                    key: ENV_OIDC_TOKEN_FILE,
+                },
+            });
         };
         for (key, value) in [
             (ENV_ROLE_ARN, &role_arn),
@@ -1032,9 +1029,9 @@ mod tests {
 
     #[test]
     fn sts_endpoint_for_signed_calls() {
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a Endpoint, &'a str);
         let regional = Endpoint::default();
         let emulator = Endpoint::Override("http://127.0.0.1:9090".into());
-        type Case<'a> = (&'a [(&'a str, &'a str)], &'a Endpoint, &'a str);
         let cases: [Case<'_>; 6] = [
             (&[], &regional, "https://sts.aliyuncs.com"),
             (&[], &emulator, "http://127.0.0.1:9090"),

@@ -210,12 +210,11 @@ impl Harness {
             if obj.status.as_ref().is_some_and(&check) {
                 return obj;
             }
-            if tokio::time::Instant::now() >= deadline {
-                panic!(
-                    "timed out after {limit:?} waiting for {name}: {what}; last status: {}",
-                    serde_json::to_string_pretty(&obj.status).unwrap()
-                );
-            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {name}: {what}; last status: {}",
+                serde_json::to_string_pretty(&obj.status).unwrap()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }

@@ -39,7 +39,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
             },
         ),
         with(ResourceType::builtin("", "v1", "secrets", "Secret"), |r| {
-            r.table = TableLayout::Secret
+            r.table = TableLayout::Secret;
         }),
         with(ResourceType::builtin("", "v1", "events", "Event"), |r| {
             r.short_names = short(&["ev"]);
@@ -199,10 +199,7 @@ pub fn normalize(rt: &ResourceType, obj: &mut Value, creating: bool) -> Vec<Fiel
                 }
                 if let Some(d) = data.as_object_mut() {
                     for (k, v) in sd {
-                        let text = v
-                            .as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| v.to_string());
+                        let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
                         d.insert(k, Value::String(engine.encode(text)));
                     }
                 }

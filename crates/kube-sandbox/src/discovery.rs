@@ -39,7 +39,7 @@ fn group_doc(name: &str, versions: &[String]) -> Value {
     json!({
         "name": name,
         "versions": versions.iter().map(|v| gv(v)).collect::<Vec<_>>(),
-        "preferredVersion": versions.first().map(|v| gv(v)).unwrap_or(Value::Null),
+        "preferredVersion": versions.first().map_or(Value::Null, |v| gv(v)),
     })
 }
 

@@ -147,15 +147,13 @@ fn binding(subjects: Vec<rbac::Subject>, role_ref: Option<rbac::RoleRef>) -> (Va
                 .done()
         })
         .collect();
-    let role_ref = role_ref
-        .map(|r| {
-            Obj::default()
-                .s("apiGroup", r.api_group)
-                .s("kind", r.kind)
-                .s("name", r.name)
-                .done()
-        })
-        .unwrap_or(Value::Null);
+    let role_ref = role_ref.map_or(Value::Null, |r| {
+        Obj::default()
+            .s("apiGroup", r.api_group)
+            .s("kind", r.kind)
+            .s("name", r.name)
+            .done()
+    });
     (Value::Array(subjects), role_ref)
 }
 

@@ -243,13 +243,13 @@ impl Schema {
                         ap,
                         &format!("{path}.additionalProperties"),
                         errs,
-                    )))
+                    )));
                 }
                 Value::Bool(true) => {
                     s.additional = Some(Box::new(Self {
                         preserve_unknown: true,
                         ..Self::default()
-                    }))
+                    }));
                 }
                 _ => {}
             }
@@ -290,8 +290,7 @@ impl Schema {
                     message: r
                         .get("message")
                         .and_then(Value::as_str)
-                        .map(str::to_string)
-                        .unwrap_or_else(|| format!("failed rule: {rule}")),
+                        .map_or_else(|| format!("failed rule: {rule}"), str::to_string),
                     reason: FieldErrorKind::from_reason(
                         r.get("reason").and_then(Value::as_str).unwrap_or(""),
                     ),

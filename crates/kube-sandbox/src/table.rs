@@ -169,14 +169,11 @@ pub fn column_definitions(rt: &ResourceType) -> Vec<Value> {
                 "The number of times this event has occurred.",
                 1,
             ),
-            name_col()
-                .as_object()
-                .map(|m| {
-                    let mut m = m.clone();
-                    m.insert("priority".into(), json!(1));
-                    Value::Object(m)
-                })
-                .unwrap_or_else(name_col),
+            name_col().as_object().map_or_else(name_col, |m| {
+                let mut m = m.clone();
+                m.insert("priority".into(), json!(1));
+                Value::Object(m)
+            }),
         ],
         TableLayout::Deployment => vec![
             name_col(),
@@ -270,14 +267,13 @@ fn custom_cell(c: &PrinterColumn, obj: &Value) -> Value {
         return Value::Null;
     };
     match c.type_.as_str() {
-        "integer" => v.as_i64().map(Value::from).unwrap_or(Value::Null),
-        "number" => v.as_f64().map(Value::from).unwrap_or(Value::Null),
-        "boolean" => v.as_bool().map(Value::from).unwrap_or(Value::Null),
+        "integer" => v.as_i64().map_or(Value::Null, Value::from),
+        "number" => v.as_f64().map_or(Value::Null, Value::from),
+        "boolean" => v.as_bool().map_or(Value::Null, Value::from),
         // The server renders dates as ages, as the CRD table convertor does.
         "date" => v
             .as_str()
-            .map(|t| Value::from(age::since(Some(t))))
-            .unwrap_or(Value::Null),
+            .map_or(Value::Null, |t| Value::from(age::since(Some(t)))),
         _ => match v {
             Value::String(s) => Value::String(s.clone()),
             Value::Null => Value::Null,

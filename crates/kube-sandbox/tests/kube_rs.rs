@@ -450,9 +450,10 @@ async fn raw_watches_resume_bookmark_and_expire() -> anyhow::Result<()> {
     )
     .await?;
     let left = loop {
-        match tokio::time::timeout(WAIT, stream.try_next()).await?? {
-            Some(WatchEvent::Bookmark(_)) => continue,
-            other => break other,
+        // Bookmarks are skipped.
+        let event = tokio::time::timeout(WAIT, stream.try_next()).await??;
+        if !matches!(event, Some(WatchEvent::Bookmark(_))) {
+            break event;
         }
     };
     assert!(
@@ -547,13 +548,10 @@ async fn watcher_sees_changes(config: watcher::Config) -> anyhow::Result<()> {
     let has = |name: &'static str, state: &'static str| {
         let seen = seen.clone();
         move || {
-            let found = seen
-                .lock()
-                .map(|v| {
-                    v.iter()
-                        .any(|(n, s)| n == name && s.as_deref() == Some(state))
-                })
-                .unwrap_or(false);
+            let found = seen.lock().is_ok_and(|v| {
+                v.iter()
+                    .any(|(n, s)| n == name && s.as_deref() == Some(state))
+            });
             async move { Ok(found.then_some(())) }
         }
     };
@@ -666,8 +664,7 @@ async fn controller_sees_creates_and_updates_and_records_events() -> anyhow::Res
             let found = ctx
                 .seen
                 .lock()
-                .map(|s| s.contains(&("web".to_string(), generation)))
-                .unwrap_or(false);
+                .is_ok_and(|s| s.contains(&("web".to_string(), generation)));
             async move { Ok(found.then_some(())) }
         }
     };

@@ -352,9 +352,10 @@ fn call(recv: Option<Value>, name: &str, args: &[Value]) -> Res {
                 other => Err(rt(format!("unknown function {other}"))),
             }
         }
-        Some(r) => match name {
-            "size" => size(&r),
-            _ => {
+        Some(r) => {
+            if name == "size" {
+                size(&r)
+            } else {
                 let Value::String(s) = &r else {
                     return Err(rt(format!("no such overload: {}.{name}()", type_name(&r))));
                 };
@@ -372,7 +373,7 @@ fn call(recv: Option<Value>, name: &str, args: &[Value]) -> Res {
                     other => Err(rt(format!("unknown function {other}"))),
                 }
             }
-        },
+        }
     }
 }
 

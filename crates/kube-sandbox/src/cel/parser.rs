@@ -455,7 +455,7 @@ mod tests {
         match p("a || b && c == 1 + 2 * 3") {
             Expr::Binary(BinOp::Or, _, rhs) => match *rhs {
                 Expr::Binary(BinOp::And, _, rel) => {
-                    assert!(matches!(*rel, Expr::Binary(BinOp::Eq, _, _)))
+                    assert!(matches!(*rel, Expr::Binary(BinOp::Eq, _, _)));
                 }
                 other => panic!("{other:?}"),
             },

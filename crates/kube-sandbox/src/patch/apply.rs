@@ -55,7 +55,7 @@ pub enum Shape<'a> {
     Builtin,
 }
 
-impl<'a> Shape<'a> {
+impl Shape<'_> {
     fn child(self, key: &str) -> Self {
         match self {
             Self::Schema(s) => Self::Schema(s.and_then(|s| s.child(key))),
@@ -231,7 +231,7 @@ fn remove(obj: &mut Value, path: &[PathElem], shape: Shape<'_>, names: &mut Vec<
             }
         }
         (PathElem::Value(v), Value::Array(items)) if rest.is_empty() => {
-            items.retain(|i| &i.to_string() != v)
+            items.retain(|i| &i.to_string() != v);
         }
         _ => {}
     }

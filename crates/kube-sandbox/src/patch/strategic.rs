@@ -27,8 +27,7 @@ pub fn list_strategy(path: &[String]) -> ListStrategy {
         .len()
         .checked_sub(2)
         .and_then(|i| path.get(i))
-        .map(String::as_str)
-        .unwrap_or("");
+        .map_or("", String::as_str);
     let in_container = path.iter().any(|p| {
         matches!(
             p.as_str(),

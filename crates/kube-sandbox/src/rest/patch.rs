@@ -89,7 +89,7 @@ pub fn patch(
             let (_, owners) = apply::apply(
                 &json!({}),
                 &obj,
-                &Default::default(),
+                &apply::Owners::default(),
                 &manager,
                 false,
                 shape,

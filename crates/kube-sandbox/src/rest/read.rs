@@ -87,42 +87,39 @@ pub fn list(
     let (items, list_rv, next) = {
         let st = store.read();
         let current = st.rv();
-        let (list_rv, after) = match &opts.continue_token {
-            Some(token) => {
-                let c = decode_continue(token)?;
-                if c.rv < st.floor() {
-                    return Err(ApiError::expired(
-                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+        let (list_rv, after) = if let Some(token) = &opts.continue_token {
+            let c = decode_continue(token)?;
+            if c.rv < st.floor() {
+                return Err(ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                ));
+            }
+            (c.rv, Some(ObjectKey::new(&c.ns, &c.name)))
+        } else {
+            let asked = opts.resource_version.as_deref().filter(|s| !s.is_empty());
+            match (
+                asked.map(parse_rv).transpose()?,
+                opts.resource_version_match.as_deref(),
+            ) {
+                (Some(n), _) if n > current => {
+                    return Err(ApiError::too_large_resource_version(n, current));
+                }
+                (Some(n), Some("Exact")) if n != current => {
+                    return Err(ApiError::expired(format!(
+                        "too old resource version: {n} ({current})"
+                    )));
+                }
+                (None, Some(m)) if !m.is_empty() => {
+                    return Err(ApiError::bad_request(
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
                     ));
                 }
-                (c.rv, Some(ObjectKey::new(&c.ns, &c.name)))
-            }
-            None => {
-                let asked = opts.resource_version.as_deref().filter(|s| !s.is_empty());
-                match (
-                    asked.map(parse_rv).transpose()?,
-                    opts.resource_version_match.as_deref(),
-                ) {
-                    (Some(n), _) if n > current => {
-                        return Err(ApiError::too_large_resource_version(n, current));
-                    }
-                    (Some(n), Some("Exact")) if n != current => {
-                        return Err(ApiError::expired(format!(
-                            "too old resource version: {n} ({current})"
-                        )));
-                    }
-                    (None, Some(m)) if !m.is_empty() => {
-                        return Err(ApiError::bad_request(
-                            "resourceVersionMatch is forbidden unless resourceVersion is provided",
-                        ));
-                    }
-                    (_, Some(m)) if !matches!(m, "" | "Exact" | "NotOlderThan") => {
-                        return Err(ApiError::bad_request(format!(
-                            "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""
-                        )));
-                    }
-                    _ => (current, None),
+                (_, Some(m)) if !matches!(m, "" | "Exact" | "NotOlderThan") => {
+                    return Err(ApiError::bad_request(format!(
+                        "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""
+                    )));
                 }
+                _ => (current, None),
             }
         };
         let mut items: Vec<Arc<Value>> = Vec::new();

@@ -220,8 +220,7 @@ pub fn watch(
     let timeout = filter
         .opts
         .timeout_seconds
-        .map(Duration::from_secs)
-        .unwrap_or(cfg.max_timeout)
+        .map_or(cfg.max_timeout, Duration::from_secs)
         .min(cfg.max_timeout);
     let bookmark_interval = cfg.bookmark_interval;
     let (tx, body) = mpsc::channel::<Bytes>(64);
