@@ -298,12 +298,16 @@ struct Settings {
 }
 
 fn settings(s: &Shared) -> Settings {
+    let (qps, rate_limits) = {
+        let throttle = lock(&s.throttle);
+        (throttle.qps().clone(), throttle.rate_limits().clone())
+    };
     let store = lock(&s.store);
     Settings {
         transition_delay: Some(store.transition_delay()),
         default_stopped_mode: Some(store.default_stopped_mode()),
-        qps: Some(lock(&s.throttle).qps().clone()),
-        rate_limits: Some(lock(&s.throttle).rate_limits().clone()),
+        qps: Some(qps),
+        rate_limits: Some(rate_limits),
     }
 }
 
