@@ -41,9 +41,29 @@ struct Shape {
     retry_after: Option<Duration>,
 }
 
-/// The axum handler for every non-admin path.
+/// The axum handler for every non-admin path. The request is served in its own task, so it
+/// runs to the end (action, call-log record) even when the client gives up or its connection
+/// closes first, as a real server behaves.
 pub(crate) async fn handle(
     State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match tokio::spawn(serve(shared, method, uri, headers, body)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
+    }
+}
+
+async fn serve(
+    shared: Arc<Shared>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
