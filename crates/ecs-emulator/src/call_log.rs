@@ -178,7 +178,11 @@ mod tests {
         assert_eq!(single.accepted_instances(), ["i-a"]);
         single.http_status = None;
         single.fault = Some("reset".to_owned());
-        assert_eq!(single.accepted_instances(), ["i-a"], "reset after the action");
+        assert_eq!(
+            single.accepted_instances(),
+            ["i-a"],
+            "reset after the action"
+        );
         single.acted = false;
         assert!(single.accepted_instances().is_empty(), "reset before it");
         let mut refused = record("StopInstance");

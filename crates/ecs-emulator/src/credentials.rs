@@ -94,7 +94,11 @@ impl AccessKey {
                 self.id
             ));
         }
-        if self.user_name.as_deref().is_some_and(|u| u.trim().is_empty()) {
+        if self
+            .user_name
+            .as_deref()
+            .is_some_and(|u| u.trim().is_empty())
+        {
             return Err(format!("access key {}: userName is empty", self.id));
         }
         Ok(())
@@ -171,8 +175,10 @@ impl Identity {
     /// a session name; a role ARN of another shape belongs to [`DEFAULT_ACCOUNT_ID`].
     #[must_use]
     pub fn assumed_role(role_arn: &str, session: &str) -> Self {
-        let (account, role) = parse_role_arn(role_arn)
-            .unwrap_or((DEFAULT_ACCOUNT_ID, role_arn.rsplit('/').next().unwrap_or(role_arn)));
+        let (account, role) = parse_role_arn(role_arn).unwrap_or((
+            DEFAULT_ACCOUNT_ID,
+            role_arn.rsplit('/').next().unwrap_or(role_arn),
+        ));
         let role_id = role_id(role_arn);
         let principal = format!("{role_id}:{session}");
         Self {
@@ -375,9 +381,19 @@ mod tests {
         assert_eq!(user.identity_type.as_str(), "RAMUser");
         assert_eq!(user.user_id.len(), 16);
         assert_eq!(user.user_id, user.principal_id);
-        assert!(AccessKey::new("AK", "S").in_account("12a").validate().is_err());
+        assert!(
+            AccessKey::new("AK", "S")
+                .in_account("12a")
+                .validate()
+                .is_err()
+        );
         assert!(AccessKey::new("AK", "S").for_user(" ").validate().is_err());
-        assert!(AccessKey::new("AK", "S").in_account("42").validate().is_ok());
+        assert!(
+            AccessKey::new("AK", "S")
+                .in_account("42")
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -217,7 +217,11 @@ async fn process(
             None => record
                 .instance_ids
                 .first()
-                .and_then(|id| lock(&shared.store).observe(id, now).map(|i| i.region.clone()))
+                .and_then(|id| {
+                    lock(&shared.store)
+                        .observe(id, now)
+                        .map(|i| i.region.clone())
+                })
                 .unwrap_or_default(),
         };
         let caller = Caller {

@@ -148,7 +148,10 @@ struct Bucket {
 
 impl Bucket {
     fn full(rate: f64, now: jiff::Timestamp) -> Self {
-        Self { tokens: rate, last: now }
+        Self {
+            tokens: rate,
+            last: now,
+        }
     }
 
     /// Refills up to `now` (never backwards) and says whether a token is available; when not,
@@ -262,7 +265,11 @@ impl Throttle {
         if let Some(limit) = self.rates.limit_for(c.action) {
             let w = self
                 .windows
-                .entry((c.account.to_owned(), c.region.to_owned(), c.action.to_owned()))
+                .entry((
+                    c.account.to_owned(),
+                    c.region.to_owned(),
+                    c.action.to_owned(),
+                ))
                 .or_insert(Window {
                     bucket: None,
                     minute,
@@ -421,8 +428,14 @@ mod tests {
         assert!(t.admit(acct("AK2", "A", "r1"), t0).is_ok());
         let refused = t.admit(acct("AK1", "A", "r1"), t0).unwrap_err();
         assert_eq!(refused.retry_after, Duration::from_millis(500));
-        assert!(t.admit(acct("AK3", "B", "r1"), t0).is_ok(), "another account");
-        assert!(t.admit(acct("AK1", "A", "r2"), t0).is_ok(), "another region");
+        assert!(
+            t.admit(acct("AK3", "B", "r1"), t0).is_ok(),
+            "another account"
+        );
+        assert!(
+            t.admit(acct("AK1", "A", "r2"), t0).is_ok(),
+            "another region"
+        );
         assert!(t.admit(acct("AK2", "A", "r1"), t0 + ms(500)).is_ok());
         assert!(t.admit(acct("AK2", "A", "r1"), t0 + ms(500)).is_err());
     }
@@ -484,7 +497,10 @@ mod tests {
             t.admit(acct("AK1", "A", "r"), t0 + ms(29_000)).is_err(),
             "bucket refilled, still held"
         );
-        assert!(t.admit(acct("AK1", "A", "r"), minute_start() + ms(60_000)).is_ok());
+        assert!(
+            t.admit(acct("AK1", "A", "r"), minute_start() + ms(60_000))
+                .is_ok()
+        );
     }
 
     #[test]

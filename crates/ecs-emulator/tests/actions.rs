@@ -578,7 +578,11 @@ async fn describe_instances_without_max_results_answers_ten_and_a_next_token() {
     let next = client
         .call(
             "DescribeInstances",
-            &[("RegionId", REGION), ("InstanceIds", &all), ("NextToken", token)],
+            &[
+                ("RegionId", REGION),
+                ("InstanceIds", &all),
+                ("NextToken", token),
+            ],
         )
         .await;
     assert_eq!(ids(&next), names[10..20]);
@@ -610,7 +614,10 @@ async fn describe_instances_shows_and_filters_tags() {
     let r = client
         .call(
             "DescribeInstances",
-            &[("RegionId", REGION), ("InstanceIds", r#"["i-web","i-plain"]"#)],
+            &[
+                ("RegionId", REGION),
+                ("InstanceIds", r#"["i-web","i-plain"]"#),
+            ],
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -667,7 +674,10 @@ async fn describe_instances_shows_and_filters_tags() {
             &[("RegionId", REGION), ("Tag.1.Value", "web")],
         )
         .await;
-    assert_eq!((mismatch.status, mismatch.code()), (400, "InvalidTag.Mismatch"));
+    assert_eq!(
+        (mismatch.status, mismatch.code()),
+        (400, "InvalidTag.Mismatch")
+    );
 
     let admin = client::http()
         .patch(format!("{}/_emulator/instances/i-plain", emu.url()))
@@ -679,13 +689,21 @@ async fn describe_instances_shows_and_filters_tags() {
     let body: serde_json::Value = admin.json().await.unwrap();
     assert_eq!(body["tags"], serde_json::json!({"team": "web"}));
     assert_eq!(
-        emu.instance("i-plain").unwrap().tags.get("team").map(String::as_str),
+        emu.instance("i-plain")
+            .unwrap()
+            .tags
+            .get("team")
+            .map(String::as_str),
         Some("web")
     );
     let web = client
         .call(
             "DescribeInstances",
-            &[("RegionId", REGION), ("Tag.1.Key", "team"), ("Tag.1.Value", "web")],
+            &[
+                ("RegionId", REGION),
+                ("Tag.1.Key", "team"),
+                ("Tag.1.Value", "web"),
+            ],
         )
         .await;
     assert_eq!(ids(&web), ["i-plain", "i-web"]);

@@ -19,7 +19,8 @@ const OTHER_ACCOUNT: &str = "5555000011112222";
 /// The fixture's key plus a second key of the same (default) account and one of another.
 fn three_keys(instances: &[(&str, Status)]) -> Config {
     let mut cfg = config(instances);
-    cfg.access_keys.push(AccessKey::new("AK-SAME", "same-secret"));
+    cfg.access_keys
+        .push(AccessKey::new("AK-SAME", "same-secret"));
     cfg.access_keys
         .push(AccessKey::new("AK-OTHER", "other-secret").in_account(OTHER_ACCOUNT));
     cfg
@@ -43,7 +44,10 @@ async fn keys_of_one_account_share_the_per_second_limit_per_region() {
     assert_eq!((refused.status, refused.code()), (400, "Throttling.User"));
     assert_eq!(refused.retry_after, None, "retryAfter is off by default");
     assert_eq!(
-        other.call("DescribeInstances", &describe_in(REGION)).await.status,
+        other
+            .call("DescribeInstances", &describe_in(REGION))
+            .await
+            .status,
         200,
         "another account has its own budget"
     );
@@ -55,7 +59,10 @@ async fn keys_of_one_account_share_the_per_second_limit_per_region() {
         "another region has its own budget"
     );
     assert_eq!(
-        first.call("DescribeInstanceStatus", &describe_in(REGION)).await.status,
+        first
+            .call("DescribeInstanceStatus", &describe_in(REGION))
+            .await
+            .status,
         200,
         "another action has its own budget"
     );
@@ -72,7 +79,10 @@ async fn keys_of_one_account_share_the_per_second_limit_per_region() {
         .collect();
     assert_eq!(
         throttled,
-        [("AK-SAME".to_owned(), ecs_emulator::DEFAULT_ACCOUNT_ID.to_owned())]
+        [(
+            "AK-SAME".to_owned(),
+            ecs_emulator::DEFAULT_ACCOUNT_ID.to_owned()
+        )]
     );
 }
 
@@ -102,7 +112,10 @@ async fn a_throttled_batch_is_refused_whole_and_changes_nothing() {
         .await;
     assert_eq!((refused.status, refused.code()), (400, "Throttling.User"));
     let wait: u64 = refused.retry_after.as_deref().unwrap().parse().unwrap();
-    assert!((1..=1000).contains(&wait), "milliseconds to the next token: {wait}");
+    assert!(
+        (1..=1000).contains(&wait),
+        "milliseconds to the next token: {wait}"
+    );
     for id in ["i-4", "i-5", "i-6"] {
         assert_eq!(emu.instance(id).unwrap().status, Status::Stopped, "{id}");
     }
@@ -124,8 +137,7 @@ async fn the_per_minute_window_throttles_until_the_next_minute() {
     // The window is the wall-clock minute: a run that straddles a minute boundary is redone.
     for _attempt in 0..3 {
         emu.set_rate_limits(
-            RateLimits::new([("DescribeInstances", ActionLimit::per_minute(2))])
-                .with_retry_after(),
+            RateLimits::new([("DescribeInstances", ActionLimit::per_minute(2))]).with_retry_after(),
         )
         .unwrap();
         let minute = jiff::Timestamp::now().as_second() / 60;
@@ -182,16 +194,29 @@ async fn sts_credentials_spend_the_budget_of_their_roles_account() {
     .with_token(creds["SecurityToken"].as_str().unwrap());
     let other = client::Client::new(&emu.url(), "AK-OTHER", "other-secret");
     assert_eq!(
-        sts.call("StartInstance", &[("InstanceId", "i-a")]).await.status,
+        sts.call("StartInstance", &[("InstanceId", "i-a")])
+            .await
+            .status,
         200
     );
     // StartInstance names no RegionId: the instance's region is the one counted.
     let stop = other.call("StopInstance", &[("InstanceId", "i-a")]).await;
     assert_eq!(stop.status, 200, "another action: {}", stop.text);
     let refused = other.call("StartInstance", &[("InstanceId", "i-a")]).await;
-    assert_eq!(refused.code(), "Throttling.User", "same account as the role");
-    let mine = fixture_key.call("StartInstance", &[("InstanceId", "i-a")]).await;
-    assert_ne!(mine.code(), "Throttling.User", "the default account: {}", mine.text);
+    assert_eq!(
+        refused.code(),
+        "Throttling.User",
+        "same account as the role"
+    );
+    let mine = fixture_key
+        .call("StartInstance", &[("InstanceId", "i-a")])
+        .await;
+    assert_ne!(
+        mine.code(),
+        "Throttling.User",
+        "the default account: {}",
+        mine.text
+    );
 }
 
 async fn admin(
@@ -227,7 +252,13 @@ async fn limits_change_at_run_time_and_reset_restores_them() {
         settings["rateLimits"]["actions"]["DescribeInstances"],
         json!({"perSecond": 1, "perMinute": 100})
     );
-    assert_eq!(client.call("DescribeInstances", &describe_in(REGION)).await.status, 200);
+    assert_eq!(
+        client
+            .call("DescribeInstances", &describe_in(REGION))
+            .await
+            .status,
+        200
+    );
     let held = client.call("DescribeInstances", &describe_in(REGION)).await;
     assert_eq!(held.code(), "Throttling.User");
     let wait: u64 = held.retry_after.as_deref().unwrap().parse().unwrap();
@@ -262,7 +293,9 @@ async fn limits_change_at_run_time_and_reset_restores_them() {
     let who = b.call("GetCallerIdentity", &[]).await;
     assert_eq!(who.body["AccountId"], "77");
     assert_eq!(
-        b.call("DescribeInstances", &describe_in(REGION)).await.status,
+        b.call("DescribeInstances", &describe_in(REGION))
+            .await
+            .status,
         200,
         "account 77 is not held"
     );
@@ -277,5 +310,11 @@ async fn limits_change_at_run_time_and_reset_restores_them() {
     let (s, _) = admin(reqwest::Method::POST, format!("{base}/reset"), None).await;
     assert_eq!(s, 204);
     assert_eq!(emu.rate_limits(), RateLimits::default());
-    assert_eq!(client.call("DescribeInstances", &describe_in(REGION)).await.status, 200);
+    assert_eq!(
+        client
+            .call("DescribeInstances", &describe_in(REGION))
+            .await
+            .status,
+        200
+    );
 }

@@ -215,7 +215,10 @@ async fn get_caller_identity_names_the_account_of_every_credential() {
     .with_token(creds["SecurityToken"].as_str().unwrap());
     let r = sts.call("GetCallerIdentity", &[]).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["AccountId"], "1234567890123456", "the role's account");
+    assert_eq!(
+        r.body["AccountId"], "1234567890123456",
+        "the role's account"
+    );
     assert_eq!(r.body["IdentityType"], "AssumedRoleUser");
     assert_eq!(
         r.body["Arn"],
@@ -232,8 +235,7 @@ async fn get_caller_identity_names_the_account_of_every_credential() {
         .call("GetCallerIdentity", &[("Version", "2014-05-26")])
         .await;
     assert_eq!(wrong_version.code(), "InvalidVersion");
-    let unsigned =
-        client::anonymous(&emu.url(), "GetCallerIdentity", "2015-04-01", &[]).await;
+    let unsigned = client::anonymous(&emu.url(), "GetCallerIdentity", "2015-04-01", &[]).await;
     assert_ne!(unsigned.status, 200, "{}", unsigned.text);
 
     let accounts: Vec<Option<String>> = emu
