@@ -164,8 +164,8 @@ const PER_INSTANCE_STATUS: u16 = 400;
 /// Classifies the `Code` of one entry of a batch answer (`InstanceResponses.InstanceResponse[]`
 /// of `StartInstances` / `StopInstances` with `BatchOptimization=SuccessFirst`; `"200"` means
 /// accepted and is not classified). It gives the same reason and class as [`classify`] gives a
-/// single `StartInstance` / `StopInstance` that failed with that code, so a resource reports the same
-/// condition whichever way its write was sent.
+/// single `StartInstance` / `StopInstance` that failed with that code, so a resource reports the
+/// same condition whichever way its write was sent.
 #[must_use]
 pub fn classify_instance_code(code: &str) -> Verdict {
     classify_code(code, PER_INSTANCE_STATUS)

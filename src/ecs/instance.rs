@@ -1,8 +1,8 @@
 //! What `DescribeInstances` tells the operator about one instance (the "observe" step).
 //!
-//! The [`client`](super::client) parses each `DescribeInstances` page into [`DescribeInstancesPage`]
-//! and returns [`InstanceObservation`]s; the controller compares [`InstanceStatus`] with the
-//! desired state and feeds `lock_reasons` to [`classify_lock`](super::catalogue::classify_lock).
+//! The [`client`](super::client) parses each `DescribeInstances` page into
+//! [`DescribeInstancesPage`] and returns [`InstanceObservation`]s; the controller compares
+//! [`InstanceStatus`] with the desired state and feeds `lock_reasons` to [`classify_lock`](super::catalogue::classify_lock).
 //! The instance's tags (`Tags.Tag[]`) come along for access rules that match on them.
 
 use std::collections::BTreeMap;

@@ -28,9 +28,9 @@ pub const OUTCOME_UNRECOGNISED_CODE: &str = "UnrecognisedCode";
 
 /// Receives one notification per finished ECS call.
 pub trait CallObserver: Send + Sync {
-    /// One finished ECS call. `outcome` is `"Success"`, `"DryRunOperation"` (or `"DRYRUN.SUCCESS"`),
-    /// the ECS error code, `"EcsUnreachable"`, `"MalformedResponse"` or `"HttpStatus5xx"` (bounded
-    /// set).
+    /// One finished ECS call. `outcome` is `"Success"`, `"DryRunOperation"` (or
+    /// `"DRYRUN.SUCCESS"`), the ECS error code, `"EcsUnreachable"`, `"MalformedResponse"` or
+    /// `"HttpStatus5xx"` (bounded set).
     fn on_call(&self, action: &'static str, outcome: &str, elapsed: Duration);
 
     /// A batch call (`StartInstances` / `StopInstances`) of `batch_size` instance IDs is about to

@@ -152,7 +152,8 @@ mod tests {
         );
     }
 
-    /// The official worked example of Alibaba Cloud's signature documentation (GET, `DescribeRegions`).
+    /// The official worked example of Alibaba Cloud's signature documentation (GET,
+    /// `DescribeRegions`).
     #[test]
     fn official_worked_example() {
         let p = params(&[

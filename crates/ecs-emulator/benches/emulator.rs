@@ -1,6 +1,6 @@
 //! Benchmark (not a test): shows the emulator is never the bottleneck.
 //!
-//! 1. Requests per second of V1-signed DescribeInstances (`InstanceIds` with one id, as the
+//! 1. Requests per second of V1-signed `DescribeInstances` (`InstanceIds` with one id, as the
 //!    operator observes) over loopback with a few concurrent keep-alive clients in this process.
 //! 2. Heap bytes per emulated instance at 100,000 instances, measured with a counting global
 //!    allocator (bytes allocated minus bytes freed while the instances are added), plus the
@@ -110,9 +110,7 @@ async fn throughput(scale: Scale) -> anyhow::Result<()> {
     println!(
         "signed DescribeInstances over loopback: {:.0} requests/s ({ok} ok, {failed} failed, {clients} keep-alive clients, {elapsed:.1} s, {logged} call records kept; clients and server share the machine's {} cores)",
         ok as f64 / elapsed,
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
     );
     emu.shutdown().await;
     anyhow::ensure!(failed == 0, "{failed} requests failed");

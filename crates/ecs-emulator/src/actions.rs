@@ -1,7 +1,8 @@
 //! The API actions the emulator serves, one file per family: the Describe calls, the single
 //! power calls (Start/Stop/RebootInstance), the batch calls (Start/StopInstances), and STS
-//! AssumeRoleWithOIDC and GetCallerIdentity. Each takes the decoded parameters and answers the action's fields or an
-//! [`EcsError`]; the gateway has already authenticated, throttled and applied request faults.
+//! `AssumeRoleWithOIDC` and `GetCallerIdentity`. Each takes the decoded parameters and answers
+//! the action's fields or an [`EcsError`]; the gateway has already authenticated, throttled and
+//! applied request faults.
 
 mod batch;
 mod describe_instance_attribute;
@@ -24,7 +25,7 @@ use crate::signature::Principal;
 
 /// ECS API version served.
 pub const ECS_VERSION: &str = "2014-05-26";
-/// STS API version served (AssumeRoleWithOIDC, GetCallerIdentity).
+/// STS API version served (`AssumeRoleWithOIDC`, `GetCallerIdentity`).
 pub const STS_VERSION: &str = "2015-04-01";
 
 /// Every action served.
@@ -76,7 +77,7 @@ pub(crate) fn version_of(action: &str) -> &'static str {
     }
 }
 
-/// Whether the request wants per-instance answers (SuccessFirst batches).
+/// Whether the request wants per-instance answers (`SuccessFirst` batches).
 pub(crate) fn is_per_instance(action: &str, params: &Params) -> bool {
     matches!(action, "StartInstances" | "StopInstances")
         && params.get("BatchOptimization") == Some("SuccessFirst")

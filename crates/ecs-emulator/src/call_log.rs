@@ -1,5 +1,5 @@
 //! The call log: one record per ECS/STS API request the emulator received, including rejected
-//! and faulted ones, so tests can assert "exactly one StartInstance for i-x", "every batch was
+//! and faulted ones, so tests can assert "exactly one `StartInstance` for i-x", "every batch was
 //! full" or "no answer was throttled". Records carry the access key id and its account but
 //! never a secret, a `Signature` or a `SecurityToken`. The log keeps the most
 //! recent `callLogCapacity` records; sequence numbers keep counting across clears.
@@ -15,7 +15,7 @@ pub enum SignatureScheme {
     V1,
     /// ACS3-HMAC-SHA256.
     V3,
-    /// No signature (STS AssumeRoleWithOIDC).
+    /// No signature (STS `AssumeRoleWithOIDC`).
     Anonymous,
 }
 

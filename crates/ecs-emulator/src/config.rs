@@ -40,7 +40,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// STS AssumeRoleWithOIDC settings (`oidc:`).
+/// STS `AssumeRoleWithOIDC` settings (`oidc:`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OidcConfig {
@@ -83,7 +83,7 @@ pub struct Config {
     /// Faults active from the start.
     #[serde(default)]
     pub faults: Vec<Fault>,
-    /// StoppedMode of a stop that names none (default KeepCharging).
+    /// `StoppedMode` of a stop that names none (default `KeepCharging`).
     #[serde(default = "default_stopped_mode")]
     pub default_stopped_mode: StoppedMode,
     /// Accepted clock difference of `Timestamp` / `x-acs-date` (default 15m).
@@ -92,7 +92,7 @@ pub struct Config {
     /// How many call records are kept (default 100000).
     #[serde(default = "default_call_log_capacity")]
     pub call_log_capacity: usize,
-    /// AssumeRoleWithOIDC; absent means the action answers `EntityNotExist.Role`.
+    /// `AssumeRoleWithOIDC`; absent means the action answers `EntityNotExist.Role`.
     #[serde(default)]
     pub oidc: Option<OidcConfig>,
 }

@@ -1,7 +1,7 @@
 //! The credentials the emulator accepts: configured access keys (optionally with a fixed STS
-//! `securityToken`) and temporary `STS.` keys issued by AssumeRoleWithOIDC, which carry a
+//! `securityToken`) and temporary `STS.` keys issued by `AssumeRoleWithOIDC`, which carry a
 //! security token and an expiration. Every key belongs to an Alibaba Cloud account (what the
-//! per-account rate limits count and STS GetCallerIdentity answers): a configured key names its
+//! per-account rate limits count and STS `GetCallerIdentity` answers): a configured key names its
 //! `accountId` or belongs to [`DEFAULT_ACCOUNT_ID`]; an issued key belongs to the account of its
 //! role ARN (`acs:ram::<account>:role/<name>`). Secrets and tokens never appear in `Debug` output.
 
@@ -130,7 +130,7 @@ impl AccessKey {
     }
 }
 
-/// What kind of principal a credential is (`IdentityType` of GetCallerIdentity).
+/// What kind of principal a credential is (`IdentityType` of `GetCallerIdentity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityType {
     /// The account's own key.
@@ -153,7 +153,7 @@ impl IdentityType {
     }
 }
 
-/// Who a credential belongs to, as STS GetCallerIdentity describes it.
+/// Who a credential belongs to, as STS `GetCallerIdentity` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// `AccountId`: the account whose rate limits the credential spends.
@@ -233,7 +233,7 @@ impl fmt::Debug for AccessKey {
     }
 }
 
-/// Temporary credentials handed out by AssumeRoleWithOIDC.
+/// Temporary credentials handed out by `AssumeRoleWithOIDC`.
 #[derive(Clone)]
 pub struct IssuedCredentials {
     /// `STS.…` access key id.

@@ -334,7 +334,7 @@ impl Emulator {
         lock(&self.shared.store).set_transition_delay(delay);
     }
 
-    /// Changes the StoppedMode of stops that name none.
+    /// Changes the `StoppedMode` of stops that name none.
     pub fn set_default_stopped_mode(&self, mode: StoppedMode) {
         lock(&self.shared.store).set_default_stopped_mode(mode);
     }

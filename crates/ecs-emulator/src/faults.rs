@@ -314,7 +314,7 @@ pub(crate) enum Outcome {
 /// What a fault lookup is about.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Scope<'a> {
-    /// A whole request naming these instances. With `per_instance` (SuccessFirst batches),
+    /// A whole request naming these instances. With `per_instance` (`SuccessFirst` batches),
     /// instance-scoped code faults are left for [`Scope::Instance`].
     Request {
         ids: &'a [String],

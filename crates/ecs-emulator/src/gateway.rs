@@ -1,6 +1,6 @@
 //! The API gateway in front of the actions, as ECS's POP gateway behaves: for every request on
 //! `/` it parses the parameters, checks the action and version, authenticates (V1 or V3; STS
-//! AssumeRoleWithOIDC is anonymous), applies the rate limits (per key, and per account, region
+//! `AssumeRoleWithOIDC` is anonymous), applies the rate limits (per key, and per account, region
 //! and action; a throttled request does nothing), fires scripted faults, runs the action and
 //! renders the answer; and it writes one call-log record per request, whatever the outcome.
 //! The region a limit counts in is `RegionId`, else the region of the first instance named,

@@ -1,7 +1,7 @@
 //! ecs-emulator: a local Alibaba Cloud ECS OpenAPI endpoint (RPC, signature V1 and V3) that
 //! the official SDKs cannot tell from the real one for the actions the operator uses
-//! (Describe*, Start/Stop/Reboot, batch Start/Stop, STS AssumeRoleWithOIDC and
-//! GetCallerIdentity). It runs as a
+//! (Describe*, Start/Stop/Reboot, batch Start/Stop, STS `AssumeRoleWithOIDC` and
+//! `GetCallerIdentity`). It runs as a
 //! binary (`ecs-emulator --listen ADDR --state FILE`) or in-process ([`Emulator`]) for the
 //! operator's tests, the sandbox and the benchmarks.
 //!

@@ -32,17 +32,16 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let config = match &args.state {
-        Some(path) => Config::load(path)?,
-        None => {
-            eprintln!(
-                "ecs-emulator: no --state given; using the default configuration: access key id {:?} \
-                 (its secret is in the crate README), instances i-emu0001 (Running), i-emu0002 (Stopped), \
-                 i-emu0003 (Running, security lock) in cn-hangzhou",
-                ecs_emulator::config::DEFAULT_ACCESS_KEY_ID,
-            );
-            Config::sandbox_default()
-        }
+    let config = if let Some(path) = &args.state {
+        Config::load(path)?
+    } else {
+        eprintln!(
+            "ecs-emulator: no --state given; using the default configuration: access key id {:?} \
+             (its secret is in the crate README), instances i-emu0001 (Running), i-emu0002 (Stopped), \
+             i-emu0003 (Running, security lock) in cn-hangzhou",
+            ecs_emulator::config::DEFAULT_ACCESS_KEY_ID,
+        );
+        Config::sandbox_default()
     };
     let instances = config.instances.len();
     let emulator = Emulator::start(args.listen, config)

@@ -1,6 +1,6 @@
 //! The HTTP server: an axum router (`/_emulator/*` → admin, everything else → the gateway)
 //! served over HTTP/1.1 keep-alive connections by hyper. The accept loop is our own so that a
-//! `reset` fault can abort its connection with a real TCP RST (SO_LINGER 0) and so shutdown
+//! `reset` fault can abort its connection with a real TCP RST (`SO_LINGER` 0) and so shutdown
 //! can drain connections gracefully.
 
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,5 @@
 //! Every action over HTTP: Describe* (filters and paging), Start/Stop/RebootInstance with their
-//! state machine, locks, StoppedMode, DryRun and region handling.
+//! state machine, locks, `StoppedMode`, `DryRun` and region handling.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -326,7 +326,7 @@ async fn describe_instance_attribute_and_regions() {
 #[tokio::test]
 async fn start_and_stop_go_through_their_transitions() {
     let mut cfg = config(&[("i-a", Status::Stopped)]);
-    cfg.transition_delay = Duration::from_millis(2000);
+    cfg.transition_delay = Duration::from_secs(2);
     let (_emu, client) = start(cfg).await;
     let r = client.call("StartInstance", &[("InstanceId", "i-a")]).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -398,7 +398,7 @@ async fn zero_delay_completes_on_the_next_observation() {
 #[tokio::test]
 async fn reboot_stops_and_starts_again() {
     let mut cfg = config(&[("i-a", Status::Running), ("i-b", Status::Stopped)]);
-    cfg.transition_delay = Duration::from_millis(1000);
+    cfg.transition_delay = Duration::from_secs(1);
     let (_emu, client) = start(cfg).await;
     let r = client
         .call(

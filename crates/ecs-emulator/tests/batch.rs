@@ -1,4 +1,4 @@
-//! StartInstances / StopInstances: `InstanceId.N`, both `BatchOptimization` modes, DryRun,
+//! `StartInstances` / `StopInstances`: `InstanceId.N`, both `BatchOptimization` modes, `DryRun`,
 //! `InstanceResponses`, and per-instance faults.
 
 #![allow(clippy::unwrap_used, clippy::panic)]

@@ -16,7 +16,7 @@ use ecs_emulator::catalogue::CATALOGUE;
 use ecs_emulator::{Fault, Status, TransportFault};
 use fixture::{REGION, config, start};
 
-/// Sends a signed StartInstance without interpreting the answer.
+/// Sends a signed `StartInstance` without interpreting the answer.
 async fn raw_start(client: &client::Client, id: &str) -> reqwest::Result<reqwest::Response> {
     let params = client.v1_params("StartInstance", &[("InstanceId", id)]);
     let query = client::v1_query("POST", &client.secret, &params);
@@ -349,7 +349,7 @@ async fn garbage_bodies_are_not_even_text() {
     assert!(!emu.call_log()[0].acted);
 }
 
-/// A SuccessFirst batch of two, sent on a fresh connection.
+/// A `SuccessFirst` batch of two, sent on a fresh connection.
 async fn raw_batch(client: &client::Client) -> reqwest::Result<reqwest::Response> {
     let params = client.v1_params(
         "StartInstances",

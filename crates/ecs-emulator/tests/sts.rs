@@ -1,5 +1,5 @@
-//! STS AssumeRoleWithOIDC: anonymous exchange of an OIDC token for `STS.` credentials that then
-//! authenticate ECS calls with their SecurityToken until they expire; GetCallerIdentity names
+//! STS `AssumeRoleWithOIDC`: anonymous exchange of an OIDC token for `STS.` credentials that then
+//! authenticate ECS calls with their `SecurityToken` until they expire; `GetCallerIdentity` names
 //! the account of a root key, a RAM user's key and assumed-role credentials.
 
 #![allow(clippy::unwrap_used, clippy::panic)]

@@ -1,4 +1,4 @@
-//! StartInstances and StopInstances: `RegionId` plus `InstanceId.1..N` (N ≤ 100, no repeats).
+//! `StartInstances` and `StopInstances`: `RegionId` plus `InstanceId.1..N` (N ≤ 100, no repeats).
 //!
 //! - `BatchOptimization=AllTogether` (default): all or nothing. Every instance is checked in
 //!   order (exists in the region, `rules::check`); the first failure is the whole answer with

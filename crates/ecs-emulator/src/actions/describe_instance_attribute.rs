@@ -1,4 +1,4 @@
-//! DescribeInstanceAttribute: one instance's attributes, flat (no RegionId needed; a RegionId
+//! `DescribeInstanceAttribute`: one instance's attributes, flat (no `RegionId` needed; a `RegionId`
 //! that is passed must match), or 404 `InvalidInstanceId.NotFound`.
 
 use serde_json::json;

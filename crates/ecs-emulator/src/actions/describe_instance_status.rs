@@ -1,4 +1,4 @@
-//! DescribeInstanceStatus: `{InstanceId, Status}` of a region's instances, optionally only
+//! `DescribeInstanceStatus`: `{InstanceId, Status}` of a region's instances, optionally only
 //! `InstanceId.N` (≤ 100; unknown ids omitted) and `ZoneId`, paged with `PageNumber` (≥ 1) and
 //! `PageSize` (1–50, default 10).
 

@@ -1,4 +1,4 @@
-//! DescribeInstances: instances of a region, optionally restricted to `InstanceIds` (a JSON
+//! `DescribeInstances`: instances of a region, optionally restricted to `InstanceIds` (a JSON
 //! array of at most 100 ids; unknown ids are omitted), `Status`, `InstanceChargeType`,
 //! `LockReason`, `ZoneId` and `Tag.N.Key` / `Tag.N.Value` (N ≤ 20; every given tag must be on
 //! the instance, with that value when one is given), paged with `NextToken` + `MaxResults`

@@ -1,4 +1,4 @@
-//! DescribeRegions: the regions that hold emulated instances, each with its regional endpoint.
+//! `DescribeRegions`: the regions that hold emulated instances, each with its regional endpoint.
 
 use serde_json::json;
 

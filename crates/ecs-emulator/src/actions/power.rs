@@ -1,9 +1,9 @@
-//! StartInstance, StopInstance and RebootInstance: one instance by `InstanceId` (no RegionId
-//! needed; one that is passed must match the instance's region). The instance must exist and
+//! `StartInstance`, `StopInstance` and `RebootInstance`: one instance by `InstanceId` (no
+//! `RegionId` needed; one that is passed must match the instance's region). The instance must exist and
 //! pass `rules::check`; `DryRun=true` then answers `DryRunOperation` and changes nothing;
-//! otherwise the transition begins and the answer is just the `RequestId`. StopInstance takes
-//! `StoppedMode` (ignored for PrePaid instances, which keep charging) and `ForceStop`;
-//! StartInstance takes `InitLocalDisk`; RebootInstance takes `ForceStop`.
+//! otherwise the transition begins and the answer is just the `RequestId`. `StopInstance` takes
+//! `StoppedMode` (ignored for `PrePaid` instances, which keep charging) and `ForceStop`;
+//! `StartInstance` takes `InitLocalDisk`; `RebootInstance` takes `ForceStop`.
 
 use serde_json::Map;
 

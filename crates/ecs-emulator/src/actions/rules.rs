@@ -1,7 +1,7 @@
 //! The rules deciding whether an instance may be started, stopped or rebooted: locks first
 //! (`security` → `InstanceLockedForSecurity`; `financial` → `InsufficientBalance` for a start,
 //! `InstanceExpiredOrInArrears` for a stop or reboot; any other lock → `IncorrectInstanceStatus`
-//! naming the lock), then an expired PrePaid instance cannot start (`InstanceExpired`), then
+//! naming the lock), then an expired `PrePaid` instance cannot start (`InstanceExpired`), then
 //! the status (start needs Stopped, stop and reboot need Running, else `IncorrectInstanceStatus`).
 
 use crate::catalogue::EcsError;

@@ -1,9 +1,9 @@
-//! STS (Version 2015-04-01). AssumeRoleWithOIDC (anonymous) exchanges an OIDC token for
+//! STS (Version 2015-04-01). `AssumeRoleWithOIDC` (anonymous) exchanges an OIDC token for
 //! temporary `STS.` credentials that then authenticate ECS calls with their `SecurityToken`
 //! until `Expiration`; they belong to the account of the role ARN. The emulator checks
 //! `RoleArn` and `OIDCProviderArn` against `oidc:` in the state file and the token's shape and
 //! `exp` claim; it does not verify the token's signature (there is no issuer to ask).
-//! GetCallerIdentity (signed like any call, STS credentials included) answers who the
+//! `GetCallerIdentity` (signed like any call, STS credentials included) answers who the
 //! credentials belong to: `AccountId`, `Arn`, `UserId`, `PrincipalId`, `IdentityType`, `RoleId`.
 
 use std::time::Duration;
@@ -38,7 +38,7 @@ fn rfc3339(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// GetCallerIdentity: the identity of the signing key (the gateway has authenticated it).
+/// `GetCallerIdentity`: the identity of the signing key (the gateway has authenticated it).
 pub(super) fn caller_identity(ctx: &Context<'_>) -> Answer {
     let identity = &ctx
         .principal

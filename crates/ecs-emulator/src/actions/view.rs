@@ -1,5 +1,5 @@
-//! How an instance looks in Describe answers: the DescribeInstances `Instance` item and the
-//! flat DescribeInstanceAttribute body share these fields (`InstanceId`, `Status`,
+//! How an instance looks in Describe answers: the `DescribeInstances` `Instance` item and the
+//! flat `DescribeInstanceAttribute` body share these fields (`InstanceId`, `Status`,
 //! `StoppedMode`, `OperationLocks`, `ExpiredTime`, …).
 
 use serde_json::{Map, Value, json};

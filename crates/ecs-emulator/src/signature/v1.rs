@@ -12,7 +12,7 @@ use super::percent::encode;
 
 type HmacSha1 = Hmac<Sha1>;
 
-/// The StringToSign for these parameters (`Signature` excluded by the caller or skipped here).
+/// The `StringToSign` for these parameters (`Signature` excluded by the caller or skipped here).
 /// Parameters are sorted byte-wise by name; empty values stay as `Name=`.
 #[must_use]
 pub fn string_to_sign<'a>(

@@ -84,7 +84,7 @@ pub fn canonical_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) 
 }
 
 /// `name:value\n` for each signed header (sorted, lowercase; repeated values trimmed, sorted
-/// and joined by `,`), and the `;`-joined SignedHeaders.
+/// and joined by `,`), and the `;`-joined `SignedHeaders`.
 #[must_use]
 pub fn canonical_headers(headers: &HeaderMap, signed: &[String]) -> (String, String) {
     let mut names: Vec<&str> = signed.iter().map(String::as_str).collect();
@@ -139,7 +139,7 @@ fn mac(secret: &str) -> HmacSha256 {
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
-/// Hex HMAC-SHA256 of the StringToSign with the secret as key.
+/// Hex HMAC-SHA256 of the `StringToSign` with the secret as key.
 #[must_use]
 pub fn sign(secret: &str, string_to_sign: &str) -> String {
     let mut m = mac(secret);
@@ -165,7 +165,7 @@ mod tests {
 
     use super::*;
 
-    /// ECS-API.md §2 known answer (RunInstances on ecs.cn-shanghai).
+    /// ECS-API.md §2 known answer (`RunInstances` on ecs.cn-shanghai).
     #[test]
     fn documented_known_answer() {
         let mut headers = HeaderMap::new();

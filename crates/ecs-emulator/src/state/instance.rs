@@ -149,10 +149,10 @@ pub struct Instance {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locks: Vec<String>,
     /// How the instance is (or will be, once stopped) billed while stopped; `None` means the
-    /// emulator's `defaultStoppedMode`. DescribeInstances shows `Not-applicable` unless Stopped.
+    /// emulator's `defaultStoppedMode`. `DescribeInstances` shows `Not-applicable` unless Stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_mode: Option<StoppedMode>,
-    /// `ExpiredTime`; for `PrePaid` instances a past value makes StartInstance fail with
+    /// `ExpiredTime`; for `PrePaid` instances a past value makes `StartInstance` fail with
     /// `InstanceExpired`. `None` shows as `2099-12-31T15:59Z` (what ECS shows for pay-as-you-go).
     #[serde(
         default,
@@ -181,7 +181,7 @@ pub struct Instance {
         with = "duration::option"
     )]
     pub transition_delay: Option<Duration>,
-    /// Tags, shown by DescribeInstances as `Tags.Tag[]` (`TagKey`, `TagValue`). In the state
+    /// Tags, shown by `DescribeInstances` as `Tags.Tag[]` (`TagKey`, `TagValue`). In the state
     /// file and the admin API a map (`{team: web}`) or a list (`[{key: team, value: web}]`);
     /// listed as a map.
     #[serde(
@@ -235,7 +235,7 @@ fn default_status() -> Status {
     Status::Stopped
 }
 
-/// The `ExpiredTime` format of DescribeInstances: `yyyy-MM-ddTHH:mmZ`, UTC.
+/// The `ExpiredTime` format of `DescribeInstances`: `yyyy-MM-ddTHH:mmZ`, UTC.
 pub(crate) fn format_expired_time(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%MZ").to_string()
 }

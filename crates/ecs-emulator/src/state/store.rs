@@ -282,7 +282,7 @@ mod tests {
             Status::Starting
         );
         assert_eq!(
-            status(&mut s, "i-a", t0 + Duration::from_millis(1000)),
+            status(&mut s, "i-a", t0 + Duration::from_secs(1)),
             Status::Running
         );
         // Settled for good: an earlier clock reading does not bring Starting back.

@@ -57,7 +57,7 @@ where
     }
 }
 
-/// The `Status` DescribeInstances reports for one instance, or "absent".
+/// The `Status` `DescribeInstances` reports for one instance, or "absent".
 pub async fn described_status(client: &Client, id: &str) -> String {
     let ids = format!("[\"{id}\"]");
     let reply = client
