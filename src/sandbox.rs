@@ -6,6 +6,7 @@
 //! Everything is in memory and gone on Ctrl-C. The operator runs exactly as `run` does, only with
 //! the emulator's endpoint and key.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -217,22 +218,31 @@ pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
 
 /// What the sandbox prints once it is up.
 pub fn banner(running: &Running) -> String {
-    let kubeconfig = running.kubeconfig.display();
     let mut out = String::new();
+    // Writing into a `String` cannot fail.
+    let _ = write_banner(&mut out, running);
+    out
+}
+
+fn write_banner(out: &mut String, running: &Running) -> std::fmt::Result {
+    let kubeconfig = running.kubeconfig.display();
     out.push_str("ecs-power-operator sandbox is running: an in-memory Kubernetes API, a local ECS endpoint and the operator.\n");
     out.push_str("Nothing leaves this machine; everything is gone when you press Ctrl-C.\n\n");
-    out.push_str(&format!(
-        "  Kubernetes API   {}   (kubeconfig: {kubeconfig})\n",
+    writeln!(
+        out,
+        "  Kubernetes API   {}   (kubeconfig: {kubeconfig})",
         running.sandbox.url()
-    ));
-    out.push_str(&format!(
-        "  ECS endpoint     {}   (region {REGION})\n",
+    )?;
+    writeln!(
+        out,
+        "  ECS endpoint     {}   (region {REGION})",
         running.emulator.url()
-    ));
-    out.push_str(&format!(
-        "  operator         http://{}/metrics  /healthz  /readyz\n\n",
+    )?;
+    writeln!(
+        out,
+        "  operator         http://{}/metrics  /healthz  /readyz\n",
         running.metrics_addr
-    ));
+    )?;
     out.push_str("Emulated instances:\n");
     for (id, status, locks, what) in INSTANCES {
         let locked = if locks.is_empty() {
@@ -240,21 +250,21 @@ pub fn banner(running: &Running) -> String {
         } else {
             format!(", locked: {}", locks.join(","))
         };
-        out.push_str(&format!("  {id}  {}{locked}  {what}\n", status.as_str()));
+        writeln!(out, "  {id}  {}{locked}  {what}", status.as_str())?;
     }
     out.push_str("\nIn another terminal, from the repository root:\n");
-    out.push_str(&format!("  export KUBECONFIG={kubeconfig}\n"));
+    writeln!(out, "  export KUBECONFIG={kubeconfig}")?;
     out.push_str("  kubectl apply -f examples/start.yaml\n");
     out.push_str("  kubectl get ecspower -w\n");
     out.push_str("  kubectl describe ecspower web-1\n");
     out.push_str("  kubectl apply -f examples/stop.yaml -f examples/dry-run.yaml -f examples/locked.yaml -f examples/secret-ref.yaml\n");
     out.push_str("  kubectl get ecspower\n");
     out.push_str("  kubectl get events --field-selector involvedObject.kind=EcsInstancePower\n");
-    out.push_str(&format!(
-        "  curl -s {}/_emulator/calls    # every ECS call the operator made\n",
+    writeln!(
+        out,
+        "  curl -s {}/_emulator/calls    # every ECS call the operator made",
         running.emulator.url()
-    ));
-    out
+    )
 }
 
 /// `ecs-power-operator sandbox`: start, print, wait for Ctrl-C / SIGTERM, stop.

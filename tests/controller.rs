@@ -15,8 +15,8 @@ use ecs_power_operator::api::{CONDITION_RECONCILING, CONDITION_STALLED};
 use serde_json::json;
 use support::{AK_SECRET, Harness, Options, TEAM_AK, TEAM_SECRET, condition, running, stopped};
 
-fn pair(status: &str, reason: &str) -> Option<(String, String)> {
-    Some((status.to_string(), reason.to_string()))
+fn pair(status: &str, reason: &str) -> (String, String) {
+    (status.to_string(), reason.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,10 +139,10 @@ async fn no_stock_backs_off_with_growing_attempts_without_stalling() {
         )
         .await;
     let status = obj.status.unwrap();
-    assert_eq!(condition(&status, "Ready"), pair("False", "NoStock"));
+    assert_eq!(condition(&status, "Ready"), Some(pair("False", "NoStock")));
     assert_eq!(
         condition(&status, CONDITION_RECONCILING),
-        pair("True", "Retrying")
+        Some(pair("True", "Retrying"))
     );
     assert_eq!(
         condition(&status, CONDITION_STALLED),
@@ -163,9 +163,9 @@ async fn no_stock_backs_off_with_growing_attempts_without_stalling() {
     // The attempts are spaced by the capacity back-off: growing gaps.
     let starts = h.calls("i-nostock", "StartInstance");
     assert!(starts.len() >= 3);
-    let gaps: Vec<i64> = starts
+    let gaps: Vec<i128> = starts
         .windows(2)
-        .map(|w| w[1].time.duration_since(w[0].time).as_millis() as i64)
+        .map(|w| w[1].time.duration_since(w[0].time).as_millis())
         .collect();
     assert!(
         gaps.iter().all(|g| *g >= 1_000),
@@ -193,7 +193,7 @@ async fn a_security_lock_stalls_without_any_write_call() {
     let status = obj.status.unwrap();
     assert_eq!(
         condition(&status, CONDITION_STALLED),
-        pair("True", "InstanceLockedForSecurity")
+        Some(pair("True", "InstanceLockedForSecurity"))
     );
     assert_eq!(condition(&status, CONDITION_RECONCILING), None);
     let event = h.wait_event("web-1", "InstanceLockedForSecurity").await;
@@ -277,7 +277,7 @@ async fn a_missing_secret_is_reported_until_it_is_created() {
     let status = obj.status.unwrap();
     assert_eq!(
         condition(&status, CONDITION_STALLED),
-        pair("True", "CredentialsNotFound")
+        Some(pair("True", "CredentialsNotFound"))
     );
     assert!(
         status.conditions[0].message.contains("default/team-ecs"),
@@ -299,7 +299,7 @@ async fn a_missing_secret_is_reported_until_it_is_created() {
             "web-1",
             Duration::from_secs(10),
             "Ready after the Secret appeared",
-            |s| condition(s, "Ready") == pair("True", "Running"),
+            |s| condition(s, "Ready") == Some(pair("True", "Running")),
         )
         .await;
     assert!(obj.status.unwrap().last_error.is_none());
@@ -351,7 +351,7 @@ async fn rejected_credentials_stall() {
     let status = obj.status.unwrap();
     assert_eq!(
         condition(&status, CONDITION_STALLED),
-        pair("True", "CredentialsRejected")
+        Some(pair("True", "CredentialsRejected"))
     );
     assert_eq!(status.last_error.unwrap().code, "SignatureDoesNotMatch");
     assert!(h.writes("i-badkey").is_empty());
@@ -417,7 +417,7 @@ async fn a_missing_instance_is_instance_not_found() {
     assert_eq!(status.instance_status.as_deref(), Some("NotFound"));
     assert_eq!(
         condition(&status, CONDITION_STALLED),
-        pair("True", "InstanceNotFound")
+        Some(pair("True", "InstanceNotFound"))
     );
     assert!(h.writes("i-nosuch").is_empty());
     h.stop().await;
@@ -442,7 +442,7 @@ async fn garbage_and_truncated_bodies_are_malformed_responses() {
     let obj = h.wait_ready("web-1", "False", "MalformedResponse").await;
     assert_eq!(
         condition(obj.status.as_ref().unwrap(), CONDITION_RECONCILING),
-        pair("True", "Retrying")
+        Some(pair("True", "Retrying"))
     );
 
     h.emulator.clear_faults();
@@ -493,10 +493,13 @@ async fn a_dead_endpoint_is_unreachable_with_backoff() {
         )
         .await;
     let status = obj.status.unwrap();
-    assert_eq!(condition(&status, "Ready"), pair("False", "EcsUnreachable"));
+    assert_eq!(
+        condition(&status, "Ready"),
+        Some(pair("False", "EcsUnreachable"))
+    );
     assert_eq!(
         condition(&status, CONDITION_RECONCILING),
-        pair("True", "Retrying")
+        Some(pair("True", "Retrying"))
     );
     assert_eq!(
         status.last_error.unwrap().action.as_deref(),
@@ -536,7 +539,7 @@ async fn steady_state_costs_one_describe_per_resync_and_no_writes() {
     let observed = h.calls("i-steady", "DescribeInstances").len() - before;
     // Resync 1 s ± 10 %: at most one DescribeInstances per 0.9 s.
     assert!(
-        observed as f64 <= elapsed.as_secs_f64() / 0.9 + 1.0,
+        f64::from(u32::try_from(observed).unwrap()) <= elapsed.as_secs_f64() / 0.9 + 1.0,
         "{observed} DescribeInstances in {elapsed:?} is more than one per resync"
     );
     assert!(

@@ -3,7 +3,7 @@
 //! (with the token file read again) before they expire. The emulator grants credentials that live
 //! only a few seconds (`oidc.maxDurationSeconds`), so expiry and refresh happen within the test.
 
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

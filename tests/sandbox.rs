@@ -104,7 +104,11 @@ async fn every_example_reaches_the_state_it_promises() {
     let listed: Vec<String> = std::fs::read_dir("examples")
         .unwrap()
         .map(|e| format!("examples/{}", e.unwrap().file_name().to_string_lossy()))
-        .filter(|p| p.ends_with(".yaml"))
+        .filter(|p| {
+            std::path::Path::new(p)
+                .extension()
+                .is_some_and(|e| e == "yaml")
+        })
         .collect();
     for path in &listed {
         assert!(

@@ -657,7 +657,7 @@ impl EcsClient {
         interpret: F,
     ) -> Result<T, EcsError>
     where
-        F: FnOnce(RawAnswer, &crate::ecs::redaction::Redactor) -> Result<Interpreted<T>, EcsError>,
+        F: FnOnce(&RawAnswer, &crate::ecs::redaction::Redactor) -> Result<Interpreted<T>, EcsError>,
     {
         let Some(timeout) = options.request_timeout(self.request_timeout) else {
             tracing::debug!(
@@ -692,7 +692,7 @@ impl EcsClient {
         let http_status = sent.as_ref().ok().map(|a| a.http_status);
         let result = sent.and_then(|answer| {
             let retry_after = answer.retry_after();
-            interpret(answer, &request.redactor).map_err(|e| e.with_retry_after(retry_after))
+            interpret(&answer, &request.redactor).map_err(|e| e.with_retry_after(retry_after))
         });
         let elapsed = started.elapsed();
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
@@ -750,7 +750,7 @@ fn outcome_of(err: &EcsError) -> &str {
 
 /// A `DescribeInstances` page: 2xx with the expected JSON, or an error.
 fn interpret_describe(
-    answer: RawAnswer,
+    answer: &RawAnswer,
     redactor: &crate::ecs::redaction::Redactor,
 ) -> Result<Interpreted<DescribeInstancesPage>, EcsError> {
     if !is_success(answer.http_status) {
@@ -780,7 +780,7 @@ struct WriteBody {
 
 /// A StartInstance/StopInstance answer: 2xx `{"RequestId"}`, a dry-run verdict, or an error.
 fn interpret_write(
-    answer: RawAnswer,
+    answer: &RawAnswer,
     redactor: &crate::ecs::redaction::Redactor,
     dry_run: bool,
 ) -> Result<Interpreted<WriteOutcome>, EcsError> {
@@ -818,7 +818,7 @@ fn interpret_write(
 
 /// A StartInstances/StopInstances answer: 2xx with per-instance results, or an error.
 fn interpret_batch(
-    answer: RawAnswer,
+    answer: &RawAnswer,
     redactor: &crate::ecs::redaction::Redactor,
     requested: &[&str],
 ) -> Result<Interpreted<BatchOutcome>, EcsError> {
@@ -844,7 +844,7 @@ fn interpret_batch(
 
 /// A `GetCallerIdentity` answer: 2xx with an `AccountId`, or an error.
 fn interpret_identity(
-    answer: RawAnswer,
+    answer: &RawAnswer,
     redactor: &crate::ecs::redaction::Redactor,
 ) -> Result<Interpreted<CallerIdentity>, EcsError> {
     if !is_success(answer.http_status) {

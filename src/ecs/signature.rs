@@ -82,6 +82,10 @@ pub fn sign(method: &str, params: &BTreeMap<String, String>, access_key_secret: 
 }
 
 /// `base64(HMAC-SHA1(key, message))` with the key used verbatim.
+///
+/// # Panics
+///
+/// Never: HMAC accepts keys of any length.
 #[must_use]
 pub fn hmac_sha1_base64(key: &[u8], message: &[u8]) -> String {
     // HMAC is defined for keys of any length (long keys are hashed first), so the `hmac` crate's

@@ -1,7 +1,7 @@
 //! Shared harness of the operator's in-process tests: kube-sandbox (a real HTTP Kubernetes API),
 //! ecs-emulator (a real HTTP ECS endpoint with a call log) and the operator itself, started with
 //! the same code path as `ecs-power-operator run`, on loopback ports chosen by the OS.
-#![allow(dead_code, clippy::unwrap_used, clippy::panic)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod logs;
 
