@@ -194,11 +194,11 @@ pub fn resource_types(
             .flatten()
             .enumerate()
         {
-            let cpath = format!("{vpath}.additionalPrinterColumns[{j}]");
+            let column_path = format!("{vpath}.additionalPrinterColumns[{j}]");
             let type_ = s(c, "type");
             if !matches!(type_, "integer" | "number" | "string" | "boolean" | "date") {
                 errs.push(FieldError::not_supported(
-                    &format!("{cpath}.type"),
+                    &format!("{column_path}.type"),
                     &json!(type_),
                     &[
                         json!("boolean"),
@@ -210,7 +210,7 @@ pub fn resource_types(
                 ));
             }
             if s(c, "name").is_empty() {
-                errs.push(FieldError::required(&format!("{cpath}.name")));
+                errs.push(FieldError::required(&format!("{column_path}.name")));
             }
             match JsonPath::parse(s(c, "jsonPath")) {
                 Ok(path) => columns.push(PrinterColumn {
@@ -222,7 +222,7 @@ pub fn resource_types(
                     path,
                 }),
                 Err(e) => errs.push(FieldError::invalid(
-                    &format!("{cpath}.jsonPath"),
+                    &format!("{column_path}.jsonPath"),
                     &json!(s(c, "jsonPath")),
                     e,
                 )),

@@ -45,8 +45,8 @@ pub fn core_to_v1(core: &Value) -> Value {
 }
 
 /// `events.k8s.io/v1` Event → core Event (the stored form).
-pub fn v1_to_core(v1: Value) -> Value {
-    convert(&v1, "v1", FIELDS.iter().map(|(c, e)| (*e, *c)))
+pub fn v1_to_core(v1: &Value) -> Value {
+    convert(v1, "v1", FIELDS.iter().map(|(c, e)| (*e, *c)))
 }
 
 #[cfg(test)]
@@ -60,7 +60,7 @@ mod tests {
             "regarding": {"kind": "Pod", "name": "p"}, "note": "hello", "reason": "Started", "type": "Normal",
             "reportingController": "ctl", "reportingInstance": "ctl-1", "action": "Start",
             "eventTime": "2024-01-01T00:00:00.000000Z", "series": {"count": 2, "lastObservedTime": "2024-01-01T00:00:01.000000Z"}});
-        let core = v1_to_core(v1.clone());
+        let core = v1_to_core(&v1);
         assert_eq!(core["apiVersion"], "v1");
         assert_eq!(core["involvedObject"]["name"], "p");
         assert_eq!(core["message"], "hello");

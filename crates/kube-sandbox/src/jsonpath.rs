@@ -87,7 +87,11 @@ impl JsonPath {
                     Step::Field(f) => next.extend(v.get(f)),
                     Step::Index(i) => {
                         if let Value::Array(a) = v {
-                            let idx = if *i < 0 { a.len() as i64 + i } else { *i };
+                            let idx = if *i < 0 {
+                                i64::try_from(a.len()).unwrap_or(i64::MAX) + i
+                            } else {
+                                *i
+                            };
                             next.extend(usize::try_from(idx).ok().and_then(|x| a.get(x)));
                         }
                     }
@@ -135,7 +139,6 @@ fn find_close(chars: &[char], open: usize) -> Option<usize> {
     for (j, &c) in chars.iter().enumerate().skip(open) {
         match (quote, c) {
             (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
             (None, '\'' | '"') => quote = Some(c),
             (None, '[') => depth += 1,
             (None, ']') => {

@@ -75,7 +75,7 @@ fn op(
     rt: &ResourceType,
     action: &str,
     id: &str,
-    params: Vec<Value>,
+    params: &[Value],
     request: Option<Value>,
     def: &str,
 ) -> Value {
@@ -126,19 +126,19 @@ fn paths_for(rt: &ResourceType, out: &mut Map<String, Value>) {
     out.insert(
         base.clone(),
         json!({
-            "get": op(rt, "list", &format!("list{scope}{}", rt.kind), vec![], None, &list_def),
-            "post": op(rt, "post", &format!("create{scope}{}", rt.kind), write_params(false), Some(json_body.clone()), &def),
-            "delete": op(rt, "deletecollection", &format!("deletecollection{scope}{}", rt.kind), vec![], None, "io.k8s.apimachinery.pkg.apis.meta.v1.Status"),
+            "get": op(rt, "list", &format!("list{scope}{}", rt.kind), &[], None, &list_def),
+            "post": op(rt, "post", &format!("create{scope}{}", rt.kind), &write_params(false), Some(json_body.clone()), &def),
+            "delete": op(rt, "deletecollection", &format!("deletecollection{scope}{}", rt.kind), &[], None, "io.k8s.apimachinery.pkg.apis.meta.v1.Status"),
             "parameters": path_params(false),
         }),
     );
     out.insert(
         format!("{base}/{{name}}"),
         json!({
-            "get": op(rt, "get", &format!("read{scope}{}", rt.kind), vec![], None, &def),
-            "put": op(rt, "put", &format!("replace{scope}{}", rt.kind), write_params(false), Some(json_body.clone()), &def),
-            "patch": op(rt, "patch", &format!("patch{scope}{}", rt.kind), write_params(true), Some(patch_media.clone()), &def),
-            "delete": op(rt, "delete", &format!("delete{scope}{}", rt.kind), vec![param("dryRun", "string", "")], None, &def),
+            "get": op(rt, "get", &format!("read{scope}{}", rt.kind), &[], None, &def),
+            "put": op(rt, "put", &format!("replace{scope}{}", rt.kind), &write_params(false), Some(json_body.clone()), &def),
+            "patch": op(rt, "patch", &format!("patch{scope}{}", rt.kind), &write_params(true), Some(patch_media.clone()), &def),
+            "delete": op(rt, "delete", &format!("delete{scope}{}", rt.kind), &[param("dryRun", "string", "")], None, &def),
             "parameters": path_params(true),
         }),
     );
@@ -146,9 +146,9 @@ fn paths_for(rt: &ResourceType, out: &mut Map<String, Value>) {
         out.insert(
             format!("{base}/{{name}}/status"),
             json!({
-                "get": op(rt, "get", &format!("read{scope}{}Status", rt.kind), vec![], None, &def),
-                "put": op(rt, "put", &format!("replace{scope}{}Status", rt.kind), write_params(false), Some(json_body), &def),
-                "patch": op(rt, "patch", &format!("patch{scope}{}Status", rt.kind), write_params(true), Some(patch_media), &def),
+                "get": op(rt, "get", &format!("read{scope}{}Status", rt.kind), &[], None, &def),
+                "put": op(rt, "put", &format!("replace{scope}{}Status", rt.kind), &write_params(false), Some(json_body), &def),
+                "patch": op(rt, "patch", &format!("patch{scope}{}Status", rt.kind), &write_params(true), Some(patch_media), &def),
                 "parameters": path_params(true),
             }),
         );

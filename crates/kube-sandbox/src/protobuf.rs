@@ -56,7 +56,7 @@ impl Obj {
         self
     }
 
-    fn strings(self, k: &str, v: Vec<String>) -> Self {
+    fn strings(self, k: &str, v: &[String]) -> Self {
         self.v(k, Some(json!(v)))
     }
 
@@ -102,7 +102,7 @@ fn object_meta(m: Option<meta::ObjectMeta>) -> Value {
         .v("labels", Some(json!(m.labels)))
         .v("annotations", Some(json!(m.annotations)))
         .v("ownerReferences", Some(Value::Array(owners)))
-        .strings("finalizers", m.finalizers)
+        .strings("finalizers", &m.finalizers)
         .done()
 }
 
@@ -124,11 +124,11 @@ fn rules(rules: Vec<rbac::PolicyRule>) -> Value {
             .into_iter()
             .map(|r| {
                 Obj::default()
-                    .strings("verbs", r.verbs)
-                    .strings("apiGroups", r.api_groups)
-                    .strings("resources", r.resources)
-                    .strings("resourceNames", r.resource_names)
-                    .strings("nonResourceURLs", r.non_resource_ur_ls)
+                    .strings("verbs", &r.verbs)
+                    .strings("apiGroups", &r.api_groups)
+                    .strings("resources", &r.resources)
+                    .strings("resourceNames", &r.resource_names)
+                    .strings("nonResourceURLs", &r.non_resource_ur_ls)
                     .done()
             })
             .collect(),
@@ -165,7 +165,7 @@ fn label_selector(s: meta::LabelSelector) -> Value {
             Obj::default()
                 .s("key", e.key)
                 .s("operator", e.operator)
-                .strings("values", e.values)
+                .strings("values", &e.values)
                 .done()
         })
         .collect();
@@ -225,7 +225,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             let n = core::Namespace::decode(raw).map_err(|e| bad(&kind, &e))?;
             let spec = n
                 .spec
-                .map(|s| Obj::default().strings("finalizers", s.finalizers).done());
+                .map(|s| Obj::default().strings("finalizers", &s.finalizers).done());
             typed(av, &kind, n.metadata).v("spec", spec).done()
         }
         ("v1", "ServiceAccount") => {
@@ -305,7 +305,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
                 )
                 .v("preconditions", pre)
                 .s("propagationPolicy", d.propagation_policy)
-                .strings("dryRun", d.dry_run)
+                .strings("dryRun", &d.dry_run)
                 .done()
         }
         _ => {
@@ -343,19 +343,19 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn om(name: &str, ns: &str) -> Option<meta::ObjectMeta> {
-        Some(meta::ObjectMeta {
+    fn om(name: &str, ns: &str) -> meta::ObjectMeta {
+        meta::ObjectMeta {
             name: Some(name.into()),
             namespace: Some(ns.into()),
             labels: BTreeMap::from([("app".to_string(), "x".to_string())]),
             ..Default::default()
-        })
+        }
     }
 
     #[test]
     fn secret() {
         let s = core::Secret {
-            metadata: om("creds", "default"),
+            metadata: Some(om("creds", "default")),
             data: BTreeMap::from([("accessKeyId".to_string(), b"AK".to_vec())]),
             r#type: Some("Opaque".into()),
             ..Default::default()
@@ -370,16 +370,18 @@ mod tests {
     }
 
     #[test]
+    // One single-letter binding per decoded kind (`n`amespace, `c`onfigMap, `b`inding, ...).
+    #[allow(clippy::many_single_char_names)]
     fn namespace_configmap_binding_delete() {
         let n = core::Namespace {
-            metadata: om("team", ""),
+            metadata: Some(om("team", "")),
             ..Default::default()
         };
         let v = decode(&encode_envelope("v1", "Namespace", n.encode_to_vec())).expect("decodes");
         assert_eq!(v["metadata"]["name"], "team");
         assert!(v["metadata"].get("namespace").is_none());
         let c = core::ConfigMap {
-            metadata: om("c", "d"),
+            metadata: Some(om("c", "d")),
             data: BTreeMap::from([("k".to_string(), "v".to_string())]),
             ..Default::default()
         };
@@ -388,7 +390,7 @@ mod tests {
             "v"
         );
         let b = rbac::RoleBinding {
-            metadata: om("b", "d"),
+            metadata: Some(om("b", "d")),
             subjects: vec![rbac::Subject {
                 kind: Some("ServiceAccount".into()),
                 name: Some("sa".into()),

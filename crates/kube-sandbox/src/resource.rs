@@ -87,6 +87,9 @@ pub enum TableLayout {
 
 /// One served resource.
 #[derive(Debug, Clone)]
+// Independent facts about a resource as the API server's discovery reports them (namespaced,
+// generation, subresources, ...), not states of one machine.
+#[allow(clippy::struct_excessive_bools)]
 pub struct ResourceType {
     /// API group ("" for core).
     pub group: String,
@@ -200,7 +203,7 @@ impl ResourceType {
     /// An object in this view converted to the stored form.
     pub fn to_storage(&self, view: Value) -> Value {
         match self.codec {
-            Codec::EventsV1 => crate::events::v1_to_core(view),
+            Codec::EventsV1 => crate::events::v1_to_core(&view),
             Codec::Identity => {
                 let mut v = view;
                 if let Some(m) = v.as_object_mut() {

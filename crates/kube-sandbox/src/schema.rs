@@ -35,6 +35,9 @@ pub struct CelRule {
 
 /// A compiled schema node.
 #[derive(Debug, Clone, Default)]
+// One field per OpenAPI / Kubernetes schema flag (`nullable`, `x-kubernetes-*`), as the CRD
+// spells them.
+#[allow(clippy::struct_excessive_bools)]
 pub struct Schema {
     /// `type`.
     pub type_: Option<String>,

@@ -106,6 +106,9 @@ fn code(
 }
 
 #[tokio::test]
+// One short name per answer checked in sequence (`c` for the HTTP code, ...), as in the other
+// scenarios of this file.
+#[allow(clippy::many_single_char_names)]
 async fn custom_resources_behave_like_on_a_cluster() -> anyhow::Result<()> {
     let (sb, client) = start(SandboxConfig::default()).await?;
     install_crd(&client).await?;

@@ -1,6 +1,10 @@
 //! CEL evaluator over JSON values: `self` / `oldSelf` bound to the schema node's values, CEL's
 //! error-absorbing `&&` / `||`, heterogeneous numeric equality and checked integer arithmetic.
 
+// Operands are named as in the CEL specification (`a`, `b`, `x`, `y`, ...): longer names would
+// not make the arithmetic and comparison rules easier to check against it.
+#![allow(clippy::many_single_char_names)]
+
 use std::cmp::Ordering;
 
 use serde_json::Value;
@@ -308,6 +312,8 @@ fn call(recv: Option<Value>, name: &str, args: &[Value]) -> Res {
                     Value::Number(n) => {
                         let f = n.as_f64().unwrap_or(f64::NAN);
                         if f.is_finite() && f.abs() < 9.2e18 {
+                            // In range (checked above) and integral after `trunc`: exact.
+                            #[allow(clippy::cast_possible_truncation)]
                             Ok(Value::from(f.trunc() as i64))
                         } else {
                             Err(rt("int() range error"))
@@ -393,11 +399,11 @@ fn comprehension(kind: Macro, range: &Expr, var: &str, body: &Expr, env: &mut En
         match (kind, r) {
             (Macro::Map, r) => out.push(r?),
             (Macro::Filter, Ok(Value::Bool(true))) => out.push(item),
-            (Macro::Filter, Ok(Value::Bool(false))) => {}
             (Macro::All, Ok(Value::Bool(false))) => return Ok(Value::Bool(false)),
             (Macro::Exists, Ok(Value::Bool(true))) => return Ok(Value::Bool(true)),
             (Macro::ExistsOne, Ok(Value::Bool(true))) => count += 1,
-            (Macro::All | Macro::Exists | Macro::ExistsOne, Ok(Value::Bool(_))) => {}
+            (Macro::Filter, Ok(Value::Bool(false)))
+            | (Macro::All | Macro::Exists | Macro::ExistsOne, Ok(Value::Bool(_))) => {}
             (Macro::ExistsOne | Macro::Filter, Err(e)) => return Err(e),
             (Macro::All | Macro::Exists, Err(e)) => {
                 first_err.get_or_insert(e);

@@ -134,6 +134,8 @@ fn number(chars: &[char], mut i: usize, out: &mut Vec<Token>) -> Result<usize, C
     Ok(i)
 }
 
+// Scanner state with the lexer's short names: quote `q`, index `i`, text `s`, char `c`, escape `e`.
+#[allow(clippy::many_single_char_names)]
 fn string(chars: &[char], start: usize, raw: bool) -> Result<(String, usize), CelError> {
     let q = chars[start];
     let triple = chars.get(start + 1) == Some(&q) && chars.get(start + 2) == Some(&q);

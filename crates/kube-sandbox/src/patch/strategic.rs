@@ -93,10 +93,10 @@ fn merge_at(target: &mut Value, patch: &Value, path: &mut Vec<String>) -> Result
         return Ok(());
     };
     if is_directive(patch, "replace") {
-        let mut p = pm.clone();
-        p.remove("$patch");
+        let mut without_directive = pm.clone();
+        without_directive.remove("$patch");
         *target = Value::Object(Map::new());
-        return merge_at(target, &Value::Object(p), path);
+        return merge_at(target, &Value::Object(without_directive), path);
     }
     if let Some(d) = pm.get("$patch").and_then(Value::as_str)
         && d != "merge"

@@ -31,7 +31,7 @@ pub fn get(store: &Store, t: &Target, tbl: Option<TableRequest>) -> Result<Reply
     let body = match tbl {
         Some(tr) => table::table(
             rt,
-            vec![table::row(rt, &obj, &view, tr.include)],
+            &[table::row(rt, &obj, &view, tr.include)],
             json!({"resourceVersion": object::resource_version(&obj)}),
             true,
         ),
@@ -143,11 +143,11 @@ pub fn list(
         meta["continue"] = json!(c);
     }
     if let Some(tr) = tbl {
-        let rows = items
+        let rows: Vec<Value> = items
             .iter()
             .map(|o| table::row(rt, o, &rt.to_view(o), tr.include))
             .collect();
-        return Ok(Reply::json(200, table::table(rt, rows, meta, true)));
+        return Ok(Reply::json(200, table::table(rt, &rows, meta, true)));
     }
     let mut buf = Vec::with_capacity(256 + items.len() * 512);
     let write = |buf: &mut Vec<u8>| -> std::io::Result<()> {

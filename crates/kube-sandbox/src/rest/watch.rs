@@ -69,7 +69,7 @@ impl Filter {
             Some(tr) => {
                 let row = table::row(&self.rt, stored, &view, tr.include);
                 let meta = json!({"resourceVersion": object::resource_version(stored)});
-                let t = table::table(&self.rt, vec![row], meta, !self.columns_sent);
+                let t = table::table(&self.rt, &[row], meta, !self.columns_sent);
                 self.columns_sent = true;
                 line(event_type, &t)
             }

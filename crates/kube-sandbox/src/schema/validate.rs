@@ -30,7 +30,10 @@ fn json_type(v: &Value) -> &'static str {
 
 fn fmt_num(f: f64) -> String {
     if f.fract() == 0.0 && f.abs() < 1e15 {
-        format!("{}", f as i64)
+        // Integral and well inside `i64` (checked above): exact.
+        #[allow(clippy::cast_possible_truncation)]
+        let whole = f as i64;
+        format!("{whole}")
     } else {
         f.to_string()
     }
