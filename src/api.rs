@@ -7,7 +7,9 @@
 
 // `kubectl explain` prints these docs verbatim, so they stay plain prose: ECS call names such as
 // StartInstance are written without Markdown backticks (and the committed CRD YAML keeps its text).
-#![allow(clippy::doc_markdown)]
+// The spec's four flags are independent user-facing switches (three of them ECS call parameters);
+// an enum would not describe them better. (Module-wide: the schema derive re-emits the struct.)
+#![allow(clippy::doc_markdown, clippy::struct_excessive_bools)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
@@ -65,9 +67,6 @@ pub use crate::vocabulary::condition::STALLED as CONDITION_STALLED;
     )
 )]
 #[serde(rename_all = "camelCase")]
-// The four flags are independent user-facing switches of the API (two of them ECS call parameters);
-// an enum or a state machine would not describe them better.
-#[allow(clippy::struct_excessive_bools)]
 pub struct EcsInstancePowerSpec {
     /// ID of the ECS instance to manage, for example `i-bp67acfmxazb4p3zh9lg`. Immutable: to manage
     /// another instance, create another EcsInstancePower.

@@ -10,6 +10,14 @@
 //! Under `cargo test --all-targets` (no `--bench` argument) it only does a short smoke run
 //! (debug build, small sizes) to prove the benchmark still works, and says so.
 
+// A report: rates and byte counts are computed in `f64`/`i64`; precision beyond 2^52 and counts
+// beyond `i64::MAX` do not occur in a benchmark run.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap
+)]
+
 #[path = "../tests/support/client.rs"]
 mod client;
 

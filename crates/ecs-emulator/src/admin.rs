@@ -89,6 +89,8 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, AdminError> {
         .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
+// The handlers' result type, so that each handler can end with it.
+#[allow(clippy::unnecessary_wraps)]
 fn ok_json<T: Serialize>(value: &T) -> AdminResult {
     Ok(axum::Json(value).into_response())
 }

@@ -200,11 +200,11 @@ async fn describe_instances_pages_with_next_token() {
 #[tokio::test]
 async fn describe_instances_pages_with_page_number() {
     let names: Vec<String> = (0..7).map(|n| format!("i-{n}")).collect();
-    let list: Vec<(&str, Status)> = names
+    let instances: Vec<(&str, Status)> = names
         .iter()
         .map(|n| (n.as_str(), Status::Stopped))
         .collect();
-    let (_emu, client) = start(config(&list)).await;
+    let (_emu, client) = start(config(&instances)).await;
     let r = client
         .call(
             "DescribeInstances",

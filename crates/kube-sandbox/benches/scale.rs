@@ -11,6 +11,14 @@
 //! `cargo test --all-targets` also runs this target (without `--bench`): it then does a quick
 //! smoke run with 200 objects so the benchmark keeps working, without the 10,000-object cost.
 
+// A report: rates and percentiles are computed in `f64`; precision beyond 2^52 and the rounding
+// of a percentile's index do not matter here.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

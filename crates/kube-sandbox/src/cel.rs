@@ -77,6 +77,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    // Owned values, so that each case below reads as one `json!` literal.
+    #[allow(clippy::needless_pass_by_value)]
     fn eval(rule: &str, s: Value, old: Option<Value>) -> Result<bool, CelError> {
         Program::compile(rule)?.evaluate(&s, old.as_ref())
     }

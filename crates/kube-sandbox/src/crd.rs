@@ -152,7 +152,7 @@ pub fn resource_types(
         ));
     }
     let storage_version = storage_versions.first().copied().unwrap_or("");
-    let mut types = Vec::new();
+    let mut served = Vec::new();
     for (i, v) in versions.iter().enumerate() {
         let vpath = format!("spec.versions[{i}]");
         let vname = s(v, "name");
@@ -263,10 +263,10 @@ pub fn resource_types(
         rt.raw_schema = raw_schema.cloned();
         rt.table = TableLayout::Custom(columns);
         rt.crd = Some(name.to_string());
-        types.push(rt);
+        served.push(rt);
     }
     if errs.is_empty() {
-        Ok(types)
+        Ok(served)
     } else {
         Err(errs)
     }

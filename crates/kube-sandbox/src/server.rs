@@ -143,14 +143,7 @@ async fn resource(app: &Arc<App>, req: Request, rp: ResourcePath) -> Result<Resp
                     FieldSelector::parse(&pin).map_err(ApiError::bad_request)?;
                 t.name = None;
             }
-            let rx = rest::watch::watch(
-                store.clone(),
-                &t,
-                opts,
-                tbl,
-                &app.watch,
-                app.shutdown.clone(),
-            )?;
+            let rx = rest::watch::watch(store, &t, opts, tbl, &app.watch, app.shutdown.clone())?;
             let stream = futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
             });

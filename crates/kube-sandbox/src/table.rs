@@ -442,7 +442,7 @@ pub fn row(rt: &ResourceType, stored: &Value, view: &Value, include: IncludeObje
 }
 
 /// A `Table` with `rows` and list metadata (`resourceVersion`, `continue`).
-pub fn table(rt: &ResourceType, rows: &[Value], list_meta: Value, with_columns: bool) -> Value {
+pub fn table(rt: &ResourceType, rows: &[Value], list_meta: &Value, with_columns: bool) -> Value {
     let mut t = json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -521,7 +521,7 @@ mod tests {
         let r = row(&rt, &o, &o, IncludeObject::Metadata);
         assert_eq!(r["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(r["object"]["metadata"]["name"], "x");
-        let t = table(&rt, &[r], json!({"resourceVersion": "5"}), true);
+        let t = table(&rt, &[r], &json!({"resourceVersion": "5"}), true);
         assert_eq!(t["kind"], "Table");
         assert_eq!(t["columnDefinitions"].as_array().map(Vec::len), Some(5));
     }

@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::rules::{Op, check};
 use super::{Answer, Context};
@@ -32,11 +32,8 @@ fn entry(id: &str, code: &str, message: &str, previous: &str, current: &str) -> 
     })
 }
 
-fn answer(entries: Vec<Value>) -> Answer {
-    Ok(super::object([(
-        "InstanceResponses",
-        json!({ "InstanceResponse": entries }),
-    )]))
+fn answer(entries: &[Value]) -> Map<String, Value> {
+    super::object([("InstanceResponses", json!({ "InstanceResponse": entries }))])
 }
 
 pub(super) fn run(ctx: &Context<'_>, op: Op) -> Answer {
@@ -122,7 +119,7 @@ pub(super) fn run(ctx: &Context<'_>, op: Op) -> Answer {
                 .map_or("", |s| s.as_str());
             entries.push(entry(id, "200", "success", previous, current));
         }
-        return answer(entries);
+        return Ok(answer(&entries));
     }
 
     let mut store = lock(&ctx.shared.store);
@@ -151,5 +148,5 @@ pub(super) fn run(ctx: &Context<'_>, op: Op) -> Answer {
             .map_or("", |s| s.as_str());
         entries.push(entry(id, "200", "success", previous, current));
     }
-    answer(entries)
+    Ok(answer(&entries))
 }

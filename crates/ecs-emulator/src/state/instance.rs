@@ -240,6 +240,8 @@ pub(crate) fn format_expired_time(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%MZ").to_string()
 }
 
+// serde's `serialize_with` passes the field by reference.
+#[allow(clippy::ref_option)]
 fn serialize_expired_time<S: Serializer>(
     value: &Option<jiff::Timestamp>,
     serializer: S,

@@ -33,6 +33,8 @@ struct Transition {
 
 impl Transition {
     /// The status `elapsed` after the transition began, and whether it is finished.
+    // One arm per (kind, phase), read as the transition table; merging equal answers would hide it.
+    #[allow(clippy::match_same_arms)]
     fn status_after(self, elapsed: Duration) -> (Status, bool) {
         match self.kind {
             TransitionKind::Start if elapsed < self.phase => (Status::Starting, false),

@@ -1,6 +1,6 @@
 //! Shared setup for the integration tests: an in-process emulator with one key and a client.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used)]
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -87,6 +87,8 @@ fn strip(v: &Value, path: &mut Vec<String>) -> Result<Value, String> {
     Ok(out)
 }
 
+// `patch` (the patch document) and `path` (where in it the walk is) are the usual names.
+#[allow(clippy::similar_names)]
 fn merge_at(target: &mut Value, patch: &Value, path: &mut Vec<String>) -> Result<(), String> {
     let Value::Object(pm) = patch else {
         *target = patch.clone();

@@ -32,7 +32,7 @@ pub fn get(store: &Store, t: &Target, tbl: Option<TableRequest>) -> Result<Reply
         Some(tr) => table::table(
             rt,
             &[table::row(rt, &obj, &view, tr.include)],
-            json!({"resourceVersion": object::resource_version(&obj)}),
+            &json!({"resourceVersion": object::resource_version(&obj)}),
             true,
         ),
         None => view.into_owned(),
@@ -147,7 +147,7 @@ pub fn list(
             .iter()
             .map(|o| table::row(rt, o, &rt.to_view(o), tr.include))
             .collect();
-        return Ok(Reply::json(200, table::table(rt, &rows, meta, true)));
+        return Ok(Reply::json(200, table::table(rt, &rows, &meta, true)));
     }
     let mut buf = Vec::with_capacity(256 + items.len() * 512);
     let write = |buf: &mut Vec<u8>| -> std::io::Result<()> {

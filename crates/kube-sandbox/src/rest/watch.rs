@@ -69,7 +69,7 @@ impl Filter {
             Some(tr) => {
                 let row = table::row(&self.rt, stored, &view, tr.include);
                 let meta = json!({"resourceVersion": object::resource_version(stored)});
-                let t = table::table(&self.rt, &[row], meta, !self.columns_sent);
+                let t = table::table(&self.rt, &[row], &meta, !self.columns_sent);
                 self.columns_sent = true;
                 line(event_type, &t)
             }
@@ -145,7 +145,7 @@ fn validate(opts: &ListOptions) -> Result<(), ApiError> {
 /// 422 for an invalid combination of `sendInitialEvents` and `resourceVersionMatch`, 400 for
 /// a malformed `resourceVersion`.
 pub fn watch(
-    store: Arc<Store>,
+    store: &Arc<Store>,
     t: &Target,
     opts: ListOptions,
     tbl: Option<TableRequest>,

@@ -145,13 +145,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn labels(v: Value) -> Map<String, Value> {
+    fn labels(v: &Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
     }
 
     #[test]
     fn matching() {
-        let l = labels(json!({"app": "web", "env": "prod", "n": "5"}));
+        let l = labels(&json!({"app": "web", "env": "prod", "n": "5"}));
         let m = |s: &str| LabelSelector::parse(s).expect("parses").matches(Some(&l));
         assert!(m("app=web"));
         assert!(m("app==web,env!=dev"));
