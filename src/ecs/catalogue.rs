@@ -1,4 +1,4 @@
-//! THE ECS error catalogue (DESIGN §3): every ECS outcome → a `Ready` condition reason and a
+//! The one ECS error catalogue: every ECS outcome → a `Ready` condition reason and a
 //! retry class, in one place.
 //!
 //! The controller calls [`classify`] on every [`EcsError`] and [`classify_lock`] on every

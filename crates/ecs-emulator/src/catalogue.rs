@@ -1,5 +1,5 @@
 //! The ECS error catalogue: every error code the emulator answers with, in one table, with its
-//! documented HTTP status and message (DESIGN §3, ECS-API.md §4–5), and [`EcsError`], the error
+//! documented HTTP status and message (as Alibaba Cloud's API reference lists them), and [`EcsError`], the error
 //! value that the gateway, the actions and the fault injector produce and `protocol` renders.
 
 use std::fmt;
@@ -26,7 +26,7 @@ const fn row(code: &'static str, status: u16, message: &'static str) -> CodeInfo
 /// Every code the emulator knows, with its documented status. Faults name codes from here; a
 /// fault with another code must give its `httpStatus` explicitly.
 pub const CATALOGUE: &[CodeInfo] = &[
-    // Instance errors (StartInstance / StopInstance / RebootInstance tables, DESIGN §3).
+    // Instance errors (the StartInstance / StopInstance / RebootInstance error tables).
     row(
         "InvalidInstanceId.NotFound",
         404,

@@ -232,7 +232,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    const DESIGN_EXAMPLE: &str = r"
+    const DOCUMENTED_EXAMPLE: &str = r"
 accessKeys: [{id: AK1, secret: S1}]          # optional securityToken per key
 transitionDelay: 2s                           # Starting/Stopping last this long
 qps: {StartInstance: 10}                      # per action and access key; excess → Throttling.User
@@ -244,7 +244,7 @@ faults:
 
     #[test]
     fn parses_the_design_example() {
-        let c = Config::from_yaml(DESIGN_EXAMPLE).unwrap();
+        let c = Config::from_yaml(DOCUMENTED_EXAMPLE).unwrap();
         assert_eq!(c.access_keys, [AccessKey::new("AK1", "S1")]);
         assert_eq!(c.transition_delay, Duration::from_secs(2));
         assert_eq!(c.qps["StartInstance"], 10);

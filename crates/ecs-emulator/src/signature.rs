@@ -2,7 +2,7 @@
 //! parameters) or V3 (ACS3-HMAC-SHA256 over the canonical request), checked against the
 //! configured and STS-issued keys (`SecurityToken` included), with a ±window on the timestamp
 //! and a per-key nonce cache that refuses replays. Both verifiers are written from the
-//! documentation and checked against the published known-answer vectors (ECS-API.md §1–2).
+//! documentation and checked against the published known-answer vectors.
 //!
 //! Order of checks: signature parameters present → timestamp well-formed and within the
 //! window → access key known → not expired → security token matches → signature → nonce unused.

@@ -1,4 +1,4 @@
-//! `percentEncode` of the ECS signature algorithms (ECS-API.md §1.2): UTF-8 bytes, unreserved
+//! `percentEncode` of the ECS signature algorithms: UTF-8 bytes, unreserved
 //! `A–Z a–z 0–9 - _ . ~` kept, every other byte `%XY` in uppercase hex (space → `%20`,
 //! `*` → `%2A`, `~` kept). Used by both verifiers to rebuild canonical strings.
 

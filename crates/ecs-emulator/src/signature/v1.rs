@@ -1,4 +1,4 @@
-//! RPC signature V1 (`SignatureMethod=HMAC-SHA1`, `SignatureVersion=1.0`, ECS-API.md §1.3),
+//! RPC signature V1 (`SignatureMethod=HMAC-SHA1`, `SignatureVersion=1.0`),
 //! written from the documentation, independently of the operator's signer:
 //! `StringToSign = METHOD & pct("/") & pct(sorted "pct(k)=pct(v)" joined by "&")`,
 //! `Signature = base64(HMAC-SHA1(secret + "&", StringToSign))`.
@@ -70,7 +70,7 @@ mod tests {
         assert!(!verify("wrong", &sts, expected));
     }
 
-    /// ECS-API.md §1.4, the official worked example.
+    /// The official worked example of the RPC signature documentation.
     #[test]
     fn official_worked_example() {
         let params = [
@@ -109,7 +109,7 @@ mod tests {
         ]
     }
 
-    /// ECS-API.md §1.5 A: empty values and a space.
+    /// Published vector: empty values and a space.
     #[test]
     fn go_sdk_vector() {
         let params = go_sdk_params();
@@ -125,7 +125,7 @@ mod tests {
         );
     }
 
-    /// ECS-API.md §1.5 B: STS token is signed.
+    /// Published vector: the STS token is signed.
     #[test]
     fn go_sdk_sts_vector() {
         let mut params = go_sdk_params();
@@ -138,7 +138,7 @@ mod tests {
         );
     }
 
-    /// ECS-API.md §1.5 C.
+    /// Published vector of the OpenAPI utility's tests (`test_get_rpc_signature`).
     #[test]
     fn tea_util_vector() {
         let params = [("query", "test"), ("body", "test")];
@@ -149,7 +149,7 @@ mod tests {
         check("GET", "secret", &params, "XlUyV4sXjOuX5FnjUz9IF9tm5rU=");
     }
 
-    /// ECS-API.md §1.5 D: UTF-8 and a JSON value.
+    /// Published vector: UTF-8 and a JSON value (an SMS `SendSms` example).
     #[test]
     fn sms_vector() {
         let params = [
@@ -183,7 +183,7 @@ mod tests {
         ]
     }
 
-    /// ECS-API.md §1.5 F: ECS-shaped requests.
+    /// ECS-shaped requests, signed by the official SDK code.
     #[test]
     fn ecs_shaped_vectors() {
         let mut start = ecs_common();

@@ -1,4 +1,4 @@
-//! Signature V3 (`ACS3-HMAC-SHA256`, ECS-API.md §2), written from the documentation:
+//! Signature V3 (`ACS3-HMAC-SHA256`), written from the documentation:
 //! `CanonicalRequest = METHOD\nURI\nCanonicalQuery\nCanonicalHeaders\nSignedHeaders\nHashedPayload`,
 //! `StringToSign = "ACS3-HMAC-SHA256\n" + hex(SHA256(CanonicalRequest))`,
 //! `Signature = hex(HMAC-SHA256(secret, StringToSign))`, carried in
@@ -165,7 +165,7 @@ mod tests {
 
     use super::*;
 
-    /// ECS-API.md §2 known answer (`RunInstances` on ecs.cn-shanghai).
+    /// The V3 signature documentation's known answer (`RunInstances` on ecs.cn-shanghai).
     #[test]
     fn documented_known_answer() {
         let mut headers = HeaderMap::new();

@@ -1,5 +1,5 @@
 //! A small signing ECS client for the integration tests and the benchmark, written here from the
-//! ECS documentation (ECS-API.md §1–2) and deliberately not sharing code with the emulator's
+//! ECS signature documentation and deliberately not sharing code with the emulator's
 //! verifier: its own percent-encoding, canonical strings and HMACs.
 
 #![allow(dead_code, clippy::expect_used)]
