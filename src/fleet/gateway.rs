@@ -425,6 +425,8 @@ struct State {
     /// Resources whose last write was ambiguous (for the verified re-send count).
     ambiguous: HashSet<String>,
     accounts: HashMap<String, Account>,
+    /// Resources re-queued by the gateway and not yet reconciled.
+    news: HashSet<ResourceRef>,
 }
 
 /// The fleet gateway; see the module documentation.
@@ -543,8 +545,16 @@ impl Fleet {
     }
 
     fn wake(&self, resource: ResourceRef) {
+        self.lock().news.insert(resource.clone());
         // A closed channel means the controller has stopped: nothing left to wake.
         let _ = self.trigger.send(resource);
+    }
+
+    /// Whether the gateway re-queued `resource` since it last asked (a read or write finished, its
+    /// observation changed, its account became known): then the reconcile looks even when its
+    /// next observation is not due.
+    pub fn take_news(&self, resource: &ResourceRef) -> bool {
+        self.lock().news.remove(resource)
     }
 
     /// The account of `creds`, if known; otherwise starts its lookup (once per AccessKey ID) and
@@ -710,6 +720,7 @@ impl Fleet {
             untrack_in(&mut state, resource, &id);
         }
         state.awaiting.remove(resource);
+        state.news.remove(resource);
     }
 
     /// Keeps only the resources `keep` accepts (after a relist).
@@ -973,10 +984,12 @@ impl Fleet {
         };
         let mut ticket = self.writes.submit(key, request.lane, request.id, item);
         if !ticket.joined() {
-            let (trigger, resource) = (self.trigger.clone(), request.resource);
+            let (fleet, resource) = (Arc::downgrade(self), request.resource);
             tokio::spawn(async move {
                 ticket.outcome().await;
-                let _ = trigger.send(resource);
+                if let Some(fleet) = fleet.upgrade() {
+                    fleet.wake(resource);
+                }
             });
         }
         true

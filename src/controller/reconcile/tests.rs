@@ -130,6 +130,7 @@ fn context(client: Client, ecs: Arc<FakeEcs>) -> Arc<Context> {
         ),
         client,
         ecs,
+        fleet: None,
         operator_credentials: Some(OperatorCredentials::Env(Credentials::new("AK", "SK", None))),
         metrics: Arc::new(Metrics::new()),
         ledger: Arc::new(Ledger::default()),
