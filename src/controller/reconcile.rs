@@ -300,12 +300,17 @@ fn collect(ctx: &Context, obj: &EcsInstancePower) -> Collected {
     fleet.collect(uid, obj.metadata.generation, wanted)
 }
 
-/// The group of a resource's calls: the Secret's AccessKey ID, or the operator's identity (its
-/// keys rotate under RRSA, its group does not).
+/// The group of a resource's calls: a Secret's credentials (AccessKey ID and a hash of the whole
+/// set, so two Secrets with one key ID but different secrets never share a signed call), or the
+/// operator's identity (its keys rotate under RRSA, its group does not).
 fn group(obj: &EcsInstancePower, creds: &Credentials) -> Group {
     Group {
         identity: match obj.spec.credentials_secret_ref {
-            Some(_) => creds.access_key_id.clone(),
+            Some(_) => format!(
+                "{}#{}",
+                creds.access_key_id,
+                gateway::credentials_hash(creds)
+            ),
             None => Group::OPERATOR.to_string(),
         },
         region: obj.spec.region_id.clone(),
@@ -411,8 +416,9 @@ fn decide(
 
 /// **act**: the write call of the plan, with the spec's options. Through the fleet gateway a
 /// write joins a batch (StartInstances / StopInstances) and the reconcile returns at once; a dry
-/// run or a start with `initLocalDisk` (which the batch calls cannot express) is the single call,
-/// made with a user-lane token of the shared rate limiter.
+/// run or a start with `initLocalDisk` (which the batch calls cannot express), and every write when
+/// batching is off (`--ecs-batch-size 1`), is the single call, made with a user-lane token of the
+/// shared rate limiter.
 async fn act(
     ctx: &Context,
     obj: &EcsInstancePower,
@@ -426,7 +432,9 @@ async fn act(
         return Acted::Fenced;
     }
     let spec = &obj.spec;
-    let single = spec.dry_run || (call == WriteCall::Start && spec.init_local_disk);
+    let single = spec.dry_run
+        || (call == WriteCall::Start && spec.init_local_disk)
+        || ctx.fleet.as_ref().is_some_and(|f| !f.batches_writes());
     let permit = match &ctx.fleet {
         Some(fleet) if !single => {
             let Some(uid) = obj.metadata.uid.clone() else {

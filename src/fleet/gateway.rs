@@ -148,8 +148,9 @@ impl FleetEcs for EcsClient {
 /// Who signs and where: calls of one group may share a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Group {
-    /// The credentials identity: the AccessKey ID of a Secret's credentials, or
-    /// [`Group::OPERATOR`] for the operator's own (whose keys rotate under RRSA).
+    /// The credentials identity: for a Secret's credentials the AccessKey ID and a hash of the
+    /// whole set (never logged), or [`Group::OPERATOR`] for the operator's own (whose keys rotate
+    /// under RRSA).
     pub identity: String,
     /// The region.
     pub region: String,
@@ -528,6 +529,12 @@ impl Fleet {
     /// The shared limiter (for the single calls, which take a permit of their own).
     pub fn limiter(&self) -> &AdaptiveLimiter<LimiterKey> {
         &self.limiter
+    }
+
+    /// Whether writes are batched (`--ecs-batch-size` above 1). With a batch size of 1 every write
+    /// is the single StartInstance / StopInstance, paced by the same limiters.
+    pub fn batches_writes(&self) -> bool {
+        self.config.batch_size > 1
     }
 
     /// The sweep interval.
@@ -1102,7 +1109,7 @@ impl Fleet {
             if round < Instant::now() {
                 round = Instant::now();
             }
-            debug!(identity = %group.identity, region = %group.region, ids = ids.len(), "sweep round submitted");
+            debug!(region = %group.region, ids = ids.len(), "sweep round submitted");
         }
     }
 
@@ -1201,8 +1208,8 @@ fn finish_write(
                     Err(EcsError::Api {
                         code,
                         message,
-                        // The per-instance code's status, as the catalogue classifies it.
-                        http_status: 400,
+                        // The HTTP status of the answer that carried the per-instance code.
+                        http_status: 200,
                         request_id,
                         retry_after: None,
                     }),
@@ -1230,6 +1237,14 @@ fn batch_action(call: WriteCall) -> &'static str {
         WriteCall::Start => EcsAction::StartInstances.as_str(),
         WriteCall::Stop => EcsAction::StopInstances.as_str(),
     }
+}
+
+/// A short hash of a whole set of credentials, to tell apart two sets with one AccessKey ID (never
+/// logged; it only separates batch groups).
+pub fn credentials_hash(creds: &Credentials) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    creds.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 /// A short, stable hash of an account ID for metric labels (the ID itself is not exposed).
