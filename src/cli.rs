@@ -66,7 +66,12 @@ pub struct RunArgs {
     /// share: every caller of the account spends the same budget. Actions: DescribeInstances,
     /// StartInstances, StopInstances, StartInstance, StopInstance, GetCallerIdentity. Unset
     /// actions use conservative defaults (4/s for DescribeInstances, 2/s for the writes).
-    #[arg(long = "ecs-rate-limit", env = "ECS_RATE_LIMITS", value_delimiter = ',', global = true)]
+    #[arg(
+        long = "ecs-rate-limit",
+        env = "ECS_RATE_LIMITS",
+        value_delimiter = ',',
+        global = true
+    )]
     pub ecs_rate_limits: Vec<RateLimit>,
 
     /// Instance IDs per StartInstances / StopInstances / DescribeInstances call, 1 to 100

@@ -143,7 +143,11 @@ impl Operator {
         let (trigger, triggers) = tokio::sync::mpsc::unbounded_channel();
         let fleet = Fleet::new(
             ecs.clone(),
-            FleetConfig::new(settings.rate_limits.clone(), settings.batch_size, settings.resync),
+            FleetConfig::new(
+                settings.rate_limits.clone(),
+                settings.batch_size,
+                settings.resync,
+            ),
             metrics.clone(),
             trigger,
         );
@@ -160,8 +164,8 @@ impl Operator {
         let triggers = futures::stream::unfold(triggers, |mut rx| async move {
             rx.recv().await.map(|resource| (resource, rx))
         });
-        let controller = Controller::for_stream(events.applied_objects(), store.clone())
-            .reconcile_on(triggers);
+        let controller =
+            Controller::for_stream(events.applied_objects(), store.clone()).reconcile_on(triggers);
 
         let (secret_store, secret_writer) = reflector::store();
         // Metadata only: the operator never caches Secret data, it reads a Secret when it needs it.

@@ -467,9 +467,10 @@ impl Fleet {
         trigger: mpsc::UnboundedSender<ResourceRef>,
     ) -> Arc<Fleet> {
         let limits = config.limits.clone();
-        let limiter = AdaptiveLimiter::with_clock(config.limiter, config.clock, move |k: &LimiterKey| {
-            limits.ceiling(k.action)
-        });
+        let limiter =
+            AdaptiveLimiter::with_clock(config.limiter, config.clock, move |k: &LimiterKey| {
+                limits.ceiling(k.action)
+            });
         Arc::new_cyclic(|weak: &Weak<Fleet>| {
             let (r, w) = (weak.clone(), weak.clone());
             let reads = Batcher::new(
@@ -567,7 +568,11 @@ impl Fleet {
     /// The account of `creds`, if known; otherwise starts its lookup (once per AccessKey ID) and
     /// re-queues `resource` when it is known. Never fails: when STS cannot say, the AccessKey ID
     /// stands for the account.
-    pub fn account(self: &Arc<Self>, creds: &Credentials, resource: &ResourceRef) -> Option<Arc<str>> {
+    pub fn account(
+        self: &Arc<Self>,
+        creds: &Credentials,
+        resource: &ResourceRef,
+    ) -> Option<Arc<str>> {
         let mut state = self.lock();
         match state.accounts.get_mut(&creds.access_key_id) {
             Some(Account::Known(account)) => return Some(account.clone()),
@@ -661,10 +666,9 @@ impl Fleet {
                         .map_or(after, |since| (*since).min(after));
                     (after, lane)
                 }
-                Need::Cached { max_age } => (
-                    now.checked_sub(max_age).unwrap_or(now),
-                    Lane::Background,
-                ),
+                Need::Cached { max_age } => {
+                    (now.checked_sub(max_age).unwrap_or(now), Lane::Background)
+                }
             };
             if let Some(entry) = state.cache.get(&id)
                 && entry.at >= after
@@ -698,7 +702,13 @@ impl Fleet {
         Observed::Pending
     }
 
-    fn track(self: &Arc<Self>, state: &mut State, resource: &ResourceRef, id: &ReadId, creds: &Credentials) {
+    fn track(
+        self: &Arc<Self>,
+        state: &mut State,
+        resource: &ResourceRef,
+        id: &ReadId,
+        creds: &Credentials,
+    ) {
         if let Some(old) = state.tracked.get(resource)
             && old != id
         {
@@ -808,9 +818,10 @@ impl Fleet {
             .await;
         match answer {
             Err(e) if classify(&e).class == ErrorClass::Throttled => {
-                self.metrics
-                    .fleet
-                    .throttled(EcsAction::DescribeInstances.as_str(), e.code().unwrap_or(""));
+                self.metrics.fleet.throttled(
+                    EcsAction::DescribeInstances.as_str(),
+                    e.code().unwrap_or(""),
+                );
                 return Answer::Throttled {
                     retry_after: e.retry_after(),
                 };
@@ -1028,7 +1039,10 @@ impl Fleet {
     /// Publishes the gauges (intents by state, limiter states).
     pub fn publish_gauges(&self) {
         let fleet = &self.metrics.fleet;
-        for (kind, counts) in [("read", self.reads.counts()), ("write", self.writes.counts())] {
+        for (kind, counts) in [
+            ("read", self.reads.counts()),
+            ("write", self.writes.counts()),
+        ] {
             fleet.intents(kind, "queued", counts.queued);
             fleet.intents(kind, "in_flight", counts.in_flight);
             fleet.intents(kind, "done", counts.done);
@@ -1078,8 +1092,10 @@ impl Fleet {
                     .map(|(id, (creds, _))| (id.clone(), creds.clone()))
                     .collect()
             };
-            let chunks: Vec<&[(String, Credentials)]> = ids.chunks(self.config.batch_size).collect();
-            let gap = interval.mul_f64(0.9) / u32::try_from(chunks.len()).unwrap_or(u32::MAX).max(1);
+            let chunks: Vec<&[(String, Credentials)]> =
+                ids.chunks(self.config.batch_size).collect();
+            let gap =
+                interval.mul_f64(0.9) / u32::try_from(chunks.len()).unwrap_or(u32::MAX).max(1);
             for (i, chunk) in chunks.iter().enumerate() {
                 if i > 0 {
                     tokio::select! {
@@ -1100,8 +1116,12 @@ impl Fleet {
                         creds: creds.clone(),
                         sweep: true,
                     };
-                    self.reads
-                        .submit(key, Lane::Background, (group.clone(), instance.clone()), item);
+                    self.reads.submit(
+                        key,
+                        Lane::Background,
+                        (group.clone(), instance.clone()),
+                        item,
+                    );
                 }
                 self.metrics.fleet.swept(chunk.len());
             }
@@ -1186,7 +1206,10 @@ fn finish_write(
 ) -> Option<FinishedWrite> {
     let missing = || EcsError::Malformed {
         http_status: 200,
-        detail: format!("the {} answer does not mention the instance", batch_action(call)),
+        detail: format!(
+            "the {} answer does not mention the instance",
+            batch_action(call)
+        ),
     };
     let (result, ambiguous) = match outcome {
         Outcome::Replaced => return None,
