@@ -1,6 +1,6 @@
 //! The API actions the emulator serves, one file per family: the Describe calls, the single
 //! power calls (Start/Stop/RebootInstance), the batch calls (Start/StopInstances), and STS
-//! AssumeRoleWithOIDC. Each takes the decoded parameters and answers the action's fields or an
+//! AssumeRoleWithOIDC and GetCallerIdentity. Each takes the decoded parameters and answers the action's fields or an
 //! [`EcsError`]; the gateway has already authenticated, throttled and applied request faults.
 
 mod batch;
@@ -20,10 +20,11 @@ use serde_json::{Map, Value};
 use crate::catalogue::EcsError;
 use crate::emulator::Shared;
 use crate::protocol::Params;
+use crate::signature::Principal;
 
 /// ECS API version served.
 pub const ECS_VERSION: &str = "2014-05-26";
-/// STS API version served (AssumeRoleWithOIDC).
+/// STS API version served (AssumeRoleWithOIDC, GetCallerIdentity).
 pub const STS_VERSION: &str = "2015-04-01";
 
 /// Every action served.
@@ -38,6 +39,7 @@ pub const ACTIONS: &[&str] = &[
     "StartInstances",
     "StopInstances",
     "AssumeRoleWithOIDC",
+    "GetCallerIdentity",
 ];
 
 const WRITE_ACTIONS: &[&str] = &[
@@ -67,7 +69,7 @@ pub(crate) fn is_anonymous(action: &str) -> bool {
 
 /// The API version an action belongs to.
 pub(crate) fn version_of(action: &str) -> &'static str {
-    if action == "AssumeRoleWithOIDC" {
+    if matches!(action, "AssumeRoleWithOIDC" | "GetCallerIdentity") {
         STS_VERSION
     } else {
         ECS_VERSION
@@ -84,6 +86,8 @@ pub(crate) fn is_per_instance(action: &str, params: &Params) -> bool {
 pub(crate) struct Context<'a> {
     pub shared: &'a Shared,
     pub params: &'a Params,
+    /// The authenticated caller (`None` for anonymous actions).
+    pub principal: Option<&'a Principal>,
     pub now: Instant,
     pub now_ts: jiff::Timestamp,
 }
@@ -104,6 +108,7 @@ pub(crate) fn dispatch(action: &str, ctx: &Context<'_>) -> Answer {
         "StartInstances" => batch::run(ctx, rules::Op::Start),
         "StopInstances" => batch::run(ctx, rules::Op::Stop),
         "AssumeRoleWithOIDC" => sts::run(ctx),
+        "GetCallerIdentity" => sts::caller_identity(ctx),
         _ => Err(EcsError::of("InvalidAction.NotFound")),
     }
 }
@@ -122,6 +127,7 @@ mod tests {
         assert!(WRITE_ACTIONS.iter().all(|a| is_known(a)));
         assert!(!is_known("RunInstances"));
         assert_eq!(version_of("AssumeRoleWithOIDC"), STS_VERSION);
+        assert_eq!(version_of("GetCallerIdentity"), STS_VERSION);
         assert_eq!(version_of("StartInstance"), ECS_VERSION);
     }
 }

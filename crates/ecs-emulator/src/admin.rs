@@ -11,8 +11,8 @@
 //! | `GET/POST/DELETE /_emulator/faults` | list, add one or a list, clear all |
 //! | `DELETE /_emulator/faults/{id}` | remove one |
 //! | `GET /_emulator/calls?since=&action=&instance=` | call log; `DELETE` empties it |
-//! | `GET/PATCH /_emulator/settings` | transitionDelay, defaultStoppedMode, qps |
-//! | `POST /_emulator/access-keys` | accept another key |
+//! | `GET/PATCH /_emulator/settings` | transitionDelay, defaultStoppedMode, qps (per key), rateLimits (per account, region and action; replaced whole, buckets and minute windows restart) |
+//! | `POST /_emulator/access-keys` | accept another key (`{id, secret, securityToken?, accountId?, userName?}`) |
 //! | `POST /_emulator/reset` | back to the starting configuration |
 
 use std::collections::BTreeMap;
@@ -35,6 +35,7 @@ use crate::credentials::AccessKey;
 use crate::emulator::{EmulatorError, Shared, lock};
 use crate::faults::Fault;
 use crate::state::{Instance, Status, StoppedMode};
+use crate::throttle::RateLimits;
 
 /// An admin API failure.
 #[derive(Debug, thiserror::Error)]
@@ -292,14 +293,21 @@ struct Settings {
     default_stopped_mode: Option<StoppedMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     qps: Option<BTreeMap<String, u32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rate_limits: Option<RateLimits>,
 }
 
 fn settings(s: &Shared) -> Settings {
+    let (qps, rate_limits) = {
+        let throttle = lock(&s.throttle);
+        (throttle.qps().clone(), throttle.rate_limits().clone())
+    };
     let store = lock(&s.store);
     Settings {
         transition_delay: Some(store.transition_delay()),
         default_stopped_mode: Some(store.default_stopped_mode()),
-        qps: Some(lock(&s.throttle).limits().clone()),
+        qps: Some(qps),
+        rate_limits: Some(rate_limits),
     }
 }
 
@@ -316,6 +324,9 @@ async fn patch_settings(State(s): State<Arc<Shared>>, body: Bytes) -> AdminResul
     if let Some(qps) = patch.qps {
         s.set_qps(qps)?;
     }
+    if let Some(limits) = patch.rate_limits {
+        s.set_rate_limits(limits)?;
+    }
     let mut store = lock(&s.store);
     if let Some(d) = patch.transition_delay {
         store.set_transition_delay(d);
@@ -329,12 +340,7 @@ async fn patch_settings(State(s): State<Arc<Shared>>, body: Bytes) -> AdminResul
 
 async fn add_access_key(State(s): State<Arc<Shared>>, body: Bytes) -> AdminResult {
     let key: AccessKey = parse(&body)?;
-    if key.id.trim().is_empty() || key.secret.is_empty() {
-        return Err(AdminError::BadRequest(
-            "an access key needs an id and a secret".to_owned(),
-        ));
-    }
-    lock(&s.keys).add(key);
+    s.add_access_key(key)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -1,6 +1,7 @@
 //! The call log: one record per ECS/STS API request the emulator received, including rejected
-//! and faulted ones, so tests can assert "exactly one StartInstance for i-x". Records carry the
-//! access key id but never a secret, a `Signature` or a `SecurityToken`. The log keeps the most
+//! and faulted ones, so tests can assert "exactly one StartInstance for i-x", "every batch was
+//! full" or "no answer was throttled". Records carry the access key id and its account but
+//! never a secret, a `Signature` or a `SecurityToken`. The log keeps the most
 //! recent `callLogCapacity` records; sequence numbers keep counting across clears.
 
 use std::collections::VecDeque;
@@ -38,6 +39,8 @@ pub struct CallRecord {
     pub region_id: Option<String>,
     /// The access key id it claimed, when any.
     pub access_key_id: Option<String>,
+    /// The account of that key, once authenticated.
+    pub account_id: Option<String>,
     /// The signature scheme, once recognised.
     pub signature: Option<SignatureScheme>,
     /// Whether `DryRun=true` was sent.
@@ -46,8 +49,25 @@ pub struct CallRecord {
     pub http_status: Option<u16>,
     /// The ECS error `Code` answered, if any (`DryRunOperation` included).
     pub error_code: Option<String>,
-    /// The transport fault applied, if any (`reset`, `truncated`, `nonJson`, `html502`).
+    /// The transport fault applied, if any (`reset`, `truncated`, `nonJson`, `garbage`,
+    /// `html502`).
     pub fault: Option<String>,
+    /// Whether the action itself ran (not refused by authentication, throttling or a fault
+    /// before it, and not a dry run), even if its answer then never reached the client.
+    pub acted: bool,
+    /// Per-instance `Code` of a `SuccessFirst` batch answer, in answer order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instance_results: Vec<InstanceResult>,
+}
+
+/// One instance's entry of a `SuccessFirst` batch answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceResult {
+    /// `InstanceId`.
+    pub instance_id: String,
+    /// `Code` (`"200"` = accepted).
+    pub code: String,
 }
 
 impl CallRecord {
@@ -55,6 +75,34 @@ impl CallRecord {
     #[must_use]
     pub fn is_write(&self) -> bool {
         crate::actions::is_write(&self.action)
+    }
+
+    /// Whether the answer was a `Throttling*` or `Rejected.Throttling` error.
+    #[must_use]
+    pub fn is_throttled(&self) -> bool {
+        self.error_code
+            .as_deref()
+            .is_some_and(|c| c.starts_with("Throttling") || c == "Rejected.Throttling")
+    }
+
+    /// The instances a write actually changed (the client may not have seen the answer, as
+    /// with a reset after the action): every named instance of a successful single or
+    /// `AllTogether` call, the `"200"` entries of a `SuccessFirst` batch; empty for reads,
+    /// refused calls and dry runs.
+    #[must_use]
+    pub fn accepted_instances(&self) -> Vec<&str> {
+        if !self.is_write() || !self.acted || self.error_code.is_some() {
+            return Vec::new();
+        }
+        if self.instance_results.is_empty() {
+            self.instance_ids.iter().map(String::as_str).collect()
+        } else {
+            self.instance_results
+                .iter()
+                .filter(|r| r.code == "200")
+                .map(|r| r.instance_id.as_str())
+                .collect()
+        }
     }
 }
 
@@ -112,12 +160,53 @@ mod tests {
             instance_ids: vec![],
             region_id: None,
             access_key_id: Some("AK1".to_owned()),
+            account_id: Some("1".to_owned()),
             signature: Some(SignatureScheme::V1),
             dry_run: false,
             http_status: Some(200),
             error_code: None,
             fault: None,
+            acted: true,
+            instance_results: vec![],
         }
+    }
+
+    #[test]
+    fn accepted_instances_and_throttled_answers() {
+        let mut single = record("StartInstance");
+        single.instance_ids = vec!["i-a".to_owned()];
+        assert_eq!(single.accepted_instances(), ["i-a"]);
+        single.http_status = None;
+        single.fault = Some("reset".to_owned());
+        assert_eq!(
+            single.accepted_instances(),
+            ["i-a"],
+            "reset after the action"
+        );
+        single.acted = false;
+        assert!(single.accepted_instances().is_empty(), "reset before it");
+        let mut refused = record("StopInstance");
+        refused.instance_ids = vec!["i-a".to_owned()];
+        refused.error_code = Some("Throttling.User".to_owned());
+        assert!(refused.is_throttled());
+        assert!(refused.accepted_instances().is_empty());
+        let mut batch = record("StartInstances");
+        batch.instance_ids = vec!["i-a".to_owned(), "i-b".to_owned()];
+        batch.instance_results = vec![
+            InstanceResult {
+                instance_id: "i-b".to_owned(),
+                code: "OperationDenied.NoStock".to_owned(),
+            },
+            InstanceResult {
+                instance_id: "i-a".to_owned(),
+                code: "200".to_owned(),
+            },
+        ];
+        assert_eq!(batch.accepted_instances(), ["i-a"]);
+        assert!(!batch.is_throttled());
+        let mut read = record("DescribeInstances");
+        read.instance_ids = vec!["i-a".to_owned()];
+        assert!(read.accepted_instances().is_empty());
     }
 
     #[test]
@@ -150,6 +239,9 @@ mod tests {
     fn serializes_camel_case() {
         let v = serde_json::to_value(record("A")).unwrap_or_default();
         assert_eq!(v["accessKeyId"], "AK1");
+        assert_eq!(v["accountId"], "1");
+        assert_eq!(v["acted"], true);
+        assert!(v.get("instanceResults").is_none(), "omitted when empty");
         assert_eq!(v["httpStatus"], 200);
         assert_eq!(v["signature"], "V1");
     }

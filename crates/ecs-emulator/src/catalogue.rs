@@ -298,6 +298,11 @@ pub const CATALOGUE: &[CodeInfo] = &[
     ),
     // DescribeInstances filters.
     row(
+        "InvalidTag.Mismatch",
+        400,
+        "The specified Tag.n.Key and Tag.n.Value are not match.",
+    ),
+    row(
         "InvalidStatus.NotFound",
         404,
         "The specified Status is not found.",

@@ -1,6 +1,6 @@
-//! The state file (DESIGN §6): YAML with access keys, the transition delay, per-action QPS
-//! limits, the instances and the faults, plus the emulator's additions (`defaultStoppedMode`,
-//! `timestampWindow`, `callLogCapacity`, `oidc`). Also the documented default used when the
+//! The state file: YAML with access keys, the transition delay, per-action QPS limits per key,
+//! per-account rate limits (`rateLimits`), the instances and the faults, plus
+//! `defaultStoppedMode`, `timestampWindow`, `callLogCapacity` and `oidc`. Also the documented default used when the
 //! binary starts without `--state`.
 
 pub mod duration;
@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::credentials::AccessKey;
 use crate::faults::Fault;
 use crate::state::{Instance, Status, StoppedMode};
+use crate::throttle::RateLimits;
 
 /// Access key id of the default configuration.
 pub const DEFAULT_ACCESS_KEY_ID: &str = "emulator-access-key";
@@ -73,6 +74,9 @@ pub struct Config {
     /// QPS limit per action and access key (`*` = every other action).
     #[serde(default)]
     pub qps: BTreeMap<String, u32>,
+    /// Limits per (account, region, action): per-second buckets and per-minute windows.
+    #[serde(default)]
+    pub rate_limits: RateLimits,
     /// The instances.
     #[serde(default)]
     pub instances: Vec<Instance>,
@@ -116,6 +120,7 @@ impl Default for Config {
             access_keys: Vec::new(),
             transition_delay: default_transition_delay(),
             qps: BTreeMap::new(),
+            rate_limits: RateLimits::default(),
             instances: Vec::new(),
             faults: Vec::new(),
             default_stopped_mode: default_stopped_mode(),
@@ -185,6 +190,7 @@ impl Config {
             if key.id.trim().is_empty() || key.secret.is_empty() {
                 return invalid("an access key has an empty id or secret".to_owned());
             }
+            key.validate().map_err(ConfigError::Invalid)?;
             if !key_ids.insert(key.id.as_str()) {
                 return invalid(format!("access key {} is listed twice", key.id));
             }
@@ -208,6 +214,7 @@ impl Config {
                 ));
             }
         }
+        self.rate_limits.validate().map_err(ConfigError::Invalid)?;
         if self.timestamp_window.is_zero() {
             return invalid("timestampWindow must be positive".to_owned());
         }
@@ -272,6 +279,9 @@ faults:
             "instances: [{id: i-a, region: r}, {id: i-a, region: r}]",
             "faults: [{instance: i-a}]",
             "qps: {StartInstanse: 1}",
+            "rateLimits: {actions: {StartInstanse: {perSecond: 1}}}",
+            "rateLimits: {StartInstances: {perSecond: 1}}",
+            "accessKeys: [{id: AK1, secret: S1, accountId: abc}]",
             "transitionDelay: forever",
             "timestampWindow: 0s",
             "colour: blue",

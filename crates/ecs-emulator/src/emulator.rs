@@ -15,7 +15,7 @@ use crate::server::Server;
 use crate::signature::nonce::NonceCache;
 use crate::state::store::InstanceStore;
 use crate::state::{Instance, Status, StoppedMode};
-use crate::throttle::Throttle;
+use crate::throttle::{RateLimits, Throttle};
 
 /// Locks a mutex, recovering the data if a holder panicked (the state stays usable).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -76,7 +76,10 @@ impl Shared {
             faults: Mutex::new(FaultSet::default()),
             keys: Mutex::new(KeyRing::default()),
             nonces: Mutex::new(NonceCache::new(config.timestamp_window.saturating_mul(2))),
-            throttle: Mutex::new(Throttle::new(config.qps.clone())),
+            throttle: Mutex::new(Throttle::new(
+                config.qps.clone(),
+                config.rate_limits.clone(),
+            )),
             log: Mutex::new(CallLog::new(config.call_log_capacity)),
             oidc: Mutex::new(None),
             timestamp_window: config.timestamp_window,
@@ -109,7 +112,11 @@ impl Shared {
             }
         }
         *lock(&self.keys) = KeyRing::new(&config.access_keys);
-        lock(&self.throttle).set_limits(config.qps.clone());
+        {
+            let mut throttle = lock(&self.throttle);
+            throttle.set_qps(config.qps.clone());
+            throttle.set_rate_limits(config.rate_limits.clone());
+        }
         lock(&self.log).clear();
         lock(&self.oidc).clone_from(&config.oidc);
     }
@@ -167,7 +174,19 @@ impl Shared {
                 "qps names {bad:?}, which is not an action the emulator serves"
             )));
         }
-        lock(&self.throttle).set_limits(limits);
+        lock(&self.throttle).set_qps(limits);
+        Ok(())
+    }
+
+    pub(crate) fn set_rate_limits(&self, limits: RateLimits) -> Result<(), EmulatorError> {
+        limits.validate().map_err(EmulatorError::Invalid)?;
+        lock(&self.throttle).set_rate_limits(limits);
+        Ok(())
+    }
+
+    pub(crate) fn add_access_key(&self, key: AccessKey) -> Result<(), EmulatorError> {
+        key.validate().map_err(EmulatorError::Invalid)?;
+        lock(&self.keys).add(key);
         Ok(())
     }
 }
@@ -328,9 +347,27 @@ impl Emulator {
         self.shared.set_qps(limits)
     }
 
+    /// Replaces the per-(account, region, action) rate limits and forgets their buckets and
+    /// minute windows.
+    ///
+    /// # Errors
+    /// [`EmulatorError::Invalid`] for an action the emulator does not serve.
+    pub fn set_rate_limits(&self, limits: RateLimits) -> Result<(), EmulatorError> {
+        self.shared.set_rate_limits(limits)
+    }
+
+    /// The per-(account, region, action) rate limits in force.
+    #[must_use]
+    pub fn rate_limits(&self) -> RateLimits {
+        lock(&self.shared.throttle).rate_limits().clone()
+    }
+
     /// Accepts another access key.
-    pub fn add_access_key(&self, key: AccessKey) {
-        lock(&self.shared.keys).add(key);
+    ///
+    /// # Errors
+    /// [`EmulatorError::Invalid`] for an empty id or secret or a non-numeric `accountId`.
+    pub fn add_access_key(&self, key: AccessKey) -> Result<(), EmulatorError> {
+        self.shared.add_access_key(key)
     }
 
     /// Back to the starting configuration (see the README: what reset restores).

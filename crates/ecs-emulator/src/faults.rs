@@ -1,7 +1,10 @@
 //! Fault injection: scripted failures per instance and action, for a number of requests or
 //! forever, optionally with a probability. A fault answers with an ECS error code (any code of
 //! the catalogue, or another with an explicit HTTP status), adds latency, or breaks the
-//! transport (connection reset, truncated body, non-JSON body, HTML 502 page).
+//! transport (connection reset, truncated body, non-JSON text, random bytes, HTML 502 page).
+//! With `afterAction` the action runs first (its state change happens) and then the transport
+//! breaks or the latency is added: the write is applied but the client sees a reset, a broken
+//! body or, with a latency longer than its timeout, no answer in time.
 //!
 //! The gateway asks for faults after authentication and throttling, before the action runs.
 //! Batch actions with `BatchOptimization=SuccessFirst` ask per instance, so an instance's code
@@ -27,6 +30,8 @@ pub enum TransportFault {
     Truncated,
     /// A 200 `application/json` response whose body is not JSON.
     NonJson,
+    /// A 200 `application/json` response whose body is random bytes (not even UTF-8).
+    Garbage,
     /// A 502 `text/html` page, as a load balancer in front of ECS sends.
     Html502,
 }
@@ -39,6 +44,7 @@ impl TransportFault {
             Self::Reset => "reset",
             Self::Truncated => "truncated",
             Self::NonJson => "nonJson",
+            Self::Garbage => "garbage",
             Self::Html502 => "html502",
         }
     }
@@ -80,7 +86,8 @@ pub struct Fault {
     /// Fire on a matching request with this probability (0 < p ≤ 1); default always.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probability: Option<f64>,
-    /// With `kind`: run the action first (its state change happens), then break the response.
+    /// Run the action first (its state change happens), then break the response (`kind`) or
+    /// delay it (a latency-only fault).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub after_action: bool,
 }
@@ -181,7 +188,7 @@ impl Fault {
         self
     }
 
-    /// Lets the action run before the transport breaks.
+    /// Lets the action run before the transport breaks or the latency is added.
     #[must_use]
     pub fn after_action(mut self) -> Self {
         self.after_action = true;
@@ -238,8 +245,11 @@ impl Fault {
                 "fault action {action:?} is not an action the emulator serves"
             ));
         }
-        if self.after_action && self.kind.is_none() {
-            return Err("afterAction only applies to a fault with a kind".to_owned());
+        if self.after_action && self.code.is_some() {
+            return Err(
+                "afterAction applies to a fault with a kind or a latency only, not a code"
+                    .to_owned(),
+            );
         }
         Ok(())
     }
@@ -281,8 +291,10 @@ pub struct FaultEntry {
 /// What fired for a request or an instance.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Fired {
-    /// Total latency to add.
+    /// Total latency to add before the action.
     pub latency: Duration,
+    /// Total latency to add after the action (latency-only `afterAction` faults).
+    pub latency_after: Duration,
     /// The answer replacing the action's, if any.
     pub outcome: Option<Outcome>,
 }
@@ -373,7 +385,11 @@ impl FaultSet {
             {
                 continue;
             }
-            fired.latency += f.latency.unwrap_or_default();
+            if f.after_action && !decides {
+                fired.latency_after += f.latency.unwrap_or_default();
+            } else {
+                fired.latency += f.latency.unwrap_or_default();
+            }
             if let Some(error) = f.error_answer() {
                 fired.outcome = Some(Outcome::Error(error));
             } else if let Some(kind) = f.kind {
@@ -505,6 +521,30 @@ mod tests {
         let mut both = Fault::error("InternalError");
         both.kind = Some(TransportFault::Reset);
         assert!(both.validate().is_err());
+    }
+
+    #[test]
+    fn after_action_latency_is_added_after_the_action() {
+        let mut set = FaultSet::default();
+        set.add(
+            Fault::delay(Duration::from_secs(30))
+                .for_action("StartInstance")
+                .after_action()
+                .times(1),
+        );
+        set.add(Fault::delay(Duration::from_millis(5)).for_action("StartInstance"));
+        let fired = request(&mut set, "StartInstance", &["i-a"]);
+        assert_eq!(fired.latency, Duration::from_millis(5));
+        assert_eq!(fired.latency_after, Duration::from_secs(30));
+        assert!(fired.outcome.is_none());
+        assert_eq!(set.list().len(), 1, "the one-shot fault is spent");
+        let garbage: Fault = serde_yaml::from_str("{kind: garbage, afterAction: true}").unwrap();
+        assert_eq!(garbage.kind, Some(TransportFault::Garbage));
+        garbage.validate().unwrap();
+        Fault::delay(Duration::from_secs(1))
+            .after_action()
+            .validate()
+            .unwrap();
     }
 
     #[test]

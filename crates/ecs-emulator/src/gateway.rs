@@ -1,11 +1,13 @@
 //! The API gateway in front of the actions, as ECS's POP gateway behaves: for every request on
 //! `/` it parses the parameters, checks the action and version, authenticates (V1 or V3; STS
-//! AssumeRoleWithOIDC is anonymous), applies the per-key QPS limit, fires scripted faults, runs
-//! the action and renders the answer; and it writes one call-log record per request, whatever
-//! the outcome.
+//! AssumeRoleWithOIDC is anonymous), applies the rate limits (per key, and per account, region
+//! and action; a throttled request does nothing), fires scripted faults, runs the action and
+//! renders the answer; and it writes one call-log record per request, whatever the outcome.
+//! The region a limit counts in is `RegionId`, else the region of the first instance named,
+//! else empty (calls that name neither, such as STS's).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::response::Response;
@@ -14,13 +16,14 @@ use http::{HeaderMap, Method, Uri};
 use serde_json::Value;
 
 use crate::actions::{self, Context};
-use crate::call_log::{CallRecord, SignatureScheme};
+use crate::call_log::{CallRecord, InstanceResult, SignatureScheme};
 use crate::catalogue::EcsError;
 use crate::emulator::{Shared, lock, roll};
 use crate::faults::{Outcome, Scope, TransportFault};
 use crate::protocol::render::{self, host_id};
 use crate::protocol::{Format, RpcRequest};
 use crate::signature::Verifier;
+use crate::throttle::Caller;
 
 /// How a request is answered, before rendering.
 enum Reply {
@@ -34,11 +37,33 @@ struct Shape {
     format: Format,
     action: String,
     host_id: String,
+    /// `x-acs-retry-after` for a throttled answer, when enabled.
+    retry_after: Option<Duration>,
 }
 
-/// The axum handler for every non-admin path.
+/// The axum handler for every non-admin path. The request is served in its own task, so it
+/// runs to the end (action, call-log record) even when the client gives up or its connection
+/// closes first, as a real server behaves.
 pub(crate) async fn handle(
     State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match tokio::spawn(serve(shared, method, uri, headers, body)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
+    }
+}
+
+async fn serve(
+    shared: Arc<Shared>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -54,16 +79,20 @@ pub(crate) async fn handle(
         instance_ids: Vec::new(),
         region_id: None,
         access_key_id: None,
+        account_id: None,
         signature: None,
         dry_run: false,
         http_status: None,
         error_code: None,
         fault: None,
+        acted: false,
+        instance_results: Vec::new(),
     };
     let mut shape = Shape {
         format: Format::Json,
         action: String::new(),
         host_id: host_id(None),
+        retry_after: None,
     };
     let reply = process(
         &shared,
@@ -84,7 +113,13 @@ pub(crate) async fn handle(
             record.http_status = Some(error.status);
             record.error_code = Some(error.code.clone());
             let body = render::error_body(&request_id, &shape.host_id, &error);
-            render::error(shape.format, &request_id, &body, error.status)
+            let mut response = render::error(shape.format, &request_id, &body, error.status);
+            if let Some(wait) = shape.retry_after
+                && let Ok(v) = http::HeaderValue::from_str(&wait.as_millis().to_string())
+            {
+                response.headers_mut().insert("x-acs-retry-after", v);
+            }
+            response
         }
         Reply::Transport(kind, full) => {
             record.http_status = render::transport_status(kind);
@@ -165,6 +200,7 @@ async fn process(
             Ok(p) => {
                 record.signature = Some(p.scheme);
                 record.access_key_id = Some(p.access_key_id.clone());
+                record.account_id = Some(p.identity.account_id.clone());
                 Some(p)
             }
             Err(rejection) => {
@@ -175,10 +211,32 @@ async fn process(
         }
     };
 
-    if let Some(p) = &principal
-        && !lock(&shared.throttle).admit(&p.access_key_id, &action, now)
-    {
-        return Reply::Error(EcsError::of("Throttling.User"));
+    if let Some(p) = &principal {
+        let region = match &record.region_id {
+            Some(r) => r.clone(),
+            None => record
+                .instance_ids
+                .first()
+                .and_then(|id| {
+                    lock(&shared.store)
+                        .observe(id, now)
+                        .map(|i| i.region.clone())
+                })
+                .unwrap_or_default(),
+        };
+        let caller = Caller {
+            access_key: &p.access_key_id,
+            account: &p.identity.account_id,
+            region: &region,
+            action: &action,
+        };
+        let mut throttle = lock(&shared.throttle);
+        if let Err(throttled) = throttle.admit(caller, now_ts) {
+            if throttle.sends_retry_after() {
+                shape.retry_after = Some(throttled.retry_after);
+            }
+            return Reply::Error(EcsError::of("Throttling.User"));
+        }
     }
 
     let fired = lock(&shared.faults).fire(
@@ -209,14 +267,22 @@ async fn process(
     let ctx = Context {
         shared,
         params,
+        principal: principal.as_ref(),
         now: Instant::now(),
         now_ts: jiff::Timestamp::now(),
     };
     let answer = actions::dispatch(&action, &ctx);
+    record.acted = !record.dry_run;
     let reply = match answer {
-        Ok(fields) => Reply::Success(render::success_body(&record.request_id, fields)),
+        Ok(fields) => {
+            record.instance_results = instance_results(&fields);
+            Reply::Success(render::success_body(&record.request_id, fields))
+        }
         Err(e) => Reply::Error(e),
     };
+    if !fired.latency_after.is_zero() {
+        tokio::time::sleep(fired.latency_after).await;
+    }
     match after_action {
         None => reply,
         Some(kind) => {
@@ -234,4 +300,29 @@ async fn process(
             Reply::Transport(kind, full)
         }
     }
+}
+
+/// The per-instance codes of a `SuccessFirst` batch answer (`InstanceResponses`), if any.
+fn instance_results(fields: &serde_json::Map<String, Value>) -> Vec<InstanceResult> {
+    fields
+        .get("InstanceResponses")
+        .and_then(|r| r.get("InstanceResponse"))
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| InstanceResult {
+                    instance_id: text(item, "InstanceId"),
+                    code: text(item, "Code"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn text(item: &Value, name: &str) -> String {
+    item.get(name)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }

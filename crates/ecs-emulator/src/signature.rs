@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::call_log::SignatureScheme;
 use crate::catalogue::EcsError;
-use crate::credentials::{KeyEntry, KeyRing};
+use crate::credentials::{Identity, KeyEntry, KeyRing};
 use crate::emulator::lock;
 use crate::protocol::RpcRequest;
 use nonce::NonceCache;
@@ -29,6 +29,8 @@ const REDACTED: &str = "******";
 pub(crate) struct Principal {
     pub access_key_id: String,
     pub scheme: SignatureScheme,
+    /// Who the key belongs to.
+    pub identity: Identity,
 }
 
 /// A request that did not, with what it claimed (for the call log).
@@ -168,6 +170,7 @@ impl Verifier<'_> {
         Ok(Principal {
             access_key_id: access_key_id.to_owned(),
             scheme,
+            identity: entry.identity,
         })
     }
 
@@ -244,6 +247,7 @@ impl Verifier<'_> {
         Ok(Principal {
             access_key_id: auth.credential.clone(),
             scheme,
+            identity: entry.identity,
         })
     }
 }
@@ -480,6 +484,7 @@ mod tests {
         let f = Fixture::new();
         let now = now();
         let issued = lock(&f.keys).issue_sts(
+            crate::credentials::Identity::assumed_role("acs:ram::1:role/r", "s"),
             Duration::from_secs(1),
             now - jiff::SignedDuration::from_secs(10),
         );

@@ -555,3 +555,156 @@ async fn prepaid_instances_keep_charging_and_expire() {
         .await;
     assert_eq!((r.status, r.code()), (403, "InstanceExpired"));
 }
+
+#[tokio::test]
+async fn describe_instances_without_max_results_answers_ten_and_a_next_token() {
+    let names: Vec<String> = (0..100).map(|n| format!("i-{n:03}")).collect();
+    let list: Vec<(&str, Status)> = names
+        .iter()
+        .map(|n| (n.as_str(), Status::Running))
+        .collect();
+    let (_emu, client) = start(config(&list)).await;
+    let all = serde_json::to_string(&names).unwrap();
+    let r = client
+        .call(
+            "DescribeInstances",
+            &[("RegionId", REGION), ("InstanceIds", &all)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(ids(&r), names[..10], "ECS's default MaxResults is 10");
+    let token = r.body["NextToken"].as_str().unwrap();
+    assert!(!token.is_empty());
+    let next = client
+        .call(
+            "DescribeInstances",
+            &[
+                ("RegionId", REGION),
+                ("InstanceIds", &all),
+                ("NextToken", token),
+            ],
+        )
+        .await;
+    assert_eq!(ids(&next), names[10..20]);
+    let full = client
+        .call(
+            "DescribeInstances",
+            &[
+                ("RegionId", REGION),
+                ("InstanceIds", &all),
+                ("MaxResults", "100"),
+            ],
+        )
+        .await;
+    assert_eq!(ids(&full), names);
+    assert_eq!(full.body["NextToken"], "");
+}
+
+#[tokio::test]
+async fn describe_instances_shows_and_filters_tags() {
+    let mut cfg = config(&[("i-plain", Status::Running)]);
+    cfg.instances.push(
+        Instance::new("i-web", REGION, Status::Running)
+            .with_tag("team", "web")
+            .with_tag("env", "prod"),
+    );
+    cfg.instances
+        .push(Instance::new("i-db", REGION, Status::Stopped).with_tag("team", "db"));
+    let (emu, client) = start(cfg).await;
+    let r = client
+        .call(
+            "DescribeInstances",
+            &[
+                ("RegionId", REGION),
+                ("InstanceIds", r#"["i-web","i-plain"]"#),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let items = r.body["Instances"]["Instance"].as_array().unwrap();
+    assert_eq!(items[0]["InstanceId"], "i-plain");
+    assert_eq!(items[0]["Tags"], serde_json::json!({"Tag": []}));
+    assert_eq!(
+        items[1]["Tags"]["Tag"],
+        serde_json::json!([
+            {"TagKey": "env", "TagValue": "prod"},
+            {"TagKey": "team", "TagValue": "web"}
+        ])
+    );
+    let xml = client
+        .call(
+            "DescribeInstances",
+            &[
+                ("RegionId", REGION),
+                ("InstanceIds", r#"["i-web"]"#),
+                ("Format", "XML"),
+            ],
+        )
+        .await;
+    assert!(
+        xml.text.contains(
+            "<Tags><Tag><TagKey>env</TagKey><TagValue>prod</TagValue></Tag><Tag><TagKey>team</TagKey><TagValue>web</TagValue></Tag></Tags>"
+        ),
+        "{}",
+        xml.text
+    );
+
+    let by_key = client
+        .call(
+            "DescribeInstances",
+            &[("RegionId", REGION), ("Tag.1.Key", "team")],
+        )
+        .await;
+    assert_eq!(ids(&by_key), ["i-db", "i-web"]);
+    let by_pair = client
+        .call(
+            "DescribeInstances",
+            &[
+                ("RegionId", REGION),
+                ("Tag.1.Key", "team"),
+                ("Tag.1.Value", "web"),
+                ("Tag.2.Key", "env"),
+            ],
+        )
+        .await;
+    assert_eq!(ids(&by_pair), ["i-web"]);
+    let mismatch = client
+        .call(
+            "DescribeInstances",
+            &[("RegionId", REGION), ("Tag.1.Value", "web")],
+        )
+        .await;
+    assert_eq!(
+        (mismatch.status, mismatch.code()),
+        (400, "InvalidTag.Mismatch")
+    );
+
+    let admin = client::http()
+        .patch(format!("{}/_emulator/instances/i-plain", emu.url()))
+        .json(&serde_json::json!({"tags": [{"key": "team", "value": "web"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+    let body: serde_json::Value = admin.json().await.unwrap();
+    assert_eq!(body["tags"], serde_json::json!({"team": "web"}));
+    assert_eq!(
+        emu.instance("i-plain")
+            .unwrap()
+            .tags
+            .get("team")
+            .map(String::as_str),
+        Some("web")
+    );
+    let web = client
+        .call(
+            "DescribeInstances",
+            &[
+                ("RegionId", REGION),
+                ("Tag.1.Key", "team"),
+                ("Tag.1.Value", "web"),
+            ],
+        )
+        .await;
+    assert_eq!(ids(&web), ["i-plain", "i-web"]);
+}

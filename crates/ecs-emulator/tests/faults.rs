@@ -1,6 +1,6 @@
 //! Every fault kind over HTTP: catalogue codes with their statuses, overrides, counts,
-//! probability, latency, connection reset, truncated and non-JSON bodies, an HTML 502 page,
-//! faults after the action ran, and per-key QPS throttling.
+//! probability, latency, connection reset, truncated, non-JSON and garbage bodies, an HTML 502
+//! page, resets and latency after the action ran, and per-key QPS throttling.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -331,6 +331,130 @@ async fn after_action_faults_lose_the_answer_but_keep_the_change() {
         r.code(),
         "IncorrectInstanceStatus",
         "a retry sees the new state"
+    );
+}
+
+#[tokio::test]
+async fn garbage_bodies_are_not_even_text() {
+    let (emu, client) = start(config(&[("i-a", Status::Stopped)])).await;
+    emu.add_fault(Fault::transport(TransportFault::Garbage).times(1))
+        .unwrap();
+    let resp = raw_start(&client, "i-a").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let bytes = resp.bytes().await.unwrap();
+    assert!(!bytes.is_empty());
+    assert!(std::str::from_utf8(&bytes).is_err(), "not UTF-8");
+    assert_eq!(emu.instance("i-a").unwrap().status, Status::Stopped);
+    assert_eq!(emu.call_log()[0].fault.as_deref(), Some("garbage"));
+    assert!(!emu.call_log()[0].acted);
+}
+
+/// A SuccessFirst batch of two, sent on a fresh connection.
+async fn raw_batch(client: &client::Client) -> reqwest::Result<reqwest::Response> {
+    let params = client.v1_params(
+        "StartInstances",
+        &[
+            ("RegionId", REGION),
+            ("BatchOptimization", "SuccessFirst"),
+            ("InstanceId.1", "i-a"),
+            ("InstanceId.2", "i-b"),
+        ],
+    );
+    let query = client::v1_query("POST", &client.secret, &params);
+    client::http_builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+        .post(format!("{}/?{query}", client.base))
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn resets_before_and_after_the_write_of_a_batch_naming_an_instance() {
+    let (emu, client) = start(config(&[
+        ("i-a", Status::Stopped),
+        ("i-b", Status::Stopped),
+    ]))
+    .await;
+    emu.add_fault(
+        Fault::transport(TransportFault::Reset)
+            .for_instance("i-b")
+            .for_action("StartInstances")
+            .times(1),
+    )
+    .unwrap();
+    assert!(raw_batch(&client).await.is_err(), "reset before the write");
+    assert_eq!(emu.instance("i-a").unwrap().status, Status::Stopped);
+    assert_eq!(emu.instance("i-b").unwrap().status, Status::Stopped);
+
+    emu.add_fault(
+        Fault::transport(TransportFault::Reset)
+            .for_instance("i-b")
+            .for_action("StartInstances")
+            .after_action()
+            .times(1),
+    )
+    .unwrap();
+    assert!(raw_batch(&client).await.is_err(), "reset after the write");
+    assert_eq!(emu.instance("i-a").unwrap().status, Status::Running);
+    assert_eq!(emu.instance("i-b").unwrap().status, Status::Running);
+
+    let log = emu.call_log();
+    assert_eq!(
+        log.iter()
+            .map(|c| (c.http_status, c.fault.as_deref(), c.acted))
+            .collect::<Vec<_>>(),
+        [(None, Some("reset"), false), (None, Some("reset"), true)]
+    );
+    assert!(log[0].accepted_instances().is_empty());
+    assert_eq!(log[1].accepted_instances(), ["i-a", "i-b"]);
+}
+
+#[tokio::test]
+async fn latency_after_the_write_outlives_a_client_timeout() {
+    let (emu, client) = start(config(&[
+        ("i-a", Status::Stopped),
+        ("i-b", Status::Stopped),
+    ]))
+    .await;
+    emu.add_fault(
+        Fault::delay(Duration::from_secs(3))
+            .for_instance("i-a")
+            .after_action()
+            .times(1),
+    )
+    .unwrap();
+    let params = client.v1_params("StartInstance", &[("InstanceId", "i-a")]);
+    let query = client::v1_query("POST", &client.secret, &params);
+    let started = Instant::now();
+    let err = client::http_builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap()
+        .post(format!("{}/?{query}", client.base))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        emu.instance("i-a").unwrap().status,
+        Status::Running,
+        "applied before the client gave up"
+    );
+    let other = client.call("StartInstance", &[("InstanceId", "i-b")]).await;
+    assert_eq!(other.status, 200, "the fault names i-a only");
+    assert!(emu.faults().is_empty(), "spent");
+    assert!(
+        fixture::wait_until(Duration::from_secs(10), || async {
+            emu.call_log()
+                .iter()
+                .any(|c| c.accepted_instances() == ["i-a"] && c.http_status == Some(200))
+        })
+        .await,
+        "the request runs to the end and is logged though the client left: {:?}",
+        emu.call_log()
     );
 }
 

@@ -1,5 +1,6 @@
 //! STS AssumeRoleWithOIDC: anonymous exchange of an OIDC token for `STS.` credentials that then
-//! authenticate ECS calls with their SecurityToken until they expire.
+//! authenticate ECS calls with their SecurityToken until they expire; GetCallerIdentity names
+//! the account of a root key, a RAM user's key and assumed-role credentials.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -11,7 +12,7 @@ mod fixture;
 use std::time::Duration;
 
 use base64::Engine as _;
-use ecs_emulator::{OidcConfig, Status};
+use ecs_emulator::{AccessKey, DEFAULT_ACCOUNT_ID, OidcConfig, Status};
 use fixture::{REGION, config, start, wait_until};
 
 const ROLE: &str = "acs:ram::1234567890123456:role/operator";
@@ -159,4 +160,96 @@ async fn bad_exchanges_are_refused() {
     )
     .await;
     assert_eq!(r.code(), "EntityNotExist.Role");
+}
+
+#[tokio::test]
+async fn get_caller_identity_names_the_account_of_every_credential() {
+    let mut cfg = config(&[("i-a", Status::Running)]);
+    cfg.access_keys.push(
+        AccessKey::new("AK-ALICE", "alice-secret")
+            .in_account("5555000011112222")
+            .for_user("alice"),
+    );
+    cfg.oidc = Some(oidc(None));
+    let (emu, root) = start(cfg).await;
+
+    let me = root.call("GetCallerIdentity", &[]).await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.body["AccountId"], DEFAULT_ACCOUNT_ID);
+    assert_eq!(me.body["IdentityType"], "Account");
+    assert_eq!(
+        me.body["Arn"],
+        format!("acs:ram::{DEFAULT_ACCOUNT_ID}:root")
+    );
+    assert_eq!(me.body["UserId"], DEFAULT_ACCOUNT_ID);
+    assert_eq!(me.body["PrincipalId"], DEFAULT_ACCOUNT_ID);
+    assert!(me.body["RequestId"].as_str().is_some_and(|r| !r.is_empty()));
+
+    let alice = client::Client::new(&emu.url(), "AK-ALICE", "alice-secret");
+    let r = alice.call_v3("GetCallerIdentity", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["AccountId"], "5555000011112222");
+    assert_eq!(r.body["IdentityType"], "RAMUser");
+    assert_eq!(r.body["Arn"], "acs:ram::5555000011112222:user/alice");
+    assert_eq!(r.body["UserId"], r.body["PrincipalId"]);
+
+    let token = jwt(600);
+    let issued = client::anonymous(
+        &emu.url(),
+        "AssumeRoleWithOIDC",
+        "2015-04-01",
+        &[
+            ("RoleArn", ROLE),
+            ("OIDCProviderArn", PROVIDER),
+            ("OIDCToken", &token),
+            ("RoleSessionName", "op-session"),
+        ],
+    )
+    .await;
+    let creds = &issued.body["Credentials"];
+    let sts = client::Client::new(
+        &emu.url(),
+        creds["AccessKeyId"].as_str().unwrap(),
+        creds["AccessKeySecret"].as_str().unwrap(),
+    )
+    .with_token(creds["SecurityToken"].as_str().unwrap());
+    let r = sts.call("GetCallerIdentity", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["AccountId"], "1234567890123456",
+        "the role's account"
+    );
+    assert_eq!(r.body["IdentityType"], "AssumedRoleUser");
+    assert_eq!(
+        r.body["Arn"],
+        "acs:ram::1234567890123456:assumed-role/operator/op-session"
+    );
+    let role_id = r.body["RoleId"].as_str().unwrap();
+    assert_eq!(r.body["PrincipalId"], format!("{role_id}:op-session"));
+    assert_eq!(
+        issued.body["AssumedRoleUser"]["AssumedRoleId"],
+        format!("{role_id}:op-session")
+    );
+
+    let wrong_version = root
+        .call("GetCallerIdentity", &[("Version", "2014-05-26")])
+        .await;
+    assert_eq!(wrong_version.code(), "InvalidVersion");
+    let unsigned = client::anonymous(&emu.url(), "GetCallerIdentity", "2015-04-01", &[]).await;
+    assert_ne!(unsigned.status, 200, "{}", unsigned.text);
+
+    let accounts: Vec<Option<String>> = emu
+        .call_log()
+        .iter()
+        .filter(|c| c.action == "GetCallerIdentity" && c.http_status == Some(200))
+        .map(|c| c.account_id.clone())
+        .collect();
+    assert_eq!(
+        accounts,
+        [
+            Some(DEFAULT_ACCOUNT_ID.to_owned()),
+            Some("5555000011112222".to_owned()),
+            Some("1234567890123456".to_owned())
+        ]
+    );
 }

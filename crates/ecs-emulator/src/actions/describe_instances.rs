@@ -1,8 +1,12 @@
 //! DescribeInstances: instances of a region, optionally restricted to `InstanceIds` (a JSON
 //! array of at most 100 ids; unknown ids are omitted), `Status`, `InstanceChargeType`,
-//! `LockReason` and `ZoneId`, paged with `NextToken` + `MaxResults` (≤ 100, default 10) or the
-//! older `PageNumber` + `PageSize` (≤ 100). `NextToken` is opaque (the hex of the last id
-//! returned) and is empty on the last page.
+//! `LockReason`, `ZoneId` and `Tag.N.Key` / `Tag.N.Value` (N ≤ 20; every given tag must be on
+//! the instance, with that value when one is given), paged with `NextToken` + `MaxResults`
+//! (≤ 100, default 10) or the older `PageNumber` + `PageSize` (≤ 100, chosen by giving either).
+//! Without any paging parameter it answers as ECS does: at most 10 instances and a `NextToken`
+//! when there are more, so a 100-id call without `MaxResults=100` sees only 10. `NextToken` is
+//! opaque (the hex of the last id returned) and is empty on the last page. Each instance
+//! carries its `Tags.Tag[]` (`TagKey`, `TagValue`).
 
 use serde_json::{Value, json};
 
@@ -27,6 +31,7 @@ struct Filter<'a> {
     charge_type: Option<&'a str>,
     lock_reason: Option<&'a str>,
     zone: Option<&'a str>,
+    tags: Vec<(&'a str, Option<&'a str>)>,
 }
 
 impl Filter<'_> {
@@ -40,6 +45,11 @@ impl Filter<'_> {
                     .as_deref()
                     .map_or_else(|| format!("{}-a", i.region) == z, |own| own == z)
             })
+            && self.tags.iter().all(|(k, v)| {
+                i.tags
+                    .get(*k)
+                    .is_some_and(|have| v.is_none_or(|want| have == want))
+            })
     }
 }
 
@@ -50,7 +60,7 @@ enum Paging {
 
 fn paging(ctx: &Context<'_>) -> Result<Paging, EcsError> {
     let p = ctx.params;
-    if p.non_empty("NextToken").is_some() || p.non_empty("MaxResults").is_some() {
+    if p.non_empty("PageNumber").is_none() && p.non_empty("PageSize").is_none() {
         let max = p.int_in("MaxResults", 1, 100, 10)? as usize;
         let after = match p.non_empty("NextToken") {
             None => None,
@@ -70,6 +80,22 @@ fn paging(ctx: &Context<'_>) -> Result<Paging, EcsError> {
             size: p.int_in("PageSize", 1, 100, 10)? as usize,
         })
     }
+}
+
+/// `Tag.N.Key` / `Tag.N.Value` for N = 1..=20; a value without its key is refused.
+fn tag_filter<'a>(ctx: &Context<'a>) -> Result<Vec<(&'a str, Option<&'a str>)>, EcsError> {
+    let p = ctx.params;
+    let mut tags = Vec::new();
+    for n in 1..=20 {
+        let key = p.non_empty(&format!("Tag.{n}.Key"));
+        let value = p.get(&format!("Tag.{n}.Value"));
+        match (key, value) {
+            (Some(k), v) => tags.push((k, v)),
+            (None, Some(_)) => return Err(EcsError::of("InvalidTag.Mismatch")),
+            (None, None) => {}
+        }
+    }
+    Ok(tags)
 }
 
 pub(super) fn run(ctx: &Context<'_>) -> Answer {
@@ -97,6 +123,7 @@ pub(super) fn run(ctx: &Context<'_>) -> Answer {
         charge_type,
         lock_reason,
         zone: p.non_empty("ZoneId"),
+        tags: tag_filter(ctx)?,
     };
     let paging = paging(ctx)?;
     if p.bool("DryRun", false)? {
@@ -128,12 +155,14 @@ pub(super) fn run(ctx: &Context<'_>) -> Answer {
             return;
         }
         if items.len() < take {
-            items.push(Value::Object(instance_fields(
-                i,
-                started,
-                created,
-                default_mode,
-            )));
+            let mut fields = instance_fields(i, started, created, default_mode);
+            let tags: Vec<Value> = i
+                .tags
+                .iter()
+                .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
+                .collect();
+            fields.insert("Tags".to_owned(), json!({ "Tag": tags }));
+            items.push(Value::Object(fields));
             last_id = Some(i.id.clone());
         } else {
             more = true;

@@ -1,8 +1,10 @@
-//! STS AssumeRoleWithOIDC (Version 2015-04-01, anonymous; ECS-API.md §7.2): exchanges an OIDC
-//! token for temporary `STS.` credentials that then authenticate ECS calls with their
-//! `SecurityToken` until `Expiration`. The emulator checks `RoleArn` and `OIDCProviderArn`
-//! against `oidc:` in the state file and the token's shape and `exp` claim; it does not verify
-//! the token's signature (there is no issuer to ask).
+//! STS (Version 2015-04-01). AssumeRoleWithOIDC (anonymous) exchanges an OIDC token for
+//! temporary `STS.` credentials that then authenticate ECS calls with their `SecurityToken`
+//! until `Expiration`; they belong to the account of the role ARN. The emulator checks
+//! `RoleArn` and `OIDCProviderArn` against `oidc:` in the state file and the token's shape and
+//! `exp` claim; it does not verify the token's signature (there is no issuer to ask).
+//! GetCallerIdentity (signed like any call, STS credentials included) answers who the
+//! credentials belong to: `AccountId`, `Arn`, `UserId`, `PrincipalId`, `IdentityType`, `RoleId`.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::{Answer, Context};
 use crate::catalogue::EcsError;
+use crate::credentials::{Identity, role_id};
 use crate::emulator::lock;
 
 fn claims(token: &str) -> Result<serde_json::Map<String, Value>, EcsError> {
@@ -33,6 +36,22 @@ fn claims(token: &str) -> Result<serde_json::Map<String, Value>, EcsError> {
 
 fn rfc3339(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// GetCallerIdentity: the identity of the signing key (the gateway has authenticated it).
+pub(super) fn caller_identity(ctx: &Context<'_>) -> Answer {
+    let identity = &ctx
+        .principal
+        .ok_or_else(|| EcsError::missing_common("AccessKeyId"))?
+        .identity;
+    Ok(super::object([
+        ("AccountId", json!(identity.account_id)),
+        ("Arn", json!(identity.arn)),
+        ("UserId", json!(identity.user_id)),
+        ("PrincipalId", json!(identity.principal_id)),
+        ("IdentityType", json!(identity.identity_type.as_str())),
+        ("RoleId", json!(identity.role_id)),
+    ]))
 }
 
 pub(super) fn run(ctx: &Context<'_>) -> Answer {
@@ -86,7 +105,11 @@ pub(super) fn run(ctx: &Context<'_>) -> Answer {
     if let Some(max) = oidc.max_duration_seconds {
         seconds = seconds.min(max);
     }
-    let issued = lock(&ctx.shared.keys).issue_sts(Duration::from_secs(u64::from(seconds)), now);
+    let issued = lock(&ctx.shared.keys).issue_sts(
+        Identity::assumed_role(role_arn, session),
+        Duration::from_secs(u64::from(seconds)),
+        now,
+    );
     let claim = |name: &str| {
         claims
             .get(name)
@@ -114,7 +137,7 @@ pub(super) fn run(ctx: &Context<'_>) -> Answer {
         (
             "AssumedRoleUser",
             json!({
-                "AssumedRoleId": format!("300000000000000000:{session}"),
+                "AssumedRoleId": format!("{}:{session}", role_id(role_arn)),
                 "Arn": format!("{role_arn}/{session}"),
             }),
         ),

@@ -82,7 +82,7 @@ pub(crate) fn error(format: Format, request_id: &str, body: &Value, status: u16)
 pub(crate) fn transport_status(kind: TransportFault) -> Option<u16> {
     match kind {
         TransportFault::Reset => None,
-        TransportFault::Truncated | TransportFault::NonJson => Some(200),
+        TransportFault::Truncated | TransportFault::NonJson | TransportFault::Garbage => Some(200),
         TransportFault::Html502 => Some(502),
     }
 }
@@ -103,6 +103,13 @@ pub(crate) fn transport(kind: TransportFault, request_id: &str, full: Option<Vec
             request_id,
             b"upstream sent this instead of JSON".to_vec(),
         ),
+        TransportFault::Garbage => {
+            // Random bytes, with a byte that never occurs in UTF-8 first so no parser takes
+            // them for text.
+            let mut bytes = vec![0xFF_u8];
+            bytes.extend((0..255).map(|_| rand::random::<u8>()));
+            respond(200, JSON, request_id, bytes)
+        }
         TransportFault::Html502 => {
             let mut r = respond(502, "text/html", request_id, HTML_502.as_bytes().to_vec());
             r.headers_mut().remove("x-acs-request-id");

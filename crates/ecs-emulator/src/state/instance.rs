@@ -2,6 +2,7 @@
 //! region, power status, operation locks, stopped mode, charge type and expiry. The store
 //! (`state::store`) keeps these and drives their status over time.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -133,7 +134,7 @@ impl FromStr for ChargeType {
 
 /// One emulated instance. In the state file and the admin API its fields are camelCase
 /// (`id`, `region`, `status`, `locks`, `stoppedMode`, `expiredTime`, `chargeType`, `zone`,
-/// `name`, `instanceType`, `transitionDelay`).
+/// `name`, `instanceType`, `transitionDelay`, `tags`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Instance {
@@ -180,6 +181,54 @@ pub struct Instance {
         with = "duration::option"
     )]
     pub transition_delay: Option<Duration>,
+    /// Tags, shown by DescribeInstances as `Tags.Tag[]` (`TagKey`, `TagValue`). In the state
+    /// file and the admin API a map (`{team: web}`) or a list (`[{key: team, value: web}]`);
+    /// listed as a map.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "deserialize_tags"
+    )]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Most tags ECS lets a user put on one resource.
+pub const MAX_TAGS: usize = 20;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagItem {
+    key: String,
+    #[serde(default)]
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TagsForm {
+    Map(BTreeMap<String, String>),
+    List(Vec<TagItem>),
+}
+
+fn deserialize_tags<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    match Option::<TagsForm>::deserialize(deserializer)? {
+        None => Ok(BTreeMap::new()),
+        Some(TagsForm::Map(map)) => Ok(map),
+        Some(TagsForm::List(items)) => {
+            let mut map = BTreeMap::new();
+            for item in items {
+                if map.insert(item.key.clone(), item.value).is_some() {
+                    return Err(serde::de::Error::custom(format!(
+                        "tag {:?} is listed twice",
+                        item.key
+                    )));
+                }
+            }
+            Ok(map)
+        }
+    }
 }
 
 fn default_status() -> Status {
@@ -231,7 +280,15 @@ impl Instance {
             name: None,
             instance_type: None,
             transition_delay: None,
+            tags: BTreeMap::new(),
         }
+    }
+
+    /// Adds a tag.
+    #[must_use]
+    pub fn with_tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
     }
 
     /// Adds an operation lock reason.
@@ -275,6 +332,21 @@ impl Instance {
         if let Some(lock) = self.locks.iter().find(|l| l.trim().is_empty()) {
             return Err(format!("instance {}: empty lock reason {lock:?}", self.id));
         }
+        if self.tags.len() > MAX_TAGS {
+            return Err(format!(
+                "instance {}: {} tags, at most {MAX_TAGS}",
+                self.id,
+                self.tags.len()
+            ));
+        }
+        for (key, value) in &self.tags {
+            if key.trim().is_empty() || key.chars().count() > 128 || value.chars().count() > 128 {
+                return Err(format!(
+                    "instance {}: tag {key:?}: keys are 1 to 128 characters, values at most 128",
+                    self.id
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -316,6 +388,43 @@ mod tests {
         let back = serde_json::to_value(&i).unwrap();
         assert_eq!(back["expiredTime"], "2030-01-02T03:04Z");
         assert_eq!(back["transitionDelay"], "500ms");
+    }
+
+    #[test]
+    fn tags_parse_as_a_map_or_a_list() {
+        let map: Instance =
+            serde_yaml::from_str("{id: i-a, region: r, tags: {team: web, env: prod}}").unwrap();
+        let list: Instance = serde_yaml::from_str(
+            "{id: i-a, region: r, tags: [{key: team, value: web}, {key: env, value: prod}]}",
+        )
+        .unwrap();
+        assert_eq!(map, list);
+        assert_eq!(
+            map,
+            Instance::new("i-a", "r", Status::Stopped)
+                .with_tag("env", "prod")
+                .with_tag("team", "web")
+        );
+        let back = serde_json::to_value(&map).unwrap();
+        assert_eq!(back["tags"]["team"], "web");
+        let none = serde_json::to_value(Instance::new("i-a", "r", Status::Stopped)).unwrap();
+        assert!(none.get("tags").is_none());
+        assert!(
+            serde_yaml::from_str::<Instance>(
+                "{id: i-a, region: r, tags: [{key: a, value: 1}, {key: a, value: 2}]}"
+            )
+            .is_err()
+        );
+        assert!(
+            Instance::new("i-a", "r", Status::Stopped)
+                .with_tag("", "x")
+                .validate()
+                .is_err()
+        );
+        let many = (0..21).fold(Instance::new("i-a", "r", Status::Stopped), |i, n| {
+            i.with_tag(format!("k{n}"), "v")
+        });
+        assert!(many.validate().is_err());
     }
 
     #[test]

@@ -16,6 +16,8 @@ import pytest
 ACCESS_KEY_ID = "AKSDKTEST"
 ACCESS_KEY_SECRET = "sdk-test-secret"
 REGION = "cn-hangzhou"
+# The account of keys that name none (ecs_emulator::DEFAULT_ACCOUNT_ID).
+DEFAULT_ACCOUNT_ID = "1234567890123456"
 
 STATE = f"""
 accessKeys: [{{id: {ACCESS_KEY_ID}, secret: {ACCESS_KEY_SECRET}}}]
@@ -23,7 +25,7 @@ transitionDelay: 200ms
 instances:
   - {{id: i-stopped1, region: {REGION}, status: Stopped}}
   - {{id: i-stopped2, region: {REGION}, status: Stopped}}
-  - {{id: i-running1, region: {REGION}, status: Running}}
+  - {{id: i-running1, region: {REGION}, status: Running, tags: {{team: web}}}}
   - {{id: i-locked1, region: {REGION}, status: Stopped, locks: [security]}}
 """
 

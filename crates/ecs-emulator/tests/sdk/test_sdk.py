@@ -11,12 +11,13 @@ import json
 import pytest
 from alibabacloud_ecs20140526 import models as ecs_models
 from alibabacloud_ecs20140526.client import Client as EcsClient
+from alibabacloud_sts20150401.client import Client as StsClient
 from alibabacloud_tea_openapi import models as open_api_models
 from aliyunsdkcore.acs_exception.exceptions import ServerException
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
 
-from conftest import ACCESS_KEY_ID, ACCESS_KEY_SECRET, REGION
+from conftest import ACCESS_KEY_ID, ACCESS_KEY_SECRET, DEFAULT_ACCOUNT_ID, REGION
 
 
 class SdkError(Exception):
@@ -40,6 +41,7 @@ class TeaClient:
         if algorithm:
             config.signature_algorithm = algorithm
         self.client = EcsClient(config)
+        self.sts = StsClient(config)
 
     def _call(self, fn, request):
         try:
@@ -67,6 +69,9 @@ class TeaClient:
             ecs_models.StartInstancesRequest(region_id=REGION, instance_id=ids),
         )
 
+    def caller_identity(self):
+        return self.sts.get_caller_identity().body.to_map()
+
 
 class CoreClient:
     """aliyun-python-sdk-core with CommonRequest."""
@@ -75,12 +80,12 @@ class CoreClient:
         self.endpoint = emulator.endpoint
         self.client = AcsClient(ACCESS_KEY_ID, secret, REGION)
 
-    def _call(self, action, params):
+    def _call(self, action, params, version="2014-05-26"):
         request = CommonRequest()
         request.set_domain(self.endpoint)
         request.set_protocol_type("http")
         request.set_method("POST")
-        request.set_version("2014-05-26")
+        request.set_version(version)
         request.set_action_name(action)
         request.set_accept_format("json")
         for key, value in params.items():
@@ -104,6 +109,9 @@ class CoreClient:
         for n, instance_id in enumerate(ids, start=1):
             params[f"InstanceId.{n}"] = instance_id
         return self._call("StartInstances", params)
+
+    def caller_identity(self):
+        return self._call("GetCallerIdentity", {}, version="2015-04-01")
 
 
 SDKS = {
@@ -129,6 +137,8 @@ def test_describe_instances_parses(sdk):
     assert statuses(body) == {"i-stopped1": "Stopped", "i-running1": "Running", "i-locked1": "Stopped"}
     locked = [i for i in body["Instances"]["Instance"] if i["InstanceId"] == "i-locked1"][0]
     assert locked["OperationLocks"]["LockReason"][0]["LockReason"] == "security"
+    running = [i for i in body["Instances"]["Instance"] if i["InstanceId"] == "i-running1"][0]
+    assert running["Tags"]["Tag"] == [{"TagKey": "team", "TagValue": "web"}]
     assert body["RequestId"]
     calls = emu.calls()
     assert [(c["action"], c["signature"], c["httpStatus"]) for c in calls] == [("DescribeInstances", scheme, 200)]
@@ -191,3 +201,18 @@ def test_security_lock_gets_instance_locked_for_security(sdk):
     with pytest.raises(SdkError) as err:
         make(emu).start("i-locked1")
     assert (err.value.status, err.value.code) == (403, "InstanceLockedForSecurity")
+
+
+def test_get_caller_identity(sdk):
+    make, scheme, emu = sdk
+    body = make(emu).caller_identity()
+    assert body["AccountId"] == DEFAULT_ACCOUNT_ID
+    assert body["IdentityType"] == "Account"
+    assert body["Arn"] == f"acs:ram::{DEFAULT_ACCOUNT_ID}:root"
+    assert body["UserId"] == DEFAULT_ACCOUNT_ID
+    assert body["PrincipalId"] == DEFAULT_ACCOUNT_ID
+    assert body["RequestId"]
+    calls = emu.calls()
+    assert [(c["action"], c["signature"], c["httpStatus"], c["accountId"]) for c in calls] == [
+        ("GetCallerIdentity", scheme, 200, DEFAULT_ACCOUNT_ID)
+    ]

@@ -65,6 +65,8 @@ pub struct Reply {
     pub text: String,
     pub body: serde_json::Value,
     pub content_type: String,
+    /// `x-acs-retry-after`, when sent.
+    pub retry_after: Option<String>,
 }
 
 impl Reply {
@@ -107,7 +109,7 @@ impl Client {
     pub fn v1_params(&self, action: &str, params: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut all: Vec<(String, String)> = vec![
             ("Action".into(), action.into()),
-            ("Version".into(), "2014-05-26".into()),
+            ("Version".into(), version_of(action).into()),
             ("Format".into(), "JSON".into()),
             ("AccessKeyId".into(), self.access_key_id.clone()),
             ("SignatureMethod".into(), "HMAC-SHA1".into()),
@@ -171,7 +173,7 @@ impl Client {
         let mut headers: Vec<(String, String)> = vec![
             ("host".into(), host),
             ("x-acs-action".into(), action.into()),
-            ("x-acs-version".into(), "2014-05-26".into()),
+            ("x-acs-version".into(), version_of(action).into()),
             ("x-acs-date".into(), now_stamp()),
             (
                 "x-acs-signature-nonce".into(),
@@ -247,6 +249,11 @@ pub async fn into_reply(resp: reqwest::Response) -> Reply {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    let retry_after = resp
+        .headers()
+        .get("x-acs-retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let text = resp.text().await.expect("body read");
     let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     Reply {
@@ -254,5 +261,15 @@ pub async fn into_reply(resp: reqwest::Response) -> Reply {
         text,
         body,
         content_type,
+        retry_after,
+    }
+}
+
+/// The API version of an action: STS's for the STS actions, else ECS's.
+pub fn version_of(action: &str) -> &'static str {
+    if matches!(action, "GetCallerIdentity" | "AssumeRoleWithOIDC") {
+        "2015-04-01"
+    } else {
+        "2014-05-26"
     }
 }
