@@ -1065,12 +1065,14 @@ impl Fleet {
         }
     }
 
-    /// The sweep of one group: every resync interval (phase jittered once), every tracked ID in
+    /// The sweep of one group: every resync interval (phase jittered once, ±10 %), every tracked ID in
     /// chunks of the batch size, the chunks spread over the interval, in the background lane.
     /// Ends when the group has nothing tracked or the gateway shuts down.
     async fn sweep(self: Arc<Self>, group: Group) {
         let interval = self.config.resync.max(Duration::from_millis(100));
-        let phase = interval.mul_f64(rand::random_range(0.0..1.0));
+        // The first round one interval (±10 %) after the group's first instance: the reconcile
+        // that tracked it has just read it, and groups created together drift apart.
+        let phase = interval.mul_f64(rand::random_range(0.9..1.1));
         let mut round = Instant::now() + phase;
         loop {
             tokio::select! {
