@@ -24,6 +24,19 @@ pub const OPERATOR_SECRET: &str = "e2e-operator-secret-5d4c3b2a";
 /// How long a test waits for the operator to converge (far beyond the scaled delays).
 pub const CONVERGE: Duration = Duration::from_secs(20);
 
+/// What a call answered for `instance`: the call's error code, else the instance's own code in
+/// a batch answer (`None` when it was accepted).
+pub fn code_for(call: &CallRecord, instance: &str) -> Option<String> {
+    if let Some(code) = &call.error_code {
+        return Some(code.clone());
+    }
+    call.instance_results
+        .iter()
+        .find(|r| r.instance_id == instance)
+        .filter(|r| r.code != "200")
+        .map(|r| r.code.clone())
+}
+
 /// The committed CRD, as users install it.
 pub fn crd_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/ecsinstancepowers.ecspower.dev.yaml")
@@ -209,6 +222,22 @@ impl Env {
         self.all_calls(instance)
             .into_iter()
             .filter(|c| c.action == action)
+            .collect()
+    }
+
+    /// Starts naming this instance, single (`StartInstance`) or batched (`StartInstances`).
+    pub fn starts(&self, instance: &str) -> Vec<CallRecord> {
+        self.all_calls(instance)
+            .into_iter()
+            .filter(|c| c.action == "StartInstance" || c.action == "StartInstances")
+            .collect()
+    }
+
+    /// Stops naming this instance, single (`StopInstance`) or batched (`StopInstances`).
+    pub fn stops(&self, instance: &str) -> Vec<CallRecord> {
+        self.all_calls(instance)
+            .into_iter()
+            .filter(|c| c.action == "StopInstance" || c.action == "StopInstances")
             .collect()
     }
 
