@@ -472,8 +472,8 @@ async fn act(
         None => None,
     };
     let result = single_call(ctx, obj, creds, call).await;
-    if let Some(permit) = permit {
-        gateway::report_single(permit, &result);
+    if let (Some(permit), Some(fleet)) = (permit, &ctx.fleet) {
+        fleet.report_single(permit, &result);
     }
     Acted::Done(result)
 }

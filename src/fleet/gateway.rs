@@ -1195,9 +1195,23 @@ fn report_permit(permit: Permit<LimiterKey>, error: Option<&EcsError>) {
     }
 }
 
-/// Reports a single call's answer to its permit: throttled, nothing sent, or answered.
-pub fn report_single(permit: Permit<LimiterKey>, result: &Result<WriteOutcome, EcsError>) {
-    report_permit(permit, result.as_ref().err());
+impl Fleet {
+    /// Reports a single call's answer to its permit (throttled, nothing sent, or answered) and
+    /// counts a throttled one.
+    pub fn report_single(
+        &self,
+        permit: Permit<LimiterKey>,
+        result: &Result<WriteOutcome, EcsError>,
+    ) {
+        if let Err(e) = result
+            && classify(e).class == ErrorClass::Throttled
+        {
+            self.metrics
+                .fleet
+                .throttled(permit.key().action.as_str(), e.code().unwrap_or(""));
+        }
+        report_permit(permit, result.as_ref().err());
+    }
 }
 
 /// The write's outcome in the reconcile's terms; `None` for a replaced intent (never sent).
