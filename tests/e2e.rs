@@ -868,6 +868,94 @@ instances: [{id: i-e2ewatch, region: cn-hangzhou, status: Running}]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_resources_on_matching_rate_limits_converge_in_full_batches_without_throttling()
+ {
+    // ECS's per-account limits as the emulator applies them (a throttled action is held to the
+    // next minute), and the operator told the same through the env twin of --ecs-rate-limit.
+    const N: usize = 300;
+    let ids: Vec<String> = (0..N).map(|i| format!("i-e2efleet{i:03}")).collect();
+    let mut state = String::from(
+        "transitionDelay: 2s\nrateLimits:\n  holdMinute: true\n  actions:\n    \
+         StartInstances: {perSecond: 5}\n    DescribeInstances: {perSecond: 10}\ninstances:\n",
+    );
+    for id in &ids {
+        state.push_str(&format!(
+            "  - {{id: {id}, region: cn-hangzhou, status: Stopped}}\n"
+        ));
+    }
+    let mut env = Env::without_operator(&state).await;
+    // The fleet exists when the operator starts (a restart, a new install): all of it arrives
+    // in the first list.
+    let manifests: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| manifest(&format!("fleet-{i:03}"), id, ""))
+        .collect();
+    env.kubectl.apply(&manifests.join("---\n")).await;
+    env.start_operator_with(
+        "text",
+        &[(
+            "ECS_RATE_LIMITS",
+            "StartInstances=5/s,DescribeInstances=10/s",
+        )],
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = env.kubectl.get_json("ecspower").await;
+        let ready = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| condition(o, "Ready") == pair("True", "Running"))
+            .count();
+        if ready == N {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{ready} of {N} Ready after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let calls = env.emulator.call_log();
+    let throttled: Vec<_> = calls.iter().filter(|c| c.is_throttled()).collect();
+    assert!(throttled.is_empty(), "no throttled answer: {throttled:#?}");
+    let starts: Vec<_> = calls
+        .iter()
+        .filter(|c| c.action == "StartInstances" || c.action == "StartInstance")
+        .collect();
+    let sizes: Vec<usize> = starts.iter().map(|c| c.instance_ids.len()).collect();
+    assert_eq!(sizes, [100, 100, 100], "full batches of StartInstances");
+    assert!(starts.iter().all(|c| c.action == "StartInstances"));
+    let mut accepted: Vec<&str> = starts.iter().flat_map(|c| c.accepted_instances()).collect();
+    accepted.sort_unstable();
+    assert_eq!(accepted.len(), N, "one accepted start per instance");
+    accepted.dedup();
+    assert_eq!(accepted.len(), N);
+    let describes: Vec<usize> = calls
+        .iter()
+        .filter(|c| c.action == "DescribeInstances")
+        .map(|c| c.instance_ids.len())
+        .collect();
+    assert!(describes.iter().all(|n| *n <= 100), "{describes:?}");
+    // One read before and at least one after each start; unbatched that is 600 calls or more.
+    assert!(
+        describes.len() <= 24,
+        "{} DescribeInstances for {N} resources: {describes:?}",
+        describes.len()
+    );
+    for id in &ids {
+        assert_eq!(env.emulator.instance(id).unwrap().status, Status::Running);
+    }
+    let log = env.operator().log();
+    assert!(
+        log.contains("fleet gateway") && log.contains("StartInstances=5/s"),
+        "the configured limits are logged:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_manifests_are_rejected_by_the_schema_with_clear_messages() {
     let env = Env::without_operator("instances: []").await;
 

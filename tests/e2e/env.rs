@@ -120,6 +120,15 @@ impl Env {
 
     /// [`Env::start_operator`] with this `--log-format`.
     pub async fn start_operator_logging(&mut self, log_format: &str) -> &mut Operator {
+        self.start_operator_with(log_format, &[]).await
+    }
+
+    /// [`Env::start_operator`] with this `--log-format` and more environment variables.
+    pub async fn start_operator_with(
+        &mut self,
+        log_format: &str,
+        env: &[(&str, &str)],
+    ) -> &mut Operator {
         let label = format!("operator-{}", self.operators.len() + 1);
         let endpoint = self.emulator.url();
         let operator = Operator::spawn(Launch {
@@ -129,6 +138,7 @@ impl Env {
             ecs_endpoint: &endpoint,
             access_key: (OPERATOR_AK, OPERATOR_SECRET),
             log_format,
+            env,
         });
         self.operators.push(operator);
         let current = self.operators.last_mut().unwrap();
