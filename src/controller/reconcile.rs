@@ -103,7 +103,7 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     match collect(&ctx, &obj) {
         Collected::Nothing => {}
         Collected::Wait => return Ok(pending(&ctx, &pass, &previous)),
-        Collected::Finished(write) => return finish(Happened::from_write(write)).await,
+        Collected::Finished(write) => return finish(Happened::from_write(*write)).await,
     }
     let observed = match observe(&ctx, &obj, &pass, &creds, &previous).await {
         Some(Ok(observed)) => observed,

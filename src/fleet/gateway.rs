@@ -326,7 +326,7 @@ pub enum Collected {
     /// A write is queued or in flight for this resource: wait (re-queued when it finishes).
     Wait,
     /// A write finished: report it.
-    Finished(FinishedWrite),
+    Finished(Box<FinishedWrite>),
 }
 
 /// A write to submit.
@@ -406,6 +406,7 @@ enum Account {
 
 struct PendingWrite {
     id: WriteId,
+    resource: ResourceRef,
     observed: Option<InstanceObservation>,
     submitted: Instant,
 }
@@ -738,6 +739,18 @@ impl Fleet {
         }
         state.awaiting.remove(resource);
         state.news.remove(resource);
+        // A deleted resource's queued write is cancelled; one in flight finishes unreported.
+        let gone: Vec<(String, WriteId)> = state
+            .writes
+            .iter()
+            .filter(|(_, p)| &p.resource == resource)
+            .map(|(uid, p)| (uid.clone(), p.id.clone()))
+            .collect();
+        for (uid, id) in gone {
+            let _ = self.writes.cancel(&id);
+            state.writes.remove(&uid);
+            state.ambiguous.remove(&uid);
+        }
     }
 
     /// Keeps only the resources `keep` accepts (after a relist).
@@ -946,7 +959,7 @@ impl Fleet {
                 } else {
                     state.ambiguous.remove(uid);
                 }
-                Collected::Finished(finished)
+                Collected::Finished(Box::new(finished))
             }
             Some(IntentState::Queued) if id.generation == generation && id.call == wanted => {
                 Collected::Wait
@@ -981,6 +994,7 @@ impl Fleet {
                 uid,
                 PendingWrite {
                     id: request.id.clone(),
+                    resource: request.resource.clone(),
                     observed: request.observed.clone(),
                     submitted: Instant::now(),
                 },

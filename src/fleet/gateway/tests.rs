@@ -304,7 +304,7 @@ async fn submit(fleet: &Arc<Fleet>, request: WriteRequest) {
 async fn finished(fleet: &Fleet, name: &str, call: WriteCall) -> FinishedWrite {
     for _ in 0..100_000 {
         match fleet.collect(&format!("uid-{name}"), Some(1), call) {
-            Collected::Finished(done) => return done,
+            Collected::Finished(done) => return *done,
             Collected::Wait => tokio::time::sleep(Duration::from_millis(10)).await,
             Collected::Nothing => panic!("no write pending for {name}"),
         }
@@ -1036,6 +1036,7 @@ fn per_instance_codes_keep_the_catalogue_verdict() {
             generation: Some(1),
             call: WriteCall::Start,
         },
+        resource: resource("u"),
         observed: None,
         submitted: Instant::now(),
     };
