@@ -1119,10 +1119,22 @@ impl Fleet {
                         () = self.shutdown.cancelled() => return,
                     }
                 }
-                for (instance, creds) in *chunk {
+                // Only what is still tracked (a resource may have been deleted since the round
+                // began).
+                let still: HashSet<String> = {
+                    let state = self.lock();
+                    state
+                        .groups
+                        .get(&group)
+                        .map(|g| g.ids.keys().cloned().collect())
+                        .unwrap_or_default()
+                };
+                let mut swept = 0;
+                for (instance, creds) in chunk.iter().filter(|(i, _)| still.contains(i)) {
                     let Some(account) = self.known_account(creds) else {
                         continue;
                     };
+                    swept += 1;
                     let key = ReadKey {
                         account,
                         group: group.clone(),
@@ -1139,7 +1151,7 @@ impl Fleet {
                         item,
                     );
                 }
-                self.metrics.fleet.swept(chunk.len());
+                self.metrics.fleet.swept(swept);
             }
             round += interval;
             if round < Instant::now() {
