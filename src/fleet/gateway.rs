@@ -229,10 +229,15 @@ impl BatchKey for WriteKey {
         }
     }
 
+    /// Longer than the batcher's default write windows (500 ms idle, 2 s at most): when a fleet
+    /// changes at once, the reconciles that submit its writes share the controller with the
+    /// reconciles reporting the previous batch (status writes, events), and a 250 ms gap would
+    /// seal a partial batch. A lone write waits half a second more; a start takes far longer.
     fn windows(&self) -> BatchWindows {
         BatchWindows {
             max_items: self.max_items,
-            ..BatchWindows::WRITES
+            idle: Duration::from_millis(500),
+            max_wait: Duration::from_secs(2),
         }
     }
 }
