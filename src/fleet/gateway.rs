@@ -229,14 +229,15 @@ impl BatchKey for WriteKey {
         }
     }
 
-    /// Longer than the batcher's default write windows (500 ms idle, 2 s at most): when a fleet
+    /// Longer than the batcher's default write windows (1 s idle, 2 s at most): when a fleet
     /// changes at once, the reconciles that submit its writes share the controller with the
-    /// reconciles reporting the previous batch (status writes, events), and a 250 ms gap would
-    /// seal a partial batch. A lone write waits half a second more; a start takes far longer.
+    /// reconciles reporting the previous batch (status writes, events) and with the reads that
+    /// decide the rest, and a 250 ms gap would seal a partial batch. A lone write waits a second;
+    /// a start or stop takes far longer than that.
     fn windows(&self) -> BatchWindows {
         BatchWindows {
             max_items: self.max_items,
-            idle: Duration::from_millis(500),
+            idle: Duration::from_secs(1),
             max_wait: Duration::from_secs(2),
         }
     }
