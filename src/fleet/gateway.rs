@@ -774,51 +774,59 @@ impl Fleet {
     /// waiting for this read, and every resource tracked for the instance when what is observed
     /// changed.
     fn record(&self, id: &ReadId, read: Read, at: Instant, sweep: bool) {
-        let mut wake: Vec<ResourceRef> = Vec::new();
-        {
-            let mut state = self.lock();
-            let state = &mut *state;
-            let previous = state.cache.get(id);
-            let (read, misses) = match read {
-                Ok(None) if sweep => {
-                    let misses = previous.map_or(1, |e| e.misses.saturating_add(1));
-                    if misses < 2
-                        && let Some(previous) = previous
-                    {
-                        // One miss is not enough to call the instance gone: keep what was seen.
-                        let kept = previous.read.clone();
-                        let prev_at = previous.at;
-                        state.cache.insert(
-                            id.clone(),
-                            Entry {
-                                read: kept,
-                                at: prev_at,
-                                misses,
-                            },
-                        );
-                        wake.extend(state.waiting.remove(id).unwrap_or_default());
-                        drop_wake(self, wake);
-                        return;
-                    }
-                    (Ok(None), misses)
-                }
-                Ok(found) => {
-                    let misses = u8::from(found.is_none());
-                    (Ok(found), misses)
-                }
-                Err(e) => (Err(e), previous.map_or(0, |e| e.misses)),
-            };
-            let changed = previous.is_none_or(|p| !same_observation(&p.read, &read));
-            if changed
-                && let Some(group) = state.groups.get(&id.0)
-                && let Some((_, refs)) = group.ids.get(&id.1)
-            {
-                wake.extend(refs.iter().cloned());
-            }
-            wake.extend(state.waiting.remove(id).unwrap_or_default());
-            state.cache.insert(id.clone(), Entry { read, at, misses });
-        }
+        let wake = self.record_locked(&mut self.lock(), id, read, at, sweep);
+        // Woken only once the lock is released (waking takes it again).
         drop_wake(self, wake);
+    }
+
+    /// [`Fleet::record`] under the lock: updates the entry and says whom to wake.
+    fn record_locked(
+        &self,
+        state: &mut State,
+        id: &ReadId,
+        read: Read,
+        at: Instant,
+        sweep: bool,
+    ) -> Vec<ResourceRef> {
+        let mut wake: Vec<ResourceRef> = state
+            .waiting
+            .remove(id)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let previous = state.cache.get(id);
+        let (read, misses) = match read {
+            Ok(None) if sweep => {
+                let misses = previous.map_or(1, |e| e.misses.saturating_add(1));
+                if misses < 2
+                    && let Some(previous) = previous
+                {
+                    // One miss is not enough to call the instance gone: keep what was seen.
+                    let entry = Entry {
+                        read: previous.read.clone(),
+                        at: previous.at,
+                        misses,
+                    };
+                    state.cache.insert(id.clone(), entry);
+                    return wake;
+                }
+                (Ok(None), misses)
+            }
+            Ok(found) => {
+                let misses = u8::from(found.is_none());
+                (Ok(found), misses)
+            }
+            Err(e) => (Err(e), previous.map_or(0, |e| e.misses)),
+        };
+        let changed = previous.is_none_or(|p| !same_observation(&p.read, &read));
+        if changed
+            && let Some(group) = state.groups.get(&id.0)
+            && let Some((_, refs)) = group.ids.get(&id.1)
+        {
+            wake.extend(refs.iter().cloned());
+        }
+        state.cache.insert(id.clone(), Entry { read, at, misses });
+        wake
     }
 
     async fn send_reads(&self, key: ReadKey, items: Vec<(ReadId, ReadItem)>) -> Answer<ReadId, ()> {

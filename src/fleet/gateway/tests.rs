@@ -1073,3 +1073,42 @@ fn per_instance_codes_keep_the_catalogue_verdict() {
         assert!(finish_write(WriteCall::Start, pending(), Outcome::Replaced).is_none());
     });
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_sweep_miss_wakes_a_resource_waiting_for_a_read() {
+    let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Running)]);
+    let mut r = rig(ecs, limits(10.0), 100);
+    let first = observed(
+        &r.fleet,
+        "a",
+        "i-a",
+        Need::Fresh {
+            after: Instant::now(),
+            lane: Lane::User,
+        },
+    )
+    .await;
+    assert!(first.unwrap().is_some());
+    while r.triggers.try_recv().is_ok() {}
+    // Waiting for a read newer than anything cached.
+    let waiting = r.fleet.observe(
+        &resource("a"),
+        &group(),
+        &creds(),
+        "i-a",
+        Need::Fresh {
+            after: Instant::now() + Duration::from_secs(1),
+            lane: Lane::User,
+        },
+    );
+    assert!(matches!(waiting, Observed::Pending));
+    // A sweep answer without the instance (its first miss) keeps the observation and wakes the
+    // waiter, which then reads again.
+    r.fleet.record(
+        &(group(), "i-a".to_string()),
+        Ok(None),
+        Instant::now(),
+        true,
+    );
+    assert_eq!(r.triggers.try_recv().ok(), Some(resource("a")));
+}
