@@ -152,15 +152,9 @@ impl Operator {
             trigger,
         );
         fleet.log_config();
-        // managedFields are never read here: dropping them before the cache keeps a large fleet's
-        // memory down.
         let events = reflector::reflector(
             writer,
-            watcher(resources, watcher::Config::default().any_semantic())
-                .default_backoff()
-                .modify(|obj| {
-                    obj.managed_fields_mut().clear();
-                }),
+            watcher(resources, watcher::Config::default().any_semantic()).default_backoff(),
         )
         .inspect({
             let (synced, ledger, store, fleet) =
