@@ -2,16 +2,16 @@
 //! over loopback HTTP.
 //!
 //! 1. Convergence: N stopped instances, N `EcsInstancePower` resources created at once; time until
-//!    every one is Ready=True, and ECS calls per resource on the way (one DescribeInstances, one
-//!    StartInstance, one DescribeInstances after the 2 s transition poll is the minimum).
+//!    every one is Ready=True, and ECS calls per resource on the way (one `DescribeInstances`, one
+//!    `StartInstance`, one `DescribeInstances` after the 2 s transition poll is the minimum).
 //! 2. Steady state: after convergence, ECS calls during one resync interval (target: zero write
-//!    calls, at most one DescribeInstances per resource).
+//!    calls, at most one `DescribeInstances` per resource).
 //! 3. Resident memory of this process (operator + sandbox + emulator) after convergence.
 //! 4. Fleet on ECS's rate limits: N resources (default 10,000) against an emulator that limits
-//!    StartInstances / StartInstance to 5/s and DescribeInstances to 10/s per account and region
+//!    `StartInstances` / `StartInstance` to 5/s and `DescribeInstances` to 10/s per account and region
 //!    (holding a throttled action to the next minute, as ECS does), transitions of 2 s, with
 //!    `--ecs-rate-limit` matching those limits: convergence time T against the lower bound
-//!    max(⌈N/100⌉ / R_start, 2⌈N/100⌉ / R_describe) + transition, ECS calls per resource while
+//!    max(⌈N/100⌉ / `R_start`, 2⌈N/100⌉ / `R_describe`) + transition, ECS calls per resource while
 //!    converging, calls per resource per resync in steady state, throttled share, accepted starts
 //!    per instance, RSS; then the same fleet with `--ecs-batch-size 1` (batching off) as the
 //!    baseline, capped in time and projected (said so in the output). Env `BENCH_FLEET`
@@ -20,6 +20,14 @@
 //! Run: `cargo bench --bench operator` (env `BENCH_RESOURCES`, default 1000; `BENCH_CONCURRENCY`,
 //! default 16). Under `cargo test --all-targets` (no `--bench` argument) it does a smoke run with
 //! 50 resources to prove the benchmark still works, and says so.
+
+// A report: rates, ratios and projections are computed in `f64`; precision beyond 2^52 and the
+// rounding of whole limits do not matter here.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::collections::HashMap;

@@ -10,10 +10,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::ecs::{Endpoint, EndpointError, EndpointStyle};
 use crate::fleet::{RateLimit, RateLimitError, RateLimits};
 
-/// Keeps Alibaba Cloud ECS instances in the power state declared by EcsInstancePower resources.
+/// Keeps Alibaba Cloud ECS instances in the power state declared by `EcsInstancePower` resources.
 #[derive(Debug, Parser)]
 #[command(name = "ecs-power-operator", version, about)]
 pub struct Cli {
+    /// The subcommand; `run` when none is given.
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Flags of `run`, accepted without the subcommand too (`run` is the default).
@@ -26,7 +27,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator against the cluster of the current kubeconfig / in-cluster config (default).
     Run(RunArgs),
-    /// Print the CustomResourceDefinition YAML.
+    /// Print the `CustomResourceDefinition` YAML.
     Crd,
     /// Try it without a cluster or a cloud account: an in-memory Kubernetes API server, a local
     /// ECS endpoint with a few instances, and the operator, in one process.
@@ -63,9 +64,9 @@ pub struct RunArgs {
     /// The ceiling of one ECS API action, per account and region, as `ACTION=RATE` with RATE like
     /// `5/s` or `300/m` (repeatable; `ECS_RATE_LIMITS` takes a comma-separated list). Read your
     /// account's limits in Quota Center ("API Rate Limits", product ECS) and give the operator its
-    /// share: every caller of the account spends the same budget. Actions: DescribeInstances,
-    /// StartInstances, StopInstances, StartInstance, StopInstance, GetCallerIdentity. Unset
-    /// actions use conservative defaults (4/s for DescribeInstances, 2/s for the writes).
+    /// share: every caller of the account spends the same budget. Actions: `DescribeInstances`,
+    /// `StartInstances`, `StopInstances`, `StartInstance`, `StopInstance`, `GetCallerIdentity`. Unset
+    /// actions use conservative defaults (4/s for `DescribeInstances`, 2/s for the writes).
     #[arg(
         long = "ecs-rate-limit",
         env = "ECS_RATE_LIMITS",
@@ -74,7 +75,7 @@ pub struct RunArgs {
     )]
     pub ecs_rate_limits: Vec<RateLimit>,
 
-    /// Instance IDs per StartInstances / StopInstances / DescribeInstances call, 1 to 100
+    /// Instance IDs per `StartInstances` / `StopInstances` / `DescribeInstances` call, 1 to 100
     /// (1 turns batching off).
     #[arg(long, env = "ECS_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=100), global = true)]
     pub ecs_batch_size: u16,
@@ -89,7 +90,7 @@ pub struct RunArgs {
     pub metrics_addr: SocketAddr,
 
     /// Multiplies every backoff, transition-poll and re-check delay (not the resync interval), for
-    /// tests and demos: `0.05` turns the 30 s NoStock back-off into 1.5 s. Between 0 and 1.
+    /// tests and demos: `0.05` turns the 30 s `NoStock` back-off into 1.5 s. Between 0 and 1.
     #[arg(long, env = "ECS_POWER_TIME_SCALE", default_value_t = 1.0, value_parser = parse_time_scale, hide = true, global = true)]
     pub time_scale: f64,
 
@@ -139,6 +140,9 @@ pub enum LogFormat {
 }
 
 /// Parses `--time-scale`: a number in (0, 1].
+///
+/// # Errors
+/// A message for clap when the input is not a positive finite number.
 pub fn parse_time_scale(input: &str) -> Result<f64, String> {
     match input.trim().parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
@@ -152,6 +156,9 @@ pub fn parse_time_scale(input: &str) -> Result<f64, String> {
 pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Parses `500ms`, `30s`, `5m`, `1h`, `1h30m` (and a bare number of seconds).
+///
+/// # Errors
+/// A message for clap when the input is not a duration this parser understands.
 pub fn parse_duration(input: &str) -> Result<Duration, String> {
     let s = input.trim();
     if s.is_empty() {

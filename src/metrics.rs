@@ -226,7 +226,9 @@ impl FleetMetrics {
         let labels = ActionLabels {
             action: action.to_string(),
         };
-        self.batch_size.get_or_create(&labels).observe(size as f64);
+        self.batch_size
+            .get_or_create(&labels)
+            .observe(f64::from(u32::try_from(size).unwrap_or(u32::MAX)));
         self.submit_to_send
             .get_or_create(&labels)
             .observe(waited.as_secs_f64());

@@ -81,18 +81,17 @@ pub async fn start(
     match crate::ecs::sts_endpoint_for(|key| std::env::var_os(key), &endpoint) {
         Ok(url) => ecs_config = ecs_config.with_sts_endpoint(url),
         Err(e) => {
-            warn!(error = %e, "unusable STS endpoint setting; GetCallerIdentity uses the default")
+            warn!(error = %e, "unusable STS endpoint setting; GetCallerIdentity uses the default");
         }
     }
     let ecs = EcsClient::new(ecs_config)?;
-    match &operator_credentials {
-        Some(_) => {
-            info!("operator credentials found; resources without credentialsSecretRef use them")
-        }
-        None => warn!(
+    if operator_credentials.is_some() {
+        info!("operator credentials found; resources without credentialsSecretRef use them");
+    } else {
+        warn!(
             "no operator credentials (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET or RRSA): resources without \
-             credentialsSecretRef will report CredentialsNotFound"
-        ),
+         credentialsSecretRef will report CredentialsNotFound"
+        );
     }
     let settings = Settings {
         watch_namespace: args.watch_namespace.clone(),

@@ -11,7 +11,13 @@
 //!
 //! kubectl missing or older than 1.29 FAILS these tests (never skipped); `KUBECTL=/path` picks
 //! another one. Delays run at `--time-scale 0.05`; every wait is bounded polling or `kubectl wait`.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+// Test arithmetic on small counts: casts to f64 lose nothing here.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::expect_used,
+    clippy::cast_precision_loss
+)]
 
 #[path = "e2e/env.rs"]
 mod env;
@@ -21,6 +27,7 @@ mod kubectl;
 mod operator;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use ecs_emulator::{Status, StoppedMode};
@@ -29,7 +36,7 @@ use serde_json::Value;
 
 /// The instances `examples/*.yaml` name (the ones `ecs-power-operator sandbox` seeds), plus the
 /// team key of `examples/secret-ref.yaml`.
-const EXAMPLES_STATE: &str = r#"
+const EXAMPLES_STATE: &str = r"
 accessKeys: [{id: sandbox-team-a-key, secret: sandbox-team-a-secret}]
 transitionDelay: 300ms
 instances:
@@ -38,9 +45,9 @@ instances:
   - {id: i-demo0003, region: cn-hangzhou, status: Stopped}
   - {id: i-demo0004, region: cn-hangzhou, status: Stopped, locks: [security]}
   - {id: i-demo0005, region: cn-hangzhou, status: Stopped}
-"#;
+";
 
-/// A minimal EcsInstancePower manifest.
+/// A minimal `EcsInstancePower` manifest.
 fn manifest(name: &str, instance: &str, extra_spec: &str) -> String {
     format!(
         "apiVersion: ecspower.dev/v1alpha1\nkind: EcsInstancePower\nmetadata:\n  name: {name}\n  \
@@ -180,10 +187,10 @@ async fn stop_example_stops_the_instance_in_economical_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_stock_backs_off_with_growing_attempts_without_stalling() {
     let env = Env::start(
-        r#"
+        r"
 instances: [{id: i-e2enostock, region: cn-hangzhou, status: Stopped}]
 faults: [{instance: i-e2enostock, action: StartInstances, code: OperationDenied.NoStock, times: -1}]
-"#,
+",
     )
     .await;
     env.kubectl
@@ -352,11 +359,11 @@ async fn a_missing_instance_is_instance_not_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_internal_errors_then_success_with_json_logs() {
     let mut env = Env::without_operator(
-        r#"
+        r"
 transitionDelay: 300ms
 instances: [{id: i-e2eflaky, region: cn-hangzhou, status: Stopped}]
 faults: [{action: StartInstances, code: InternalError, times: 2}]
-"#,
+",
     )
     .await;
     env.start_operator_logging("json").await;
@@ -413,11 +420,11 @@ faults: [{action: StartInstances, code: InternalError, times: 2}]
 async fn throttling_by_the_qps_limit_is_retried_until_it_lifts() {
     // qps 0: every StartInstances of this key is answered 400 Throttling.User.
     let env = Env::start(
-        r#"
+        r"
 transitionDelay: 300ms
 qps: {StartInstances: 0}
 instances: [{id: i-e2ethrottle, region: cn-hangzhou, status: Stopped}]
-"#,
+",
     )
     .await;
     env.kubectl
@@ -578,10 +585,10 @@ async fn dry_run_example_reports_the_verdict_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_observes_only_until_it_is_lifted() {
     let env = Env::start(
-        r#"
+        r"
 transitionDelay: 300ms
 instances: [{id: i-e2esusp, region: cn-hangzhou, status: Stopped}]
-"#,
+",
     )
     .await;
     env.kubectl
@@ -612,9 +619,9 @@ instances: [{id: i-e2esusp, region: cn-hangzhou, status: Stopped}]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn desired_state_changed_while_starting_ends_stopped_without_wrong_calls() {
     let env = Env::start(
-        r#"
+        r"
 instances: [{id: i-e2eflip, region: cn-hangzhou, status: Stopped, transitionDelay: 4s}]
-"#,
+",
     )
     .await;
     env.kubectl.apply(&manifest("web-1", "i-e2eflip", "")).await;
@@ -680,9 +687,9 @@ instances: [{id: i-e2eflip, region: cn-hangzhou, status: Stopped, transitionDela
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_killed_mid_transition_and_restarted_makes_no_second_start() {
     let mut env = Env::start(
-        r#"
+        r"
 instances: [{id: i-e2erestart, region: cn-hangzhou, status: Stopped, transitionDelay: 4s}]
-"#,
+",
     )
     .await;
     env.kubectl
@@ -723,10 +730,10 @@ instances: [{id: i-e2erestart, region: cn-hangzhou, status: Stopped, transitionD
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_restarted_during_a_backoff_keeps_the_retry_schedule() {
     let mut env = Env::start(
-        r#"
+        r"
 instances: [{id: i-e2ebackoff, region: cn-hangzhou, status: Stopped}]
 faults: [{instance: i-e2ebackoff, action: StartInstances, code: OperationDenied.NoStock, times: -1}]
-"#,
+",
     )
     .await;
     env.kubectl
@@ -782,12 +789,12 @@ async fn a_resource_deleted_and_recreated_under_the_same_name_is_reconciled_at_o
     // instanceId is immutable, so "manage another instance" means delete and create again (or
     // `kubectl replace --force`); GitOps tools do the same on a replace.
     let env = Env::start(
-        r#"
+        r"
 transitionDelay: 300ms
 instances:
   - {id: i-e2eold, region: cn-hangzhou, status: Running}
   - {id: i-e2enew, region: cn-hangzhou, status: Stopped}
-"#,
+",
     )
     .await;
     env.kubectl.apply(&manifest("web-1", "i-e2eold", "")).await;
@@ -816,10 +823,10 @@ instances:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_broken_with_410_gone_recover_and_later_changes_are_reconciled() {
     let mut env = Env::start(
-        r#"
+        r"
 transitionDelay: 300ms
 instances: [{id: i-e2ewatch, region: cn-hangzhou, status: Running}]
-"#,
+",
     )
     .await;
     env.kubectl
@@ -879,9 +886,11 @@ async fn three_hundred_resources_on_matching_rate_limits_converge_in_full_batche
          StartInstances: {perSecond: 5}\n    DescribeInstances: {perSecond: 10}\ninstances:\n",
     );
     for id in &ids {
-        state.push_str(&format!(
-            "  - {{id: {id}, region: cn-hangzhou, status: Stopped}}\n"
-        ));
+        writeln!(
+            state,
+            "  - {{id: {id}, region: cn-hangzhou, status: Stopped}}"
+        )
+        .unwrap();
     }
     let mut env = Env::without_operator(&state).await;
     // The fleet exists when the operator starts (a restart, a new install): all of it arrives

@@ -13,7 +13,7 @@ pub struct Desired {
     pub status: &'static str,
     /// CamelCase reason.
     pub reason: String,
-    /// Stable human-readable message (no RequestId, no timestamp).
+    /// Stable human-readable message (no `RequestId`, no timestamp).
     pub message: String,
 }
 

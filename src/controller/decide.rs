@@ -22,9 +22,9 @@ use super::view::StatusView;
 /// The ECS write call a plan makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WriteCall {
-    /// StartInstance.
+    /// `StartInstance`.
     Start,
-    /// StopInstance.
+    /// `StopInstance`.
     Stop,
 }
 
@@ -111,7 +111,7 @@ pub struct Input<'a> {
     pub desired: PowerState,
     /// `metadata.generation`.
     pub generation: Option<i64>,
-    /// What observe saw; `None` when DescribeInstances did not return the instance.
+    /// What observe saw; `None` when `DescribeInstances` did not return the instance.
     pub observed: Option<&'a InstanceObservation>,
     /// The status written by the previous reconcile, read once.
     pub status: &'a StatusView,
@@ -122,8 +122,8 @@ pub struct Input<'a> {
     pub now: Timestamp,
 }
 
-/// A StartInstance / StopInstance accepted less than this long ago still counts as in flight even if
-/// DescribeInstances does not show the transitory state yet, so a lagging read never doubles a call.
+/// A `StartInstance` / `StopInstance` accepted less than this long ago still counts as in flight even if
+/// `DescribeInstances` does not show the transitory state yet, so a lagging read never doubles a call.
 pub const SETTLE: Duration = Duration::from_secs(10);
 
 /// Decides the next step. Pure: same input, same plan.

@@ -11,7 +11,7 @@ use crate::ecs::{
 
 /// The ECS calls of one reconcile.
 pub trait EcsHandle: Send + Sync {
-    /// DescribeInstances for one instance: `Ok(None)` when ECS does not return it.
+    /// `DescribeInstances` for one instance: `Ok(None)` when ECS does not return it.
     fn describe_instance<'a>(
         &'a self,
         creds: &'a Credentials,
@@ -19,7 +19,7 @@ pub trait EcsHandle: Send + Sync {
         instance_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<InstanceObservation>, EcsError>>;
 
-    /// StartInstance.
+    /// `StartInstance`.
     fn start_instance<'a>(
         &'a self,
         creds: &'a Credentials,
@@ -27,7 +27,7 @@ pub trait EcsHandle: Send + Sync {
         request: &'a StartInstance,
     ) -> BoxFuture<'a, Result<WriteOutcome, EcsError>>;
 
-    /// StopInstance.
+    /// `StopInstance`.
     fn stop_instance<'a>(
         &'a self,
         creds: &'a Credentials,

@@ -12,12 +12,12 @@ pub fn spec(desired: DesiredState) -> EcsInstancePowerSpec {
     .unwrap()
 }
 
-/// What DescribeInstances would report for `i-abc`.
+/// What `DescribeInstances` would report for `i-abc`.
 pub fn seen(status: InstanceStatus, locks: &[&str]) -> InstanceObservation {
     InstanceObservation {
         instance_id: "i-abc".into(),
         status,
-        lock_reasons: locks.iter().map(|s| s.to_string()).collect(),
+        lock_reasons: locks.iter().map(std::string::ToString::to_string).collect(),
         stopped_mode: None,
         expired_time: None,
         tags: std::collections::BTreeMap::new(),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Where a side effect leaves the reconcile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Edge {
-    /// StartInstance / StopInstance.
+    /// `StartInstance` / `StopInstance`.
     Act,
     /// The status write.
     Status,

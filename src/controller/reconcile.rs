@@ -113,7 +113,16 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     let desired = desired::effective(&obj.spec);
     let plan = decide(&obj, desired, observed.as_ref(), prev, credentials_changed);
     let happened = match plan {
-        Plan::Write(call) => match act(&ctx, &obj, &pass, &creds, call, &observed, &previous).await
+        Plan::Write(call) => match act(
+            &ctx,
+            &obj,
+            &pass,
+            &creds,
+            call,
+            observed.as_ref(),
+            &previous,
+        )
+        .await
         {
             Acted::Done(result) => Happened::Acted(observed, call, result, None),
             Acted::Fenced => return Ok(requeue_fenced(&ctx)),
@@ -367,7 +376,7 @@ async fn resolve_credentials(
 }
 
 /// **observe**: the resource's instance, from the fleet gateway (`None`: a read is on its way) or
-/// by DescribeInstances directly.
+/// by `DescribeInstances` directly.
 async fn observe(
     ctx: &Context,
     obj: &EcsInstancePower,
@@ -415,7 +424,7 @@ fn decide(
 }
 
 /// **act**: the write call of the plan, with the spec's options. Through the fleet gateway a
-/// write joins a batch (StartInstances / StopInstances) and the reconcile returns at once; a dry
+/// write joins a batch (`StartInstances` / `StopInstances`) and the reconcile returns at once; a dry
 /// run or a start with `initLocalDisk` (which the batch calls cannot express), and every write when
 /// batching is off (`--ecs-batch-size 1`), is the single call, made with a user-lane token of the
 /// shared rate limiter.
@@ -425,7 +434,7 @@ async fn act(
     pass: &Pass,
     creds: &Credentials,
     call: WriteCall,
-    observed: &Option<InstanceObservation>,
+    observed: Option<&InstanceObservation>,
     previous: &EcsInstancePowerStatus,
 ) -> Acted {
     if !ctx.gate_allows(Edge::Act) {
@@ -460,7 +469,7 @@ async fn act(
                     force_stop: spec.force_stop,
                     stopped_mode: spec.stopped_mode,
                 },
-                observed: observed.clone(),
+                observed: observed.cloned(),
                 lane,
             });
             return Acted::Pending;
@@ -490,7 +499,7 @@ async fn single_permit(
         .await
 }
 
-/// StartInstance / StopInstance for this resource's instance.
+/// `StartInstance` / `StopInstance` for this resource's instance.
 async fn single_call(
     ctx: &Context,
     obj: &EcsInstancePower,
@@ -625,10 +634,10 @@ fn log_report(key: &ObjectRef<EcsInstancePower>, report: &Report) {
             "{}", event.note
         ),
         (Some(event), _) => {
-            info!(resource = %key, ready = status, reason, requeue = ?report.requeue, "{}", event.note)
+            info!(resource = %key, ready = status, reason, requeue = ?report.requeue, "{}", event.note);
         }
         (None, _) => {
-            debug!(resource = %key, ready = status, reason, requeue = ?report.requeue, "reconciled")
+            debug!(resource = %key, ready = status, reason, requeue = ?report.requeue, "reconciled");
         }
     }
 }
@@ -636,6 +645,8 @@ fn log_report(key: &ObjectRef<EcsInstancePower>, report: &Report) {
 /// What the controller does when [`reconcile`] fails: log, count, and retry soon. The retry keeps
 /// the schedule: it writes a pending status or observes only when the observation is due, so a
 /// failing API server never multiplies ECS calls.
+// kube-runtime's `Controller::run` passes the object and the context by value.
+#[allow(clippy::needless_pass_by_value)]
 pub fn error_policy(obj: Arc<EcsInstancePower>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = ObjectRef::from_obj(&*obj);
     warn!(resource = %key, error = %error, category = error.category(), "reconcile failed; retrying");

@@ -3,7 +3,7 @@
 //!
 //! Pure, like `decide`: the reconciler calls it and then writes the status only when
 //! [`Report::status_changed`] says so. Condition messages are stable across retries and never hold a
-//! RequestId or a timestamp (those go to `lastError` / `lastAction`), so a retry rewrites only
+//! `RequestId` or a timestamp (those go to `lastError` / `lastAction`), so a retry rewrites only
 //! `status.retry` and `status.lastError`.
 
 use std::time::Duration;
@@ -32,7 +32,7 @@ use super::retry::{self, BackoffPolicy};
 pub enum Outcome<'a> {
     /// No usable credentials: nothing was called.
     NoCredentials(&'a Problem),
-    /// DescribeInstances failed.
+    /// `DescribeInstances` failed.
     ObserveFailed(&'a EcsError),
     /// Observed and decided; no write call was made (the plan needs none).
     Planned {
@@ -224,7 +224,7 @@ impl<'a> Builder<'a> {
         self.input.desired.as_str()
     }
 
-    /// A successful DescribeInstances: records what it saw, and ends a backoff of failed
+    /// A successful `DescribeInstances`: records what it saw, and ends a backoff of failed
     /// observations (or missing credentials); a backoff of write calls stays.
     fn observed(&mut self, observed: Option<&InstanceObservation>) {
         let write_backoff = self.status.retry.as_ref().is_some_and(|r| {
@@ -575,7 +575,7 @@ fn without_observed_time(status: &EcsInstancePowerStatus) -> EcsInstancePowerSta
 }
 
 /// A stable condition message for a failed call: the action, what ECS said (code and HTTP status,
-/// never the RequestId, the ECS message or anything else that changes between attempts), and what
+/// never the `RequestId`, the ECS message or anything else that changes between attempts), and what
 /// happens next.
 pub fn error_message(action: &str, error: &EcsError, verdict: &Verdict) -> String {
     let what = match error {
@@ -690,7 +690,7 @@ mod tests {
         report(input, outcome, &mut StdRng::seed_from_u64(3))
     }
 
-    /// The report after StartInstance on a Stopped instance whose desired state is Running.
+    /// The report after `StartInstance` on a Stopped instance whose desired state is Running.
     fn start(
         previous: &EcsInstancePowerStatus,
         now: Timestamp,
@@ -824,9 +824,12 @@ mod tests {
                 "capacity errors do not stall"
             );
             let retry = r.status.retry.clone().unwrap();
-            assert_eq!(retry.attempts, attempt as i32);
+            assert_eq!(retry.attempts, i32::try_from(attempt).unwrap());
             let policy = BackoffPolicy::for_class(ErrorClass::Capacity).unwrap();
-            assert!(r.requeue >= policy.base && r.requeue <= policy.ceiling(attempt as u32));
+            assert!(
+                r.requeue >= policy.base
+                    && r.requeue <= policy.ceiling(u32::try_from(attempt).unwrap())
+            );
             assert_eq!(
                 retry.next_attempt_time.0,
                 at(attempt * 1000) + SignedDuration::try_from(r.requeue).unwrap()

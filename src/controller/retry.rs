@@ -58,7 +58,7 @@ impl BackoffPolicy {
         if ceiling <= self.base {
             return ceiling;
         }
-        let span = (ceiling - self.base).as_millis() as u64;
+        let span = u64::try_from(ceiling.saturating_sub(self.base).as_millis()).unwrap_or(u64::MAX);
         self.base + Duration::from_millis(rng.random_range(0..=span))
     }
 
@@ -116,8 +116,9 @@ pub fn transition_poll(elapsed: Option<Duration>) -> Duration {
 /// The steady-state resync delay with ±10 % jitter, so that resources created together do not all
 /// hit the ECS API in the same second forever.
 pub fn resync_delay(interval: Duration, rng: &mut impl Rng) -> Duration {
-    let tenth = interval.as_millis() as u64 / 10;
-    let low = interval.as_millis() as u64 - tenth;
+    let millis = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX / 2);
+    let tenth = millis / 10;
+    let low = millis - tenth;
     Duration::from_millis(rng.random_range(low..=low + 2 * tenth))
 }
 

@@ -18,7 +18,7 @@ pub const MAX_GATE: Duration = Duration::from_secs(30 * 60);
 /// A write call that ECS accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AcceptedWrite {
-    /// StartInstance or StopInstance.
+    /// `StartInstance` or `StopInstance`.
     pub call: WriteCall,
     /// When ECS accepted it.
     pub time: Timestamp,

@@ -399,6 +399,9 @@ where
     }
 
     /// Cancels a queued intent: its tickets see [`Outcome::Replaced`] and the id is forgotten.
+    ///
+    /// # Errors
+    /// [`RefusedReplace`] when the intent is in flight, done or unknown.
     pub fn cancel(&self, id: &I) -> Result<(), RefusedReplace> {
         let mut state = self.shared.lock();
         self.shared.cancel(&mut state, id)
@@ -407,6 +410,9 @@ where
     /// Replaces the queued intent `old` by a new submission, atomically (the desired state flipped
     /// while the old write was queued). Refused once `old` is in flight or done: then the caller
     /// waits for its outcome first.
+    ///
+    /// # Errors
+    /// [`RefusedReplace`] when `old` is in flight, done or unknown.
     pub fn replace(
         &self,
         old: &I,
@@ -524,6 +530,8 @@ where
         }
     }
 
+    // A method like its neighbours, though it needs only the state it is handed.
+    #[allow(clippy::unused_self)]
     fn cancel(&self, state: &mut State<K, I, T, R>, id: &I) -> Result<(), RefusedReplace> {
         let intent = state.intents.get(id).ok_or(RefusedReplace::Unknown)?;
         let Some(slot) = intent.slot else {
@@ -564,9 +572,8 @@ where
         let windows = key.windows();
         let limiter_key = key.limiter_key();
         loop {
-            let (trigger, lane) = match self.wait_for_window(&key, windows).await {
-                Some(due) => due,
-                None => return,
+            let Some((trigger, lane)) = self.wait_for_window(&key, windows).await else {
+                return;
             };
             let Some(permit) = self.take_token(&key, &limiter_key, lane).await else {
                 continue;
@@ -735,12 +742,12 @@ where
             }
             Answer::Throttled { retry_after } => {
                 permit.throttled(retry_after);
-                self.requeue(key, batch, true);
+                self.requeue(&key, batch, true);
                 return;
             }
             Answer::NotSent => {
                 drop(permit);
-                self.requeue(key, batch, false);
+                self.requeue(&key, batch, false);
                 return;
             }
         };
@@ -783,9 +790,9 @@ where
         }
     }
 
-    fn requeue(self: &Arc<Self>, key: K, mut batch: Sealed<I, T>, throttled: bool) {
+    fn requeue(self: &Arc<Self>, key: &K, mut batch: Sealed<I, T>, throttled: bool) {
         if let Some(observer) = &self.options.observer {
-            observer.requeued(&key, throttled);
+            observer.requeued(key, throttled);
         }
         batch.attempt += 1;
         let mut state = self.lock();
@@ -794,7 +801,7 @@ where
             .entry(key.clone())
             .or_insert_with(|| KeyQueue::new(Instant::now()));
         queue.requeued.push_front(batch);
-        self.wake(queue, &key);
+        self.wake(queue, key);
     }
 }
 
@@ -1108,7 +1115,7 @@ mod tests {
         // Items submitted meanwhile do not join the throttled batch.
         let mut later = h.batcher.submit(WRITE, Lane::User, 100, 100);
         for (id, ticket) in tickets.iter_mut().enumerate() {
-            assert_eq!(answered(ticket).await, value(id as u32));
+            assert_eq!(answered(ticket).await, value(u32::try_from(id).unwrap()));
         }
         answered(&mut later).await;
         let calls = h.calls();

@@ -55,7 +55,7 @@ pub type ResourceRef = ObjectRef<EcsInstancePower>;
 /// The batch calls the gateway makes, behind a trait so that the gateway (and the reconcile over
 /// it) runs against a fake in tests. [`EcsClient`] is the production implementation.
 pub trait FleetEcs: Send + Sync {
-    /// DescribeInstances for up to 100 IDs of one region, `MaxResults=100`.
+    /// `DescribeInstances` for up to 100 IDs of one region, `MaxResults=100`.
     fn describe_instances<'a>(
         &'a self,
         creds: &'a Credentials,
@@ -64,7 +64,7 @@ pub trait FleetEcs: Send + Sync {
         options: &'a CallOptions,
     ) -> BoxFuture<'a, Result<Vec<InstanceObservation>, EcsError>>;
 
-    /// StartInstances, `SuccessFirst`.
+    /// `StartInstances`, `SuccessFirst`.
     fn start_instances<'a>(
         &'a self,
         creds: &'a Credentials,
@@ -73,7 +73,7 @@ pub trait FleetEcs: Send + Sync {
         options: &'a CallOptions,
     ) -> BoxFuture<'a, Result<BatchOutcome, EcsError>>;
 
-    /// StopInstances, `SuccessFirst`.
+    /// `StopInstances`, `SuccessFirst`.
     fn stop_instances<'a>(
         &'a self,
         creds: &'a Credentials,
@@ -83,7 +83,7 @@ pub trait FleetEcs: Send + Sync {
         options: &'a CallOptions,
     ) -> BoxFuture<'a, Result<BatchOutcome, EcsError>>;
 
-    /// STS GetCallerIdentity.
+    /// STS `GetCallerIdentity`.
     fn caller_identity<'a>(
         &'a self,
         creds: &'a Credentials,
@@ -274,7 +274,7 @@ struct WriteItem {
 pub struct WriteResult {
     /// The instance's result, or the batch-level error of the call.
     pub result: Result<InstanceResult, EcsError>,
-    /// The call's RequestId.
+    /// The call's `RequestId`.
     pub request_id: Option<String>,
 }
 
@@ -348,7 +348,7 @@ pub struct WriteRequest {
     pub creds: Credentials,
     /// The instance.
     pub instance_id: String,
-    /// StopInstances' options (ignored for starts).
+    /// `StopInstances`' options (ignored for starts).
     pub stop: StopOptions,
     /// The observation the write was decided on.
     pub observed: Option<InstanceObservation>,
@@ -540,7 +540,7 @@ impl Fleet {
     }
 
     /// Whether writes are batched (`--ecs-batch-size` above 1). With a batch size of 1 every write
-    /// is the single StartInstance / StopInstance, paced by the same limiters.
+    /// is the single `StartInstance` / `StopInstance`, paced by the same limiters.
     pub fn batches_writes(&self) -> bool {
         self.config.batch_size > 1
     }
@@ -622,14 +622,14 @@ impl Fleet {
                     Ok(Err(e)) => e.to_string(),
                     _ => "no answer in time".to_string(),
                 };
-                if !self.fallback_logged.swap(true, Ordering::Relaxed) {
+                if self.fallback_logged.swap(true, Ordering::Relaxed) {
+                    debug!(error = %why, "STS GetCallerIdentity failed; keyed by AccessKey ID");
+                } else {
                     warn!(
                         error = %why,
                         "STS GetCallerIdentity failed: ECS rate limits are kept per AccessKey ID instead of per \
                          account (credentials of one account no longer share a limiter); logged once"
                     );
-                } else {
-                    debug!(error = %why, "STS GetCallerIdentity failed; keyed by AccessKey ID");
                 }
                 Arc::from(format!("key:{}", creds.access_key_id))
             }
@@ -780,6 +780,8 @@ impl Fleet {
     }
 
     /// [`Fleet::record`] under the lock: updates the entry and says whom to wake.
+    // A method like its neighbours, though it needs only the state it is handed.
+    #[allow(clippy::unused_self)]
     fn record_locked(
         &self,
         state: &mut State,
@@ -1330,7 +1332,7 @@ pub fn credentials_hash(creds: &Credentials) -> String {
 pub fn short_hash(account: &str) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     account.hash(&mut hasher);
-    format!("{:08x}", hasher.finish() as u32)
+    format!("{:08x}", hasher.finish() & 0xffff_ffff)
 }
 
 #[cfg(test)]

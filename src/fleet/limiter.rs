@@ -137,8 +137,9 @@ impl WallClock {
     pub fn next_minute(&self, at: Instant) -> Instant {
         const MINUTE_NANOS: u128 = 60_000_000_000;
         let since_epoch = self.wall_epoch + at.saturating_duration_since(self.instant_epoch);
-        let into_minute = (since_epoch.as_nanos() % MINUTE_NANOS) as u64;
-        at + (Duration::from_secs(60) - Duration::from_nanos(into_minute))
+        // The remainder is below one minute in nanoseconds, so it fits a u64.
+        let into_minute = u64::try_from(since_epoch.as_nanos() % MINUTE_NANOS).unwrap_or(0);
+        at + Duration::from_secs(60).saturating_sub(Duration::from_nanos(into_minute))
     }
 }
 
@@ -601,7 +602,8 @@ impl<K: Hash + Eq + Clone> Drop for Permit<K> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
+// Rates here are exact values from configuration, compared exactly on purpose.
+#[allow(clippy::unwrap_used, clippy::panic, clippy::float_cmp)]
 mod tests {
     use super::*;
 

@@ -251,6 +251,9 @@ impl Default for RateLimits {
 impl RateLimits {
     /// The defaults with `limits` applied on top. An action given twice is an error: with a
     /// repeatable flag the second value is more likely a mistake than an intended override.
+    ///
+    /// # Errors
+    /// [`RateLimitError::DuplicateAction`] when an action is given twice.
     pub fn from_limits(
         limits: impl IntoIterator<Item = RateLimit>,
     ) -> Result<RateLimits, RateLimitError> {
@@ -361,7 +364,8 @@ pub enum RateLimitError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
+// Rates here are exact values from configuration, compared exactly on purpose.
+#[allow(clippy::unwrap_used, clippy::panic, clippy::float_cmp)]
 mod tests {
     use super::*;
 

@@ -335,6 +335,8 @@ pub fn message(obj: &Value, type_: &str) -> String {
 }
 
 /// `Some((status, reason))`, for comparisons with [`condition`].
+// An `Option` because it is compared with `condition`'s answer.
+#[allow(clippy::unnecessary_wraps)]
 pub fn pair(status: &str, reason: &str) -> Option<(String, String)> {
     Some((status.to_string(), reason.to_string()))
 }

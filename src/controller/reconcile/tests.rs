@@ -21,7 +21,7 @@ use crate::controller::ledger::Ledger;
 use crate::ecs::{InstanceStatus, OperatorCredentials};
 use crate::metrics::Metrics;
 
-/// An ECS that holds one instance and answers StartInstance from a script.
+/// An ECS that holds one instance and answers `StartInstance` from a script.
 #[derive(Default)]
 struct FakeEcs {
     status: Mutex<Option<InstanceStatus>>,
@@ -53,7 +53,7 @@ impl EcsHandle for FakeEcs {
                 lock_reasons,
                 stopped_mode: None,
                 expired_time: None,
-                tags: Default::default(),
+                tags: std::collections::BTreeMap::default(),
             }))
         })
     }
@@ -325,7 +325,7 @@ impl crate::fleet::FleetEcs for FakeFleetEcs {
                     lock_reasons: Vec::new(),
                     stopped_mode: None,
                     expired_time: None,
-                    tags: Default::default(),
+                    tags: std::collections::BTreeMap::default(),
                 })
             })
             .collect();
@@ -516,7 +516,9 @@ async fn an_ambiguous_batch_write_is_not_resent_before_a_read_the_settle_time_la
     let gate = status.retry.as_ref().unwrap().next_attempt_time.0;
     let held = Duration::try_from(gate.duration_since(error.time.0)).unwrap();
     assert!(
-        held >= crate::controller::decide::SETTLE - Duration::from_secs(1),
+        held >= crate::controller::decide::SETTLE
+            .checked_sub(Duration::from_secs(1))
+            .unwrap(),
         "held {held:?}"
     );
     assert!(

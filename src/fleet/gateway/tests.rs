@@ -78,7 +78,7 @@ impl FakeEcs {
         });
     }
 
-    fn write(&self, ids: &[&str], to: InstanceStatus) -> Result<BatchOutcome, EcsError> {
+    fn write(&self, ids: &[&str], to: &InstanceStatus) -> Result<BatchOutcome, EcsError> {
         let scripted = self.write_script.lock().unwrap().pop_front();
         let apply_then_fail = match scripted {
             Some(WriteScript::Fail(e)) => return Err(e),
@@ -102,27 +102,26 @@ impl FakeEcs {
                 (None, true, true) => Some("InstanceLockedForSecurity".to_string()),
                 (None, true, false) => None,
             };
-            let result = match code {
-                Some(code) => InstanceResult::Refused {
+            let result = if let Some(code) = code {
+                InstanceResult::Refused {
                     verdict: classify_instance_code(&code),
                     message: format!("{code} for {id}"),
                     code,
-                },
-                None => {
-                    self.instances
-                        .lock()
-                        .unwrap()
-                        .insert((*id).to_string(), to.clone());
-                    InstanceResult::Accepted {
-                        previous_status: None,
-                        current_status: Some(to.clone()),
-                    }
+                }
+            } else {
+                self.instances
+                    .lock()
+                    .unwrap()
+                    .insert((*id).to_string(), to.clone());
+                InstanceResult::Accepted {
+                    previous_status: None,
+                    current_status: Some(to.clone()),
                 }
             };
-            if !omit.contains(*id) {
-                results.insert((*id).to_string(), result);
-            } else {
+            if omit.contains(*id) {
                 results.insert((*id).to_string(), InstanceResult::Missing);
+            } else {
+                results.insert((*id).to_string(), result);
             }
         }
         if let Some(e) = apply_then_fail {
@@ -157,7 +156,7 @@ impl FleetEcs for FakeEcs {
                     lock_reasons: locks.get(*id).cloned().unwrap_or_default(),
                     stopped_mode: None,
                     expired_time: None,
-                    tags: Default::default(),
+                    tags: std::collections::BTreeMap::default(),
                 })
             })
             .collect();
@@ -172,7 +171,7 @@ impl FleetEcs for FakeEcs {
         _options: &'a CallOptions,
     ) -> BoxFuture<'a, Result<BatchOutcome, EcsError>> {
         self.log("StartInstances", creds, instance_ids, None);
-        let answer = self.write(instance_ids, InstanceStatus::Starting);
+        let answer = self.write(instance_ids, &InstanceStatus::Starting);
         Box::pin(async move { answer })
     }
 
@@ -185,7 +184,7 @@ impl FleetEcs for FakeEcs {
         _options: &'a CallOptions,
     ) -> BoxFuture<'a, Result<BatchOutcome, EcsError>> {
         self.log("StopInstances", creds, instance_ids, Some(*stop));
-        let answer = self.write(instance_ids, InstanceStatus::Stopping);
+        let answer = self.write(instance_ids, &InstanceStatus::Stopping);
         Box::pin(async move { answer })
     }
 
@@ -776,7 +775,7 @@ async fn two_credentials_of_one_account_share_one_limiter() {
     assert_ne!(starts[0].access_key_id, starts[1].access_key_id);
     let gap = starts[1].at.saturating_duration_since(starts[0].at);
     assert!(
-        gap >= Duration::from_millis(1000),
+        gap >= Duration::from_secs(1),
         "paced by one limiter: {gap:?}"
     );
     let keys: HashSet<String> = r

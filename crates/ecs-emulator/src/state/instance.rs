@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::config::duration;
 
-/// An ECS instance `Status`, as DescribeInstances reports it.
+/// An ECS instance `Status`, as `DescribeInstances` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Status {
     /// Being created; neither start nor stop is allowed.
