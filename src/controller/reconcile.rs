@@ -10,7 +10,10 @@
 //! variant with a stable [`category`](Error::category). ECS failures are not errors here: they are
 //! outcomes, reported in status and events, with the requeue time of their retry class. The three
 //! side effects (the write call, the status write, the event) pass the [`WriteGate`](super::gate)
-//! first; a refused one is not made and the resource is requeued.
+//! first and are bounded by the deadline it gives (the lease's validity under leader election); a
+//! refused one is not made and the resource is requeued. A replica whose gate is closed (a
+//! follower) makes no ECS call at all: its reconciles requeue at once, and the resources are
+//! queued again, observed first, when it becomes the leader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +30,8 @@ use tracing::{debug, info, warn};
 
 use crate::api::{EcsInstancePower, EcsInstancePowerStatus};
 use crate::ecs::{
-    Credentials, EcsError, InstanceObservation, StartInstance, StopInstance, WriteOutcome,
+    CallOptions, Credentials, EcsError, InstanceObservation, StartInstance, StopInstance,
+    WriteOutcome,
 };
 use crate::vocabulary::condition;
 
@@ -35,7 +39,7 @@ use super::context::Context;
 use super::credentials::{self, Problem};
 use super::decide::{self, Plan, WriteCall};
 use super::desired;
-use super::gate::Edge;
+use super::gate::{Admission, Edge};
 use super::ledger::{Due, Inputs};
 use super::report::{self, Outcome, Report, Severity};
 use super::status;
@@ -53,6 +57,10 @@ pub enum Error {
     /// The status could not be written.
     #[error("cannot write the status: {0}")]
     WriteStatus(#[source] status::WriteError),
+    /// The status write did not finish by the deadline the write gate gave it (the lease's
+    /// validity); it may or may not have been applied.
+    #[error("the status write did not finish before the write deadline")]
+    WriteDeadline,
 }
 
 impl Error {
@@ -62,6 +70,7 @@ impl Error {
             Error::NoNamespace => "NoNamespace",
             Error::ReadSecret(_) => "ReadSecret",
             Error::WriteStatus(_) => "WriteStatus",
+            Error::WriteDeadline => "WriteDeadline",
         }
     }
 }
@@ -72,6 +81,9 @@ impl Error {
 /// [`Error`] when the Kubernetes API fails; the controller retries through [`error_policy`].
 pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<Action, Error> {
     let pass = Pass::begin(&ctx, &obj)?;
+    if !ctx.may_call_ecs() {
+        return Ok(requeue_following(&ctx, &pass.key));
+    }
     let credentials_changed = match ctx.ledger.check(&pass.key, &pass.inputs, pass.started) {
         Due::Later(remaining) => return write_pending(&ctx, &obj, &pass.key, remaining).await,
         Due::Now {
@@ -176,17 +188,20 @@ async fn write_pending(
     remaining: Duration,
 ) -> Result<Action, Error> {
     if let Some(pending) = ctx.ledger.take_unwritten(key) {
-        if !ctx.gate_allows(Edge::Status) {
+        let Some(admission) = ctx.gate_admit(Edge::Status) else {
             ctx.ledger.keep_unwritten(key, pending);
             return Ok(requeue_fenced(ctx));
-        }
+        };
         let api = Api::namespaced(
             ctx.client.clone(),
             obj.namespace().as_deref().unwrap_or_default(),
         );
-        if let Err(err) = status::write(&api, obj, &pending).await {
+        if let Err(err) = within(admission, status::write(&api, obj, &pending))
+            .await
+            .and_then(|r| r.map_err(Error::WriteStatus))
+        {
             ctx.ledger.keep_unwritten(key, pending);
-            return Err(Error::WriteStatus(err));
+            return Err(err);
         }
         debug!(resource = %key, "wrote the status a previous reconcile could not write");
     }
@@ -257,9 +272,10 @@ async fn act(
     creds: &Credentials,
     call: WriteCall,
 ) -> Option<Result<WriteOutcome, EcsError>> {
-    if !ctx.gate_allows(Edge::Act) {
-        return None;
-    }
+    let admission = ctx.gate_admit(Edge::Act)?;
+    let options = CallOptions {
+        deadline: admission.deadline,
+    };
     let spec = &obj.spec;
     let result = match call {
         WriteCall::Start => {
@@ -269,7 +285,7 @@ async fn act(
                 dry_run: spec.dry_run,
             };
             ctx.ecs
-                .start_instance(creds, &spec.region_id, &request)
+                .start_instance(creds, &spec.region_id, &request, options)
                 .await
         }
         WriteCall::Stop => {
@@ -280,7 +296,7 @@ async fn act(
                 dry_run: spec.dry_run,
             };
             ctx.ecs
-                .stop_instance(creds, &spec.region_id, &request)
+                .stop_instance(creds, &spec.region_id, &request, options)
                 .await
         }
     };
@@ -334,14 +350,17 @@ async fn write_status(
         let (key, inputs) = (pass.key.clone(), pass.inputs.clone());
         ctx.ledger.record_unwritten(key, inputs, due, new.clone());
     };
-    if !ctx.gate_allows(Edge::Status) {
+    let Some(admission) = ctx.gate_admit(Edge::Status) else {
         keep();
         return Ok(false);
-    }
+    };
     let api = Api::namespaced(ctx.client.clone(), &pass.namespace);
-    if let Err(err) = status::write(&api, obj, new).await {
+    if let Err(err) = within(admission, status::write(&api, obj, new))
+        .await
+        .and_then(|r| r.map_err(Error::WriteStatus))
+    {
         keep();
-        return Err(Error::WriteStatus(err));
+        return Err(err);
     }
     Ok(true)
 }
@@ -349,9 +368,9 @@ async fn write_status(
 /// **publish event**: an event is a courtesy; losing one (or a closed gate) does not fail the
 /// reconcile.
 async fn publish(ctx: &Context, obj: &EcsInstancePower, note: &report::EventNote) {
-    if !ctx.gate_allows(Edge::Event) {
+    let Some(admission) = ctx.gate_admit(Edge::Event) else {
         return;
-    }
+    };
     let event = Event {
         type_: match note.severity {
             Severity::Normal => EventType::Normal,
@@ -362,9 +381,42 @@ async fn publish(ctx: &Context, obj: &EcsInstancePower, note: &report::EventNote
         action: note.action.clone(),
         secondary: None,
     };
-    if let Err(err) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        warn!(resource = %ObjectRef::from_obj(obj), error = %err, "could not publish an event");
+    match within(
+        admission,
+        ctx.recorder.publish(&event, &obj.object_ref(&())),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            warn!(resource = %ObjectRef::from_obj(obj), error = %err, "could not publish an event");
+        }
+        Err(_) => warn!(
+            resource = %ObjectRef::from_obj(obj),
+            "could not publish an event before the write deadline"
+        ),
     }
+}
+
+/// Runs a Kubernetes write within the deadline of its admission (none without leader election).
+async fn within<T>(
+    admission: Admission,
+    write: impl std::future::Future<Output = T>,
+) -> Result<T, Error> {
+    match admission.deadline {
+        None => Ok(write.await),
+        Some(deadline) => tokio::time::timeout_at(deadline, write)
+            .await
+            .map_err(|_| Error::WriteDeadline),
+    }
+}
+
+/// This replica does not lead: no ECS call, no side effect. Look again after one resync interval;
+/// acquiring the lease queues every resource at once.
+fn requeue_following(ctx: &Context, key: &ObjectRef<EcsInstancePower>) -> Action {
+    debug!(resource = %key, "not the leader; no ECS call");
+    ctx.metrics.reconciled("following");
+    Action::requeue(ctx.resync)
 }
 
 /// A side effect was refused at the write gate: look again after one resync interval (the

@@ -63,6 +63,7 @@ impl EcsHandle for FakeEcs {
         _creds: &'a Credentials,
         _region_id: &'a str,
         _request: &'a StartInstance,
+        _options: CallOptions,
     ) -> BoxFuture<'a, Result<WriteOutcome, EcsError>> {
         self.calls.lock().unwrap().push("StartInstance");
         let answer = self.start_answers.lock().unwrap().pop_front();
@@ -81,6 +82,7 @@ impl EcsHandle for FakeEcs {
         _creds: &'a Credentials,
         _region_id: &'a str,
         _request: &'a StopInstance,
+        _options: CallOptions,
     ) -> BoxFuture<'a, Result<WriteOutcome, EcsError>> {
         self.calls.lock().unwrap().push("StopInstance");
         Box::pin(async { panic!("no StopInstance in these scenarios") })
@@ -236,7 +238,7 @@ async fn no_stock_backs_off_and_is_not_retried_before_the_gate() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_closed_gate_fences_the_write_and_requeues() {
+async fn a_closed_gate_makes_no_ecs_call_and_requeues() {
     let client = in_memory_cluster().await;
     let ecs = Arc::new(FakeEcs::default());
     *ecs.status.lock().unwrap() = Some(InstanceStatus::Stopped);
@@ -246,9 +248,43 @@ async fn a_closed_gate_fences_the_write_and_requeues() {
 
     let action = reconcile(obj.clone(), ctx.clone()).await.unwrap();
     assert_eq!(action, Action::requeue(ctx.resync));
-    assert_eq!(ecs.calls(), ["DescribeInstances"], "no write call");
+    assert!(
+        ecs.calls().is_empty(),
+        "a follower makes no ECS call at all"
+    );
     assert!(
         fetch(&client, "fenced").await.status.is_none(),
+        "no status write"
+    );
+    assert!(
+        rendered(&ctx).contains(r#"ecs_power_reconciles_total{result="following"} 1"#),
+        "{}",
+        rendered(&ctx)
+    );
+
+    // Opened again, the next reconcile observes first, then acts.
+    ctx.gate.open();
+    reconcile(obj, ctx.clone()).await.unwrap();
+    assert_eq!(ecs.calls(), ["DescribeInstances", "StartInstance"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_that_would_outlive_the_lease_is_fenced_and_requeued() {
+    let client = in_memory_cluster().await;
+    let ecs = Arc::new(FakeEcs::default());
+    *ecs.status.lock().unwrap() = Some(InstanceStatus::Stopped);
+    let mut ctx = context(client.clone(), ecs.clone());
+    Arc::get_mut(&mut ctx).unwrap().gate = Arc::new(WriteGate::leased(Duration::from_secs(5)));
+    let obj = create(&client, "short-lease").await;
+    // The lease is valid for 4 s more: reads pass, a 5 s write does not fit.
+    ctx.gate
+        .lease_valid_until(tokio::time::Instant::now() + Duration::from_secs(4));
+
+    let action = reconcile(obj.clone(), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(ctx.resync));
+    assert_eq!(ecs.calls(), ["DescribeInstances"], "no write call");
+    assert!(
+        fetch(&client, "short-lease").await.status.is_none(),
         "no status write"
     );
     assert!(
@@ -257,8 +293,9 @@ async fn a_closed_gate_fences_the_write_and_requeues() {
         rendered(&ctx)
     );
 
-    // Opened again, the next reconcile observes afresh and acts.
-    ctx.gate.open();
+    // Renewed: the next reconcile observes afresh and acts.
+    ctx.gate
+        .lease_valid_until(tokio::time::Instant::now() + Duration::from_secs(10));
     reconcile(obj, ctx.clone()).await.unwrap();
     assert_eq!(
         ecs.calls(),
