@@ -232,7 +232,7 @@ async fn two_internal_errors_then_success() {
     .await;
     let obj = h
         .wait_status("web-1", Duration::from_secs(60), "Ready=True", |s| {
-            condition(s, "Ready") == pair("True", "Running")
+            condition(s, "Ready") == Some(pair("True", "Running"))
         })
         .await;
     let status = obj.status.unwrap();
@@ -277,7 +277,7 @@ async fn throttling_is_retried() {
     // minute): waiting for the rate limit is neither a retry attempt nor an error in status.
     let obj = h
         .wait_status("web-1", Duration::from_secs(90), "Ready=True", |s| {
-            condition(s, "Ready") == pair("True", "Running")
+            condition(s, "Ready") == Some(pair("True", "Running"))
         })
         .await;
     let status = obj.status.unwrap();

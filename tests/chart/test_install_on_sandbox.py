@@ -410,6 +410,7 @@ def test_operator_runs_with_the_deployments_command_and_env(installed):
     assert op.container["args"] == ["run"]
     env = op.env
     assert env["POD_NAMESPACE"] == NAMESPACE and env["POD_NAME"].startswith("ecs-power-operator-")
+    assert env["LEADER_ELECT"] == "true"  # two replicas by default
     # From the Secret through secretKeyRef; the optional securityToken key is absent, so no variable.
     assert env["ALIBABA_CLOUD_ACCESS_KEY_ID"] == EMULATOR_KEY_ID
     assert env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"] == EMULATOR_KEY_SECRET
@@ -497,6 +498,13 @@ def test_operator_needed_exactly_the_granted_rbac(installed):
     assert not denied, "the chart's RBAC refused requests the operator made:\n" + "\n".join(
         f"{d.method} {d.target} ({d.attrs.verb} {d.attrs.group}/{d.attrs.resource})" for d in denied
     )
+    # Two replicas elect a leader: the Lease is read, created and renewed (an update every retry
+    # period) in the release namespace.
+    def lease_verbs():
+        verbs = {d.attrs.verb for d in op.proxy.snapshot() if d.attrs.resource == "leases"}
+        return {"get", "create", "update"} <= verbs, sorted(verbs)
+
+    wait_until("the Lease read, created and renewed", lease_verbs)
     decisions = [d for d in op.proxy.snapshot() if d.attrs.is_resource]
     used = {(d.attrs.group, d.attrs.resource, d.attrs.verb) for d in decisions}
     granted = {
@@ -516,6 +524,9 @@ def test_operator_needed_exactly_the_granted_rbac(installed):
         ("", "secrets", "watch"),
         ("", "secrets", "get"),  # the Secret of examples/secret-ref.yaml
         ("events.k8s.io", "events", "create"),
+        ("coordination.k8s.io", "leases", "get"),
+        ("coordination.k8s.io", "leases", "create"),
+        ("coordination.k8s.io", "leases", "update"),
     } <= used, sorted(used)
     # Status is written with merge patches on /status only.
     assert {d.content_type for d in decisions if d.attrs.resource == "ecsinstancepowers/status"} == {
@@ -525,11 +536,13 @@ def test_operator_needed_exactly_the_granted_rbac(installed):
     for d in decisions:
         if d.attrs.resource == "secrets" and d.attrs.verb in ("list", "watch"):
             assert "as=PartialObjectMetadata" in d.accept, (d.target, d.accept)
-    # Namespaced install: every request stays in the watched namespace.
+    # Namespaced install: every request stays in the watched namespace, but for the Lease, which
+    # lives in the release namespace (changed on purpose with leader election on by default).
+    assert {d.attrs.namespace for d in decisions if d.attrs.resource == "leases"} == {NAMESPACE}
     if installed.watch_namespace:
-        assert {d.attrs.namespace for d in decisions} == {installed.watch_namespace}, sorted(
-            {(d.attrs.namespace, d.target) for d in decisions}
-        )
+        assert {d.attrs.namespace for d in decisions if d.attrs.resource != "leases"} == {
+            installed.watch_namespace
+        }, sorted({(d.attrs.namespace, d.target) for d in decisions})
 
 
 @pytest.mark.parametrize("installed", ["deploy"], indirect=True)
