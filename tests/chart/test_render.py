@@ -31,6 +31,9 @@ def test_default_install_renders_exactly_the_operator_objects():
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "PodDisruptionBudget",
+        "Role",  # the Lease, for leader election (two replicas by default)
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ]
@@ -367,10 +370,10 @@ def test_secrets_are_read_only_and_events_create_and_patch(configuration):
 def test_namespaced_mode_uses_a_role_in_the_watched_namespace():
     docs = render("namespaced-values.yaml")
     assert "ClusterRole" not in kinds(docs) and "ClusterRoleBinding" not in kinds(docs)
-    role = find(docs, "Role")
+    role = find(docs, "Role", "ecs-power-operator")
     assert role["metadata"]["namespace"] == "team-a"
     assert grants(role) == OPERATOR_RULES
-    binding = find(docs, "RoleBinding")
+    binding = find(docs, "RoleBinding", "ecs-power-operator")
     assert binding["metadata"]["namespace"] == "team-a"
     assert binding["roleRef"]["kind"] == "Role" and binding["roleRef"]["name"] == role["metadata"]["name"]
     # The ServiceAccount lives in the release namespace, not in the watched one.
@@ -478,7 +481,7 @@ BAD_VALUES = [
     # There is no way to pass an AccessKey as a value.
     ("credentials.accessKeyId=LTAI5tExample", "accessKeyId"),
     ("credentials.accessKeySecret=s3cr3t", "accessKeySecret"),
-    ("replicaCount=2", "replicaCount"),
+    ("replicaCount=0", "replicaCount"),
     ("rrsa.manual.tokenExpirationSeconds=60", "/rrsa/manual/tokenExpirationSeconds"),
     ("rrsa.manual.enabled=true", "/rrsa/manual/roleArn"),
     ("rrsa.manual.stsRegion=Hangzhou", "/rrsa/manual/stsRegion"),
