@@ -94,6 +94,39 @@ pub struct RunArgs {
     #[arg(long, env = "ECS_POWER_TIME_SCALE", default_value_t = 1.0, value_parser = parse_time_scale, hide = true, global = true)]
     pub time_scale: f64,
 
+    /// Elect a leader among the replicas through a `coordination.k8s.io/v1` Lease: only the
+    /// leader calls ECS and writes; the others keep their caches warm and take over when it
+    /// goes. `--leader-elect` alone means `true`.
+    #[arg(long, env = "LEADER_ELECT", num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, global = true)]
+    pub leader_elect: bool,
+
+    /// How long a follower waits, after it last saw the lease renewed, before taking over
+    /// (whole seconds).
+    #[arg(long, env = "LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_duration, global = true)]
+    pub leader_elect_lease_duration: Duration,
+
+    /// How long the leader keeps writing after its last successful renewal began; it stops
+    /// writing and exits when renewals fail that long.
+    #[arg(long, env = "LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub leader_elect_renew_deadline: Duration,
+
+    /// How often the leader renews the lease and a follower tries to acquire it.
+    #[arg(long, env = "LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration, global = true)]
+    pub leader_elect_retry_period: Duration,
+
+    /// The Lease's name.
+    #[arg(
+        long,
+        env = "LEADER_ELECT_RESOURCE_NAME",
+        default_value = "ecs-power-operator",
+        global = true
+    )]
+    pub leader_elect_resource_name: String,
+
+    /// The Lease's namespace (default: `POD_NAMESPACE`, else the client's default namespace).
+    #[arg(long, env = "LEADER_ELECT_RESOURCE_NAMESPACE", global = true)]
+    pub leader_elect_resource_namespace: Option<String>,
+
     /// Log format: `text` for people, `json` for log pipelines. Levels come from `RUST_LOG`.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -118,6 +151,42 @@ impl RunArgs {
             EndpointStyleArg::Vpc => EndpointStyle::Vpc,
         };
         Endpoint::from_options(self.ecs_endpoint.as_deref(), style)
+    }
+
+    /// The election these flags describe, `None` without `--leader-elect`. The namespace falls
+    /// back to `POD_NAMESPACE`, then to `default_namespace`; the identity is `POD_NAME` plus a
+    /// random suffix.
+    ///
+    /// # Errors
+    /// Timings that break client-go's inequalities (lease duration > renew deadline > retry
+    /// period × 1.2), or no namespace.
+    pub fn election(
+        &self,
+        default_namespace: &str,
+    ) -> Result<Option<crate::leadership::ElectionConfig>, crate::leadership::ConfigError> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let namespace = self
+            .leader_elect_resource_namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+            })
+            .unwrap_or_else(|| default_namespace.to_string());
+        let config = crate::leadership::ElectionConfig {
+            name: self.leader_elect_resource_name.clone(),
+            namespace,
+            identity: crate::leadership::identity(std::env::var("POD_NAME").ok().as_deref()),
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+        };
+        config.validate()?;
+        Ok(Some(config))
     }
 }
 
@@ -269,5 +338,47 @@ mod tests {
             Cli::try_parse_from(["ecs-power-operator", "--max-concurrent-reconciles", "0"])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn leader_election_flags_default_like_client_go_and_are_checked() {
+        let cli = Cli::try_parse_from(["ecs-power-operator"]).unwrap();
+        assert!(!cli.run.leader_elect);
+        assert_eq!(cli.run.election("ns").unwrap(), None);
+        let cli = Cli::try_parse_from([
+            "ecs-power-operator",
+            "--leader-elect",
+            "--leader-elect-resource-namespace",
+            "ops",
+        ])
+        .unwrap();
+        let config = cli.run.election("ns").unwrap().unwrap();
+        assert_eq!(config.lease_duration, Duration::from_secs(15));
+        assert_eq!(config.renew_deadline, Duration::from_secs(10));
+        assert_eq!(config.retry_period, Duration::from_secs(2));
+        assert_eq!(config.name, "ecs-power-operator");
+        assert_eq!(config.namespace, "ops");
+        assert_eq!(config.write_timeout(), Duration::from_secs(5));
+        let cli = Cli::try_parse_from(["ecs-power-operator", "--leader-elect=false"]).unwrap();
+        assert!(!cli.run.leader_elect);
+        for (lease, renew, retry) in [
+            ("10s", "10s", "2s"),
+            ("15s", "10s", "9s"),
+            ("1500ms", "1s", "200ms"),
+        ] {
+            let cli = Cli::try_parse_from([
+                "ecs-power-operator",
+                "--leader-elect",
+                "--leader-elect-resource-namespace=ops",
+                "--leader-elect-lease-duration",
+                lease,
+                "--leader-elect-renew-deadline",
+                renew,
+                "--leader-elect-retry-period",
+                retry,
+            ])
+            .unwrap();
+            assert!(cli.run.election("ns").is_err(), "{lease}/{renew}/{retry}");
+        }
     }
 }

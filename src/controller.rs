@@ -217,6 +217,27 @@ impl Operator {
         self.context.gate.clone()
     }
 
+    /// Queues every cached resource whenever `trigger` yields (a new leader observes every
+    /// resource once, reads first).
+    #[must_use]
+    pub fn reconcile_all_on(
+        mut self,
+        trigger: impl futures::Stream<Item = ()> + Send + 'static,
+    ) -> Self {
+        self.controller = self.controller.reconcile_all_on(trigger);
+        self
+    }
+
+    /// Replaces the write gate (leader election starts with a closed one).
+    #[must_use]
+    pub fn with_gate(mut self, gate: Arc<gate::WriteGate>) -> Self {
+        self.fleet.set_gate(gate.clone());
+        if let Some(context) = Arc::get_mut(&mut self.context) {
+            context.gate = gate;
+        }
+        self
+    }
+
     /// Becomes true once the first list of resources has been received (readiness).
     pub fn synced(&self) -> Arc<Synced> {
         self.synced.clone()

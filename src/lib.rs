@@ -6,6 +6,8 @@
 //! - [`controller`]: observe → decide → act → report, on kube-runtime's `Controller`.
 //! - [`fleet`]: fleet scale on ECS's rate limits: the adaptive rate limiter, its configuration and
 //!   the coalescing batcher.
+//! - [`leadership`]: leader election on a Lease, which opens and closes the controller's write
+//!   gate.
 //! - [`metrics`], [`server`], [`telemetry`]: what operators of the operator look at.
 //! - [`vocabulary`]: condition types, reasons, ECS action names and lock reasons, defined once.
 //! - [`cli`] and [`run`]: the binary's command line and process assembly; `sandbox` (feature
@@ -16,6 +18,7 @@ pub mod cli;
 pub mod controller;
 pub mod ecs;
 pub mod fleet;
+pub mod leadership;
 pub mod metrics;
 pub mod run;
 #[cfg(feature = "sandbox")]

@@ -28,10 +28,26 @@ fn main() -> ExitCode {
 
 fn operate(args: ecs_power_operator::cli::RunArgs) -> ExitCode {
     block_on(args.log_format, async move {
-        let client = kube::Client::try_default().await.map_err(|e| {
+        let config = kube::Config::infer().await.map_err(|e| {
             anyhow::anyhow!("cannot connect to Kubernetes (in-cluster config or KUBECONFIG): {e}")
         })?;
-        run::run(client, &args, run::shutdown_on_signals()).await
+        let client = kube::Client::try_from(config.clone())
+            .map_err(|e| anyhow::anyhow!("cannot build the Kubernetes client: {e}"))?;
+        // The Lease gets a client of its own whose every request ends within half the renew
+        // deadline, so a hung connection cannot hold a renewal past the lease's validity.
+        let lease_client = if args.leader_elect {
+            let timeout = args.leader_elect_renew_deadline / 2;
+            let mut lease_config = config;
+            lease_config.connect_timeout = Some(timeout);
+            lease_config.read_timeout = Some(timeout);
+            lease_config.write_timeout = Some(timeout);
+            Some(kube::Client::try_from(lease_config).map_err(|e| {
+                anyhow::anyhow!("cannot build the Kubernetes client for the lease: {e}")
+            })?)
+        } else {
+            None
+        };
+        run::run(client, lease_client, &args, run::shutdown_on_signals()).await
     })
 }
 

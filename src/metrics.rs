@@ -6,6 +6,8 @@
 //!   category (`WriteStatus`, `ReadSecret`, …).
 //! - `ecs_power_fenced_writes_total{edge}`: side effects refused at a closed write gate, by edge
 //!   (`act`, `status`, `event`).
+//! - `ecs_power_leader`: 1 while this replica may write (it holds the lease, or runs without leader
+//!   election), else 0; `ecs_power_leader_transitions_total`: times this replica acquired the lease.
 //! - `ecs_power_ecs_calls_total{action,code}`: ECS calls by action and outcome code (`Success`, the
 //!   ECS error code, `EcsUnreachable`, …), fed by the ECS client's [`CallObserver`] hook.
 //! - `ecs_power_ecs_call_duration_seconds{action}`: ECS call latency.
@@ -75,6 +77,8 @@ pub struct Metrics {
     ecs_calls: Family<CallLabels, Counter>,
     ecs_latency: Family<ActionLabels, Histogram>,
     resources: Family<StateLabels, Gauge>,
+    leader: Gauge,
+    leader_transitions: Counter,
     /// The fleet gateway's metrics.
     pub fleet: FleetMetrics,
     render_lock: std::sync::Mutex<()>,
@@ -353,9 +357,23 @@ impl Metrics {
             "EcsInstancePower resources by desired and observed state",
             resources.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica may write (holds the lease or runs without leader election)",
+            leader.clone(),
+        );
+        let leader_transitions = Counter::default();
+        registry.register(
+            "leader_transitions",
+            "Times this replica acquired the lease",
+            leader_transitions.clone(),
+        );
         let fleet = FleetMetrics::register(&mut registry);
         Metrics {
             registry,
+            leader,
+            leader_transitions,
             reconciles,
             reconcile_errors,
             fenced_writes,
@@ -392,6 +410,16 @@ impl Metrics {
                 edge: edge.to_string(),
             })
             .inc();
+    }
+
+    /// Sets the leader gauge.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// Counts one acquisition of the lease.
+    pub fn leader_transition(&self) {
+        self.leader_transitions.inc();
     }
 
     /// Renders the text exposition format, refreshing the per-state gauge from `resources` first.

@@ -1,19 +1,21 @@
 //! `ecs-power-operator run`: assembles the process from the parsed flags: ECS client, operator
-//! credentials, controller, HTTP endpoint, and shutdown. Also used in-process by `sandbox` and by
+//! credentials, controller, HTTP endpoint, leader election (with `--leader-elect`), and shutdown. Also used in-process by `sandbox` and by
 //! the tests, with a Kubernetes client of their own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
 use kube::runtime::events::Reporter;
+use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cli::RunArgs;
+use crate::controller::gate::WriteGate;
 use crate::controller::{Operator, Settings};
 use crate::ecs::{EcsClient, EcsClientConfig, OperatorCredentials};
+use crate::leadership::Elector;
 use crate::metrics::Metrics;
 use crate::server::{self, Health};
 
@@ -31,34 +33,47 @@ pub const CONTROLLER_NAME: &str = "ecs-power-operator";
 /// # Errors
 /// Bad flags (an invalid `--ecs-endpoint`), unusable operator credentials in the environment, or a
 /// `--metrics-addr` that cannot be bound.
+/// With `--leader-elect`, `lease_client` (a client with request timeouts of its own) reads and
+/// writes the Lease; losing the lease ends the run with an error (the process exits non-zero).
 pub async fn run(
     client: Client,
+    lease_client: Option<Client>,
     args: &RunArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let operator_credentials = OperatorCredentials::discover().map_err(|e| {
         anyhow::anyhow!("the operator's credentials in the environment are unusable: {e}")
     })?;
-    start(client, args, operator_credentials, shutdown)
+    start_with(client, lease_client, args, operator_credentials, shutdown)
         .await?
-        .wait()
-        .await;
-    Ok(())
+        .finish()
+        .await
 }
 
 /// A started operator.
 pub struct Running {
     /// The address `/metrics`, `/healthz` and `/readyz` are served on.
     pub metrics_addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
-    /// Waits until the operator has stopped (after its shutdown token is cancelled).
+    /// Waits until the operator has stopped (after its shutdown token is cancelled, or after it
+    /// lost its lease).
     pub async fn wait(self) {
-        if let Err(e) = self.task.await {
-            warn!(error = %e, "operator task failed");
+        if let Err(e) = self.finish().await {
+            warn!(error = %e, "operator stopped with an error");
         }
+    }
+
+    /// Waits until the operator has stopped; an error when it stopped because it lost its lease.
+    ///
+    /// # Errors
+    /// The lease was lost, or the operator task failed.
+    pub async fn finish(self) -> anyhow::Result<()> {
+        self.task
+            .await
+            .map_err(|e| anyhow::anyhow!("operator task failed: {e}"))?
     }
 }
 
@@ -74,6 +89,21 @@ pub async fn start(
     operator_credentials: Option<OperatorCredentials>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
+    start_with(client, None, args, operator_credentials, shutdown).await
+}
+
+/// [`start`] with a dedicated client for the Lease (`None`: the main client).
+///
+/// # Errors
+/// As [`start`], and leader-election timings that break client-go's inequalities.
+pub async fn start_with(
+    client: Client,
+    lease_client: Option<Client>,
+    args: &RunArgs,
+    operator_credentials: Option<OperatorCredentials>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    let election = args.election(client.default_namespace())?;
     let endpoint = args.endpoint()?;
     let metrics = Arc::new(Metrics::new());
     let mut ecs_config = EcsClientConfig::new(endpoint.clone()).with_observer(metrics.clone());
@@ -105,7 +135,28 @@ pub async fn start(
             instance: std::env::var("POD_NAME").ok(),
         },
     };
-    let operator = Operator::new(client, settings, ecs, operator_credentials, metrics.clone());
+    let lease_client = lease_client.unwrap_or_else(|| client.clone());
+    let mut operator = Operator::new(client, settings, ecs, operator_credentials, metrics.clone());
+    let elector = if let Some(config) = election {
+        let gate = Arc::new(WriteGate::leased(config.write_timeout()));
+        operator = operator.with_gate(gate.clone());
+        info!(
+            identity = %config.identity,
+            lease = %format!("{}/{}", config.namespace, config.name),
+            write_timeout = ?config.write_timeout(),
+            "leader election on; following until the lease is acquired"
+        );
+        let api = Api::namespaced(lease_client, &config.namespace);
+        let (acquired_tx, acquired_rx) = futures::channel::mpsc::unbounded();
+        operator = operator.reconcile_all_on(acquired_rx);
+        Some((
+            Elector::new(api, config, gate, metrics.clone()),
+            acquired_tx,
+        ))
+    } else {
+        metrics.set_leader(true);
+        None
+    };
     let store = operator.store();
     let ready = operator.synced();
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
@@ -127,6 +178,33 @@ pub async fn start(
         ready,
     };
     let server = tokio::spawn(server::serve(listener, health, shutdown.clone()));
+    // Leader election: acquire, then renew until the controller has drained (release) or the
+    // lease is lost (gate closed, shutdown, error).
+    let drained = CancellationToken::new();
+    let election = elector.map(|(mut elector, acquired)| {
+        let (drained, shutdown) = (drained.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if !elector.acquire(&shutdown).await {
+                return Ok(());
+            }
+            // Every resource is observed once by the new leader (reads first).
+            let _ = acquired.unbounded_send(());
+            let outcome = elector.renew(&drained).await;
+            match outcome {
+                Ok(()) => match elector.release().await {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        warn!(error = %e, "could not release the lease; it expires on its own");
+                        Ok(())
+                    }
+                },
+                Err(lost) => {
+                    shutdown.cancel();
+                    Err(anyhow::anyhow!("leader election lost: {lost}"))
+                }
+            }
+        })
+    });
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
         let grace = shutdown.clone();
@@ -144,11 +222,19 @@ pub async fn start(
             } => warn!(grace = ?SHUTDOWN_GRACE, "reconciles did not finish after the shutdown signal; exiting anyway"),
         }
         shutdown.cancel();
+        drained.cancel();
+        let result = match election {
+            Some(task) => task
+                .await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("leader election task failed: {e}"))),
+            None => Ok(()),
+        };
         match tokio::time::timeout(Duration::from_secs(5), server).await {
             Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server failed"),
             Ok(Err(e)) => warn!(error = %e, "HTTP server task failed"),
             _ => {}
         }
+        result
     });
     Ok(Running { metrics_addr, task })
 }

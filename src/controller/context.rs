@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 
 use super::Synced;
 use super::ecs_handle::EcsHandle;
-use super::gate::{Edge, WriteGate};
+use super::gate::{Admission, Edge, WriteGate};
 use super::ledger::Ledger;
 
 /// Shared state of the reconciler.
@@ -52,13 +52,25 @@ pub struct Context {
 }
 
 impl Context {
-    /// Whether the write gate lets a side effect through at `edge`; a refusal is counted.
-    pub fn gate_allows(&self, edge: Edge) -> bool {
-        let open = self.gate.is_open();
-        if !open {
+    /// Whether the write gate lets a side effect through at `edge`, and by when it must be over
+    /// (the lease's validity bounds it under leader election); a refusal is counted.
+    pub fn gate_admit(&self, edge: Edge) -> Option<Admission> {
+        let admission = self.gate.admit();
+        if admission.is_none() {
             self.metrics.fenced(edge.as_str());
         }
-        open
+        admission
+    }
+
+    /// Whether the write gate lets a side effect through at `edge` (see [`Self::gate_admit`],
+    /// which also gives the deadline a write must keep).
+    pub fn gate_allows(&self, edge: Edge) -> bool {
+        self.gate_admit(edge).is_some()
+    }
+
+    /// Whether this replica may call ECS at all (a follower may not, not even to read).
+    pub fn may_call_ecs(&self) -> bool {
+        self.gate.is_open()
     }
 
     /// The `resourceVersion` of the Secret `obj` references: `None` without a reference or before

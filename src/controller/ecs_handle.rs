@@ -5,8 +5,8 @@
 use futures::future::BoxFuture;
 
 use crate::ecs::{
-    Credentials, EcsClient, EcsError, InstanceObservation, StartInstance, StopInstance,
-    WriteOutcome,
+    CallOptions, Credentials, EcsClient, EcsError, InstanceObservation, StartInstance,
+    StopInstance, WriteOutcome,
 };
 
 /// The ECS calls of one reconcile.
@@ -19,20 +19,22 @@ pub trait EcsHandle: Send + Sync {
         instance_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<InstanceObservation>, EcsError>>;
 
-    /// `StartInstance`.
+    /// `StartInstance`; no part of it runs past `options.deadline`.
     fn start_instance<'a>(
         &'a self,
         creds: &'a Credentials,
         region_id: &'a str,
         request: &'a StartInstance,
+        options: CallOptions,
     ) -> BoxFuture<'a, Result<WriteOutcome, EcsError>>;
 
-    /// `StopInstance`.
+    /// `StopInstance`; no part of it runs past `options.deadline`.
     fn stop_instance<'a>(
         &'a self,
         creds: &'a Credentials,
         region_id: &'a str,
         request: &'a StopInstance,
+        options: CallOptions,
     ) -> BoxFuture<'a, Result<WriteOutcome, EcsError>>;
 }
 
@@ -56,8 +58,11 @@ impl EcsHandle for EcsClient {
         creds: &'a Credentials,
         region_id: &'a str,
         request: &'a StartInstance,
+        options: CallOptions,
     ) -> BoxFuture<'a, Result<WriteOutcome, EcsError>> {
-        Box::pin(EcsClient::start_instance(self, creds, region_id, request))
+        Box::pin(async move {
+            EcsClient::start_instance_with(self, creds, region_id, request, &options).await
+        })
     }
 
     fn stop_instance<'a>(
@@ -65,7 +70,10 @@ impl EcsHandle for EcsClient {
         creds: &'a Credentials,
         region_id: &'a str,
         request: &'a StopInstance,
+        options: CallOptions,
     ) -> BoxFuture<'a, Result<WriteOutcome, EcsError>> {
-        Box::pin(EcsClient::stop_instance(self, creds, region_id, request))
+        Box::pin(async move {
+            EcsClient::stop_instance_with(self, creds, region_id, request, &options).await
+        })
     }
 }

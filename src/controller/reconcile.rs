@@ -17,7 +17,10 @@
 //! variant with a stable [`category`](Error::category). ECS failures are not errors here: they are
 //! outcomes, reported in status and events, with the requeue time of their retry class. The three
 //! side effects (the write call, the status write, the event) pass the [`WriteGate`](super::gate)
-//! first; a refused one is not made and the resource is requeued.
+//! first and are bounded by the deadline it gives (the lease's validity under leader election); a
+//! refused one is not made and the resource is requeued. A replica whose gate is closed (a
+//! follower) makes no ECS call at all: its reconciles requeue at once, and the resources are
+//! queued again, observed first, when it becomes the leader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +37,8 @@ use tracing::{debug, info, warn};
 
 use crate::api::{EcsInstancePower, EcsInstancePowerStatus};
 use crate::ecs::{
-    Credentials, EcsError, InstanceObservation, StartInstance, StopInstance, StopOptions,
-    WriteOutcome,
+    CallOptions, Credentials, EcsError, InstanceObservation, StartInstance, StopInstance,
+    StopOptions, WriteOutcome,
 };
 use crate::fleet::gateway::{self, Collected, FinishedWrite, WriteId, WriteRequest};
 use crate::fleet::{Fleet, Group, Lane, Need, Observed};
@@ -45,7 +48,7 @@ use super::context::Context;
 use super::credentials::{self, Problem};
 use super::decide::{self, Plan, WriteCall};
 use super::desired;
-use super::gate::Edge;
+use super::gate::{Admission, Edge};
 use super::ledger::{Due, Inputs};
 use super::report::{self, Outcome, Report, Severity};
 use super::status;
@@ -63,6 +66,10 @@ pub enum Error {
     /// The status could not be written.
     #[error("cannot write the status: {0}")]
     WriteStatus(#[source] status::WriteError),
+    /// The status write did not finish by the deadline the write gate gave it (the lease's
+    /// validity); it may or may not have been applied.
+    #[error("the status write did not finish before the write deadline")]
+    WriteDeadline,
 }
 
 impl Error {
@@ -72,6 +79,7 @@ impl Error {
             Error::NoNamespace => "NoNamespace",
             Error::ReadSecret(_) => "ReadSecret",
             Error::WriteStatus(_) => "WriteStatus",
+            Error::WriteDeadline => "WriteDeadline",
         }
     }
 }
@@ -82,6 +90,9 @@ impl Error {
 /// [`Error`] when the Kubernetes API fails; the controller retries through [`error_policy`].
 pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<Action, Error> {
     let pass = Pass::begin(&ctx, &obj)?;
+    if !ctx.may_call_ecs() {
+        return Ok(requeue_following(&ctx, &pass.key));
+    }
     let news = ctx.fleet.as_ref().is_some_and(|f| f.take_news(&pass.key));
     let credentials_changed = match ctx.ledger.check(&pass.key, &pass.inputs, pass.started) {
         Due::Later(remaining) if !news => {
@@ -232,17 +243,20 @@ async fn write_pending(
     remaining: Duration,
 ) -> Result<Action, Error> {
     if let Some(pending) = ctx.ledger.take_unwritten(key) {
-        if !ctx.gate_allows(Edge::Status) {
+        let Some(admission) = ctx.gate_admit(Edge::Status) else {
             ctx.ledger.keep_unwritten(key, pending);
             return Ok(requeue_fenced(ctx));
-        }
+        };
         let api = Api::namespaced(
             ctx.client.clone(),
             obj.namespace().as_deref().unwrap_or_default(),
         );
-        if let Err(err) = status::write(&api, obj, &pending).await {
+        if let Err(err) = within(admission, status::write(&api, obj, &pending))
+            .await
+            .and_then(|r| r.map_err(Error::WriteStatus))
+        {
             ctx.ledger.keep_unwritten(key, pending);
-            return Err(Error::WriteStatus(err));
+            return Err(err);
         }
         debug!(resource = %key, "wrote the status a previous reconcile could not write");
     }
@@ -437,9 +451,11 @@ async fn act(
     observed: Option<&InstanceObservation>,
     previous: &EcsInstancePowerStatus,
 ) -> Acted {
-    if !ctx.gate_allows(Edge::Act) {
+    // Every write, a batch entry as much as a single call, passes the gate first; a batch is
+    // checked again when it is sent.
+    let Some(admission) = ctx.gate_admit(Edge::Act) else {
         return Acted::Fenced;
-    }
+    };
     let spec = &obj.spec;
     let single = spec.dry_run
         || (call == WriteCall::Start && spec.init_local_disk)
@@ -447,7 +463,7 @@ async fn act(
     let permit = match &ctx.fleet {
         Some(fleet) if !single => {
             let Some(uid) = obj.metadata.uid.clone() else {
-                return Acted::Done(single_call(ctx, obj, creds, call).await);
+                return Acted::Done(single_call(ctx, obj, creds, call, admission).await);
             };
             // A drift correction of a steady resource yields to users' changes.
             let lane = if ctx.ledger.scheduled(&pass.key, &pass.inputs) && steady(previous) {
@@ -480,7 +496,16 @@ async fn act(
         },
         None => None,
     };
-    let result = single_call(ctx, obj, creds, call).await;
+    // Waiting for the permit may have taken a while: the lease must still cover the call.
+    let admission = if permit.is_some() {
+        match ctx.gate_admit(Edge::Act) {
+            Some(admission) => admission,
+            None => return Acted::Fenced,
+        }
+    } else {
+        admission
+    };
+    let result = single_call(ctx, obj, creds, call, admission).await;
     if let (Some(permit), Some(fleet)) = (permit, &ctx.fleet) {
         fleet.report_single(permit, &result);
     }
@@ -505,7 +530,11 @@ async fn single_call(
     obj: &EcsInstancePower,
     creds: &Credentials,
     call: WriteCall,
+    admission: Admission,
 ) -> Result<WriteOutcome, EcsError> {
+    let options = CallOptions {
+        deadline: admission.deadline,
+    };
     let spec = &obj.spec;
     match call {
         WriteCall::Start => {
@@ -515,7 +544,7 @@ async fn single_call(
                 dry_run: spec.dry_run,
             };
             ctx.ecs
-                .start_instance(creds, &spec.region_id, &request)
+                .start_instance(creds, &spec.region_id, &request, options)
                 .await
         }
         WriteCall::Stop => {
@@ -526,7 +555,7 @@ async fn single_call(
                 dry_run: spec.dry_run,
             };
             ctx.ecs
-                .stop_instance(creds, &spec.region_id, &request)
+                .stop_instance(creds, &spec.region_id, &request, options)
                 .await
         }
     }
@@ -579,14 +608,17 @@ async fn write_status(
         let (key, inputs) = (pass.key.clone(), pass.inputs.clone());
         ctx.ledger.record_unwritten(key, inputs, due, new.clone());
     };
-    if !ctx.gate_allows(Edge::Status) {
+    let Some(admission) = ctx.gate_admit(Edge::Status) else {
         keep();
         return Ok(false);
-    }
+    };
     let api = Api::namespaced(ctx.client.clone(), &pass.namespace);
-    if let Err(err) = status::write(&api, obj, new).await {
+    if let Err(err) = within(admission, status::write(&api, obj, new))
+        .await
+        .and_then(|r| r.map_err(Error::WriteStatus))
+    {
         keep();
-        return Err(Error::WriteStatus(err));
+        return Err(err);
     }
     Ok(true)
 }
@@ -594,9 +626,9 @@ async fn write_status(
 /// **publish event**: an event is a courtesy; losing one (or a closed gate) does not fail the
 /// reconcile.
 async fn publish(ctx: &Context, obj: &EcsInstancePower, note: &report::EventNote) {
-    if !ctx.gate_allows(Edge::Event) {
+    let Some(admission) = ctx.gate_admit(Edge::Event) else {
         return;
-    }
+    };
     let event = Event {
         type_: match note.severity {
             Severity::Normal => EventType::Normal,
@@ -607,9 +639,42 @@ async fn publish(ctx: &Context, obj: &EcsInstancePower, note: &report::EventNote
         action: note.action.clone(),
         secondary: None,
     };
-    if let Err(err) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        warn!(resource = %ObjectRef::from_obj(obj), error = %err, "could not publish an event");
+    match within(
+        admission,
+        ctx.recorder.publish(&event, &obj.object_ref(&())),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            warn!(resource = %ObjectRef::from_obj(obj), error = %err, "could not publish an event");
+        }
+        Err(_) => warn!(
+            resource = %ObjectRef::from_obj(obj),
+            "could not publish an event before the write deadline"
+        ),
     }
+}
+
+/// Runs a Kubernetes write within the deadline of its admission (none without leader election).
+async fn within<T>(
+    admission: Admission,
+    write: impl std::future::Future<Output = T>,
+) -> Result<T, Error> {
+    match admission.deadline {
+        None => Ok(write.await),
+        Some(deadline) => tokio::time::timeout_at(deadline, write)
+            .await
+            .map_err(|_| Error::WriteDeadline),
+    }
+}
+
+/// This replica does not lead: no ECS call, no side effect. Look again after one resync interval;
+/// acquiring the lease queues every resource at once.
+fn requeue_following(ctx: &Context, key: &ObjectRef<EcsInstancePower>) -> Action {
+    debug!(resource = %key, "not the leader; no ECS call");
+    ctx.metrics.reconciled("following");
+    Action::requeue(ctx.resync)
 }
 
 /// A side effect was refused at the write gate: look again after one resync interval (the

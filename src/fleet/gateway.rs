@@ -20,6 +20,10 @@
 //!   re-send.
 //! - An ID missing from a sweep answer is not found only after two consecutive misses; an ID
 //!   missing from an urgent read is not found at once.
+//! - Everything passes the write gate (see [`Fleet::set_gate`]): a write intent is submitted only
+//!   after the reconcile's own admission, a write batch is admitted again when it is sent and
+//!   carries that admission's deadline (inside the lease's validity under leader election), and
+//!   a closed gate holds read batches and sweep rounds, so a follower makes no ECS call.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -36,6 +40,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::EcsInstancePower;
 use crate::controller::decide::WriteCall;
+use crate::controller::gate::{Admission, WriteGate};
 use crate::ecs::{
     BatchOutcome, CallOptions, CallerIdentity, Credentials, EcsClient, EcsError, ErrorClass,
     InstanceObservation, InstanceResult, StopOptions, WriteOutcome, classify,
@@ -449,6 +454,9 @@ pub struct Fleet {
     state: Mutex<State>,
     fallback_logged: AtomicBool,
     shutdown: CancellationToken,
+    /// The write gate: a sweep round, a read batch and a write batch are sent only while it lets
+    /// this replica call ECS (a follower makes no ECS call at all).
+    gate: Mutex<Arc<WriteGate>>,
 }
 
 struct Observer {
@@ -530,6 +538,7 @@ impl Fleet {
                 state: Mutex::new(State::default()),
                 fallback_logged: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
+                gate: Mutex::new(Arc::new(WriteGate::default())),
             }
         })
     }
@@ -548,6 +557,18 @@ impl Fleet {
     /// The sweep interval.
     pub fn resync(&self) -> Duration {
         self.config.resync
+    }
+
+    /// Puts the gateway behind `gate` (open by default; leader election gives a leased one).
+    pub fn set_gate(&self, gate: Arc<WriteGate>) {
+        *self.gate.lock().unwrap_or_else(PoisonError::into_inner) = gate;
+    }
+
+    fn gate(&self) -> Arc<WriteGate> {
+        self.gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Stops the sweeps.
@@ -835,6 +856,12 @@ impl Fleet {
         let Some((_, first)) = items.first() else {
             return Answer::Results(Vec::new());
         };
+        if !self.gate().is_open() {
+            // Not leading (any more): no ECS call. Kept queued; a replica that lost its lease
+            // exits, one that leads again sends it.
+            debug!(ids = items.len(), "read batch held at the write gate");
+            return Answer::NotSent;
+        }
         let sent_at = Instant::now();
         let ids: Vec<&str> = items.iter().map(|((_, id), _)| id.as_str()).collect();
         if items.iter().all(|(_, item)| item.sweep) {
@@ -888,7 +915,19 @@ impl Fleet {
                 ids.push(&item.instance_id);
             }
         }
-        let options = CallOptions::with_timeout(self.config.call_timeout);
+        // Every entry passed the gate when it was submitted; the batch passes it again now it is
+        // sent, and the call ends before the lease's validity (the admission's deadline).
+        let Some(admission) = self.gate().admit() else {
+            for _ in &items {
+                self.metrics.fenced("act");
+            }
+            debug!(
+                ids = ids.len(),
+                "write batch refused at the write gate; re-queued"
+            );
+            return Answer::NotSent;
+        };
+        let options = write_options(self.config.call_timeout, admission);
         let region = &key.group.region;
         let answer = match key.call {
             WriteCall::Start => {
@@ -1145,6 +1184,10 @@ impl Fleet {
                         .map(|g| g.ids.keys().cloned().collect())
                         .unwrap_or_default()
                 };
+                if !self.gate().is_open() {
+                    // A follower keeps tracking its instances but reads none of them.
+                    continue;
+                }
                 let mut swept = 0;
                 for (instance, creds) in chunk.iter().filter(|(i, _)| still.contains(i)) {
                     let Some(account) = self.known_account(creds) else {
@@ -1191,6 +1234,17 @@ impl Fleet {
             rate_limits = %self.config.limits,
             "fleet gateway: ECS calls batched and paced per account, region and action"
         );
+    }
+}
+
+/// The options of a batch write admitted by the gate: the gateway's call timeout, cut to the
+/// admission's deadline (inside the lease's validity under leader election).
+fn write_options(call_timeout: Duration, admission: Admission) -> CallOptions {
+    let timeout = CallOptions::with_timeout(call_timeout);
+    match (timeout.deadline, admission.deadline) {
+        (Some(own), Some(lease)) => CallOptions::with_deadline(own.min(lease)),
+        (own, None) => CallOptions { deadline: own },
+        (None, lease) => CallOptions { deadline: lease },
     }
 }
 

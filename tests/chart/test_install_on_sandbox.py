@@ -410,6 +410,7 @@ def test_operator_runs_with_the_deployments_command_and_env(installed):
     assert op.container["args"] == ["run"]
     env = op.env
     assert env["POD_NAMESPACE"] == NAMESPACE and env["POD_NAME"].startswith("ecs-power-operator-")
+    assert env["LEADER_ELECT"] == "true"  # two replicas by default
     # From the Secret through secretKeyRef; the optional securityToken key is absent, so no variable.
     assert env["ALIBABA_CLOUD_ACCESS_KEY_ID"] == EMULATOR_KEY_ID
     assert env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"] == EMULATOR_KEY_SECRET
@@ -450,7 +451,12 @@ def test_start_example_is_reconciled_with_the_secret_key_ref_credentials(install
     assert status["instanceStatus"] == "Running"
     assert sb.emulator_admin("GET", "instances/i-demo0001")["status"] == "Running"
     # Signed with the key pair that reached the operator through the Deployment's secretKeyRefs.
-    starts = sb.emulator_admin("GET", "calls?action=StartInstance&instance=i-demo0001")
+    # (StartInstances through the fleet gateway's batches, StartInstance when not batched.)
+    starts = [
+        c
+        for action in ("StartInstance", "StartInstances")
+        for c in sb.emulator_admin("GET", f"calls?action={action}&instance=i-demo0001")
+    ]
     assert starts and all(c["accessKeyId"] == EMULATOR_KEY_ID and c["httpStatus"] == 200 for c in starts), starts
     # The Recorder's events.k8s.io/v1 Events were accepted.
     events = sb.get("-n", "default", "events.v1.events.k8s.io")["items"]
@@ -460,7 +466,11 @@ def test_start_example_is_reconciled_with_the_secret_key_ref_credentials(install
 def test_secret_ref_example_is_reconciled_with_the_referenced_secret(installed):
     sb = installed.sb
     reconcile_example(installed, "secret-ref.yaml", "team-1", "i-demo0005")
-    starts = sb.emulator_admin("GET", "calls?action=StartInstance&instance=i-demo0005")
+    starts = [
+        c
+        for action in ("StartInstance", "StartInstances")
+        for c in sb.emulator_admin("GET", f"calls?action={action}&instance=i-demo0005")
+    ]
     assert starts and all(c["accessKeyId"] == TEAM_KEY_ID for c in starts), starts
 
 
@@ -497,6 +507,13 @@ def test_operator_needed_exactly_the_granted_rbac(installed):
     assert not denied, "the chart's RBAC refused requests the operator made:\n" + "\n".join(
         f"{d.method} {d.target} ({d.attrs.verb} {d.attrs.group}/{d.attrs.resource})" for d in denied
     )
+    # Two replicas elect a leader: the Lease is read, created and renewed (an update every retry
+    # period) in the release namespace.
+    def lease_verbs():
+        verbs = {d.attrs.verb for d in op.proxy.snapshot() if d.attrs.resource == "leases"}
+        return {"get", "create", "update"} <= verbs, sorted(verbs)
+
+    wait_until("the Lease read, created and renewed", lease_verbs)
     decisions = [d for d in op.proxy.snapshot() if d.attrs.is_resource]
     used = {(d.attrs.group, d.attrs.resource, d.attrs.verb) for d in decisions}
     granted = {
@@ -516,6 +533,9 @@ def test_operator_needed_exactly_the_granted_rbac(installed):
         ("", "secrets", "watch"),
         ("", "secrets", "get"),  # the Secret of examples/secret-ref.yaml
         ("events.k8s.io", "events", "create"),
+        ("coordination.k8s.io", "leases", "get"),
+        ("coordination.k8s.io", "leases", "create"),
+        ("coordination.k8s.io", "leases", "update"),
     } <= used, sorted(used)
     # Status is written with merge patches on /status only.
     assert {d.content_type for d in decisions if d.attrs.resource == "ecsinstancepowers/status"} == {
@@ -525,11 +545,13 @@ def test_operator_needed_exactly_the_granted_rbac(installed):
     for d in decisions:
         if d.attrs.resource == "secrets" and d.attrs.verb in ("list", "watch"):
             assert "as=PartialObjectMetadata" in d.accept, (d.target, d.accept)
-    # Namespaced install: every request stays in the watched namespace.
+    # Namespaced install: every request stays in the watched namespace, but for the Lease, which
+    # lives in the release namespace (changed on purpose with leader election on by default).
+    assert {d.attrs.namespace for d in decisions if d.attrs.resource == "leases"} == {NAMESPACE}
     if installed.watch_namespace:
-        assert {d.attrs.namespace for d in decisions} == {installed.watch_namespace}, sorted(
-            {(d.attrs.namespace, d.target) for d in decisions}
-        )
+        assert {d.attrs.namespace for d in decisions if d.attrs.resource != "leases"} == {
+            installed.watch_namespace
+        }, sorted({(d.attrs.namespace, d.target) for d in decisions})
 
 
 @pytest.mark.parametrize("installed", ["deploy"], indirect=True)

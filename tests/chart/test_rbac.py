@@ -28,6 +28,10 @@ def operator_requests(ns: str | None) -> list[tuple[str, str]]:
         ("PATCH", f"{CR}/namespaces/{team}/ecsinstancepowers/web-1/status"),
         ("POST", f"/apis/events.k8s.io/v1/namespaces/{team}/events"),
         ("PATCH", f"/apis/events.k8s.io/v1/namespaces/{team}/events/web-1.17a2b3c4d5e6f708"),
+        # leader election (two replicas by default), in the release namespace
+        ("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/ecs-power-operator"),
+        ("POST", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"),
+        ("PUT", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/ecs-power-operator"),
         # discovery, allowed to everyone by system:discovery
         ("GET", "/apis/ecspower.dev/v1alpha1"),
         ("GET", "/version"),
@@ -86,14 +90,17 @@ def test_namespaced_mode_reaches_no_other_namespace():
     grants = grants_of(render(sets=("operator.watchNamespace=team-a",)))
     for method, url in operator_requests("team-b") + operator_requests(None):
         attrs = request_attributes(method, url)
-        if attrs.is_resource and attrs.namespace != "team-a":
+        # The Lease lives in the release namespace (checked below).
+        if attrs.is_resource and attrs.namespace != "team-a" and attrs.resource != "leases":
             assert authorize(grants, attrs) is None, f"{method} {url} is allowed outside team-a"
 
 
 def test_leases_only_with_leader_election_and_only_in_the_release_namespace():
     lease = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/ecs-power-operator"
-    assert authorize(grants_of(render()), request_attributes("GET", lease)) is None
-    grants = grants_of(render(sets=("leaderElection.enabled=true",)))
+    # One replica without leader election: no Lease access. Two replicas (the default) elect.
+    assert authorize(grants_of(render(sets=("replicaCount=1",))), request_attributes("GET", lease)) is None
+    assert authorize(grants_of(render()), request_attributes("PUT", lease))
+    grants = grants_of(render(sets=("replicaCount=1", "leaderElection.enabled=true")))
     assert authorize(grants, request_attributes("GET", lease))
     assert authorize(grants, request_attributes("PUT", lease))
     assert authorize(grants, request_attributes("DELETE", lease)) is None

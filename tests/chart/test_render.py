@@ -31,15 +31,65 @@ def test_default_install_renders_exactly_the_operator_objects():
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "PodDisruptionBudget",
+        "Role",  # the Lease, for leader election (two replicas by default)
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ]
 
 
-def test_deployment_is_one_replica_replaced_with_recreate():
-    spec = find(render(), "Deployment")["spec"]
+def test_deployment_is_two_replicas_with_leader_election_rolled_and_spread():
+    # Changed on purpose: the chart used to run one replica replaced with Recreate (no leader
+    # election); two replicas elect a leader, so updates roll and a PDB keeps one through drains.
+    docs = render()
+    spec = find(docs, "Deployment")["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    env = env_of(docs)
+    assert env["LEADER_ELECT"]["value"] == "true"
+    assert env["LEADER_ELECT_LEASE_DURATION"]["value"] == "15s"
+    assert env["LEADER_ELECT_RENEW_DEADLINE"]["value"] == "10s"
+    assert env["LEADER_ELECT_RETRY_PERIOD"]["value"] == "2s"
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    pdb = find(docs, "PodDisruptionBudget")
+    assert pdb["metadata"]["namespace"] == NAMESPACE
+    assert pdb["spec"]["minAvailable"] == 1
+    selector = spec["selector"]["matchLabels"]
+    assert pdb["spec"]["selector"]["matchLabels"] == selector
+    pod = spec["template"]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == selector
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["labelSelector"]["matchLabels"] == selector
+    lease_roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election")]
+    assert len(lease_roles) == 1
+
+
+def test_one_replica_without_leader_election_is_replaced_with_recreate():
+    docs = render(sets=("replicaCount=1",))
+    spec = find(docs, "Deployment")["spec"]
     assert spec["replicas"] == 1
     assert spec["strategy"] == {"type": "Recreate"}
+    assert "LEADER_ELECT" not in env_of(docs)
+    assert "PodDisruptionBudget" not in kinds(docs)
+    assert "affinity" not in spec["template"]["spec"]
+    assert "topologySpreadConstraints" not in spec["template"]["spec"]
+    # Asked for with one replica: elected, rolled, but no PDB (it would block every drain).
+    docs = render(sets=("replicaCount=1", "leaderElection.enabled=true"))
+    assert find(docs, "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert env_of(docs)["LEADER_ELECT"]["value"] == "true"
+    assert "PodDisruptionBudget" not in kinds(docs)
+
+
+def test_own_affinity_and_spread_replace_the_defaults():
+    docs = render(sets=("affinity.nodeAffinity.x=1", "spreadReplicas=false"))
+    pod = find(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["affinity"] == {"nodeAffinity": {"x": 1}}
+    assert "topologySpreadConstraints" not in pod
 
 
 def test_probes_hit_healthz_and_readyz_on_the_metrics_port():
@@ -320,10 +370,10 @@ def test_secrets_are_read_only_and_events_create_and_patch(configuration):
 def test_namespaced_mode_uses_a_role_in_the_watched_namespace():
     docs = render("namespaced-values.yaml")
     assert "ClusterRole" not in kinds(docs) and "ClusterRoleBinding" not in kinds(docs)
-    role = find(docs, "Role")
+    role = find(docs, "Role", "ecs-power-operator")
     assert role["metadata"]["namespace"] == "team-a"
     assert grants(role) == OPERATOR_RULES
-    binding = find(docs, "RoleBinding")
+    binding = find(docs, "RoleBinding", "ecs-power-operator")
     assert binding["metadata"]["namespace"] == "team-a"
     assert binding["roleRef"]["kind"] == "Role" and binding["roleRef"]["name"] == role["metadata"]["name"]
     # The ServiceAccount lives in the release namespace, not in the watched one.
@@ -333,7 +383,9 @@ def test_namespaced_mode_uses_a_role_in_the_watched_namespace():
 
 def test_leader_election_leases_only_when_enabled():
     assert not any(
-        ("coordination.k8s.io", "leases") in grants(d) for d in render() if d["kind"] in ("Role", "ClusterRole")
+        ("coordination.k8s.io", "leases") in grants(d)
+        for d in render(sets=("replicaCount=1",))
+        if d["kind"] in ("Role", "ClusterRole")
     )
     docs = render("monitoring-values.yaml")
     lease_roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election")]
@@ -429,7 +481,7 @@ BAD_VALUES = [
     # There is no way to pass an AccessKey as a value.
     ("credentials.accessKeyId=LTAI5tExample", "accessKeyId"),
     ("credentials.accessKeySecret=s3cr3t", "accessKeySecret"),
-    ("replicaCount=2", "replicaCount"),
+    ("replicaCount=0", "replicaCount"),
     ("rrsa.manual.tokenExpirationSeconds=60", "/rrsa/manual/tokenExpirationSeconds"),
     ("rrsa.manual.enabled=true", "/rrsa/manual/roleArn"),
     ("rrsa.manual.stsRegion=Hangzhou", "/rrsa/manual/stsRegion"),

@@ -107,3 +107,10 @@ that says what to change.
 {{- fail "rrsa.manual.stsRegion and rrsa.manual.vpcEndpoint apply only with rrsa.manual.enabled=true (with rrsa.roleName, ACK's webhook sets the STS endpoint)" }}
 {{- end }}
 {{- end }}
+
+{{/*
+Whether the operator elects a leader: always with more than one replica, or when asked.
+*/}}
+{{- define "ecs-power-operator.leaderElect" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) }}true{{- end }}
+{{- end }}

@@ -726,3 +726,88 @@ async fn controller_sees_creates_and_updates_and_records_events() -> anyhow::Res
     sb.shutdown().await;
     Ok(())
 }
+
+/// `coordination.k8s.io/v1` Leases as leader election uses them: create (409 when it exists),
+/// get (404 when absent), update carrying the resourceVersion just read (409 when stale),
+/// delete, and a watch that sees every change.
+#[tokio::test]
+async fn leases_serve_leader_election() -> anyhow::Result<()> {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+
+    let (sb, client) = start(SandboxConfig::default()).await?;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    assert!(leases.get_opt("leader").await?.is_none());
+    let mut watch = leases
+        .watch(&WatchParams::default().fields("metadata.name=leader"), "0")
+        .await?
+        .boxed();
+    let lease = |holder: &str| Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("leader".into()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(15),
+            ..Default::default()
+        }),
+    };
+    let created = leases.create(&PostParams::default(), &lease("a")).await?;
+    let again = leases
+        .create(&PostParams::default(), &lease("b"))
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(&again).map(|s| s.code), Some(409));
+
+    // Update with the version just read; then the same (now stale) version is a conflict.
+    let mut update = created.clone();
+    update.spec = lease("b").spec;
+    let updated = leases
+        .replace("leader", &PostParams::default(), &update)
+        .await?;
+    assert_ne!(
+        updated.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    let mut stale = created.clone();
+    stale.spec = lease("c").spec;
+    let conflict = leases
+        .replace("leader", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(&conflict).map(|s| s.code), Some(409));
+    let read = leases.get("leader").await?;
+    assert_eq!(
+        read.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("b")
+    );
+
+    leases.delete("leader", &DeleteParams::default()).await?;
+    assert!(leases.get_opt("leader").await?.is_none());
+    leases.create(&PostParams::default(), &lease("d")).await?;
+
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let event = tokio::time::timeout(WAIT, watch.try_next())
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("watch ended"))?;
+        match event {
+            WatchEvent::Added(l) => seen.push(format!("added {}", holder_of(&l))),
+            WatchEvent::Modified(l) => seen.push(format!("modified {}", holder_of(&l))),
+            WatchEvent::Deleted(l) => seen.push(format!("deleted {}", holder_of(&l))),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => anyhow::bail!("watch error: {e:?}"),
+        }
+    }
+    assert_eq!(seen, ["added a", "modified b", "deleted b", "added d"]);
+    sb.shutdown().await;
+    Ok(())
+}
+
+fn holder_of(lease: &k8s_openapi::api::coordination::v1::Lease) -> String {
+    lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.clone())
+        .unwrap_or_default()
+}

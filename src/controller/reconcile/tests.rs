@@ -63,6 +63,7 @@ impl EcsHandle for FakeEcs {
         _creds: &'a Credentials,
         _region_id: &'a str,
         _request: &'a StartInstance,
+        _options: CallOptions,
     ) -> BoxFuture<'a, Result<WriteOutcome, EcsError>> {
         self.calls.lock().unwrap().push("StartInstance");
         let answer = self.start_answers.lock().unwrap().pop_front();
@@ -81,6 +82,7 @@ impl EcsHandle for FakeEcs {
         _creds: &'a Credentials,
         _region_id: &'a str,
         _request: &'a StopInstance,
+        _options: CallOptions,
     ) -> BoxFuture<'a, Result<WriteOutcome, EcsError>> {
         self.calls.lock().unwrap().push("StopInstance");
         Box::pin(async { panic!("no StopInstance in these scenarios") })
@@ -237,7 +239,7 @@ async fn no_stock_backs_off_and_is_not_retried_before_the_gate() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_closed_gate_fences_the_write_and_requeues() {
+async fn a_closed_gate_makes_no_ecs_call_and_requeues() {
     let client = in_memory_cluster().await;
     let ecs = Arc::new(FakeEcs::default());
     *ecs.status.lock().unwrap() = Some(InstanceStatus::Stopped);
@@ -247,9 +249,43 @@ async fn a_closed_gate_fences_the_write_and_requeues() {
 
     let action = reconcile(obj.clone(), ctx.clone()).await.unwrap();
     assert_eq!(action, Action::requeue(ctx.resync));
-    assert_eq!(ecs.calls(), ["DescribeInstances"], "no write call");
+    assert!(
+        ecs.calls().is_empty(),
+        "a follower makes no ECS call at all"
+    );
     assert!(
         fetch(&client, "fenced").await.status.is_none(),
+        "no status write"
+    );
+    assert!(
+        rendered(&ctx).contains(r#"ecs_power_reconciles_total{result="following"} 1"#),
+        "{}",
+        rendered(&ctx)
+    );
+
+    // Opened again, the next reconcile observes first, then acts.
+    ctx.gate.open();
+    reconcile(obj, ctx.clone()).await.unwrap();
+    assert_eq!(ecs.calls(), ["DescribeInstances", "StartInstance"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_that_would_outlive_the_lease_is_fenced_and_requeued() {
+    let client = in_memory_cluster().await;
+    let ecs = Arc::new(FakeEcs::default());
+    *ecs.status.lock().unwrap() = Some(InstanceStatus::Stopped);
+    let mut ctx = context(client.clone(), ecs.clone());
+    Arc::get_mut(&mut ctx).unwrap().gate = Arc::new(WriteGate::leased(Duration::from_secs(5)));
+    let obj = create(&client, "short-lease").await;
+    // The lease is valid for 4 s more: reads pass, a 5 s write does not fit.
+    ctx.gate
+        .lease_valid_until(tokio::time::Instant::now() + Duration::from_secs(4));
+
+    let action = reconcile(obj.clone(), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(ctx.resync));
+    assert_eq!(ecs.calls(), ["DescribeInstances"], "no write call");
+    assert!(
+        fetch(&client, "short-lease").await.status.is_none(),
         "no status write"
     );
     assert!(
@@ -258,8 +294,9 @@ async fn a_closed_gate_fences_the_write_and_requeues() {
         rendered(&ctx)
     );
 
-    // Opened again, the next reconcile observes afresh and acts.
-    ctx.gate.open();
+    // Renewed: the next reconcile observes afresh and acts.
+    ctx.gate
+        .lease_valid_until(tokio::time::Instant::now() + Duration::from_secs(10));
     reconcile(obj, ctx.clone()).await.unwrap();
     assert_eq!(
         ecs.calls(),
@@ -560,4 +597,66 @@ async fn an_ambiguous_batch_write_is_not_resent_before_a_read_the_settle_time_la
         obj.status.as_ref().unwrap().last_error.is_some(),
         "still held"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn through_the_fleet_a_write_the_lease_cannot_cover_is_never_submitted() {
+    let client = in_memory_cluster().await;
+    let ecs = Arc::new(FakeFleetEcs::default());
+    *ecs.status.lock().unwrap() = Some(InstanceStatus::Stopped);
+    let (mut ctx, mut triggers) = fleet_context(client.clone(), ecs.clone());
+    let gate = Arc::new(WriteGate::leased(Duration::from_secs(5)));
+    // Valid for 4 s more: reads pass, a 5 s write does not fit.
+    gate.lease_valid_until(tokio::time::Instant::now() + Duration::from_secs(4));
+    let fleet = ctx.fleet.clone().unwrap();
+    fleet.set_gate(gate.clone());
+    Arc::get_mut(&mut ctx).unwrap().gate = gate.clone();
+    let obj = create(&client, "fleet-fenced").await;
+
+    // The read goes through the gateway; the write is refused at the gate before it is an
+    // intent, and the resource is requeued.
+    let mut fenced = None;
+    for _ in 0..10 {
+        let obj = fetch(&client, "fleet-fenced").await;
+        let action = reconcile(obj, ctx.clone()).await.unwrap();
+        if rendered(&ctx).contains(r#"ecs_power_fenced_writes_total{edge="act"} 1"#) {
+            fenced = Some(action);
+            break;
+        }
+        tokio::time::timeout(Duration::from_secs(60), triggers.recv())
+            .await
+            .expect("the gateway re-queues the resource")
+            .unwrap();
+    }
+    assert_eq!(
+        fenced,
+        Some(Action::requeue(ctx.resync)),
+        "{}",
+        rendered(&ctx)
+    );
+    let uid = obj.metadata.uid.clone().unwrap();
+    assert!(
+        matches!(
+            fleet.collect(&uid, obj.metadata.generation, WriteCall::Start),
+            Collected::Nothing
+        ),
+        "no intent submitted"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let calls = ecs.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        ["GetCallerIdentity", "DescribeInstances"],
+        "no write"
+    );
+    assert!(fetch(&client, "fleet-fenced").await.status.is_none());
+
+    // Renewed: the next reconcile submits the write and it is carried out.
+    gate.lease_valid_until(tokio::time::Instant::now() + Duration::from_secs(60));
+    reconcile_until(&client, &ctx, &mut triggers, "fleet-fenced", |o| {
+        ready(o) == Some(("False".into(), "Starting".into()))
+    })
+    .await;
+    let calls = ecs.calls.lock().unwrap().clone();
+    assert_eq!(calls.last().copied(), Some("StartInstances"), "{calls:?}");
 }

@@ -32,6 +32,8 @@ struct FakeEcs {
     omit: Mutex<HashSet<String>>,
     accounts: Mutex<HashMap<String, String>>,
     seen: Mutex<Vec<Seen>>,
+    /// The deadline each write call was sent with.
+    write_deadlines: Mutex<Vec<Option<Instant>>>,
 }
 
 enum WriteScript {
@@ -168,8 +170,9 @@ impl FleetEcs for FakeEcs {
         creds: &'a Credentials,
         _region_id: &'a str,
         instance_ids: &'a [&'a str],
-        _options: &'a CallOptions,
+        options: &'a CallOptions,
     ) -> BoxFuture<'a, Result<BatchOutcome, EcsError>> {
+        self.write_deadlines.lock().unwrap().push(options.deadline);
         self.log("StartInstances", creds, instance_ids, None);
         let answer = self.write(instance_ids, &InstanceStatus::Starting);
         Box::pin(async move { answer })
@@ -181,8 +184,9 @@ impl FleetEcs for FakeEcs {
         _region_id: &'a str,
         instance_ids: &'a [&'a str],
         stop: &'a StopOptions,
-        _options: &'a CallOptions,
+        options: &'a CallOptions,
     ) -> BoxFuture<'a, Result<BatchOutcome, EcsError>> {
+        self.write_deadlines.lock().unwrap().push(options.deadline);
         self.log("StopInstances", creds, instance_ids, Some(*stop));
         let answer = self.write(instance_ids, &InstanceStatus::Stopping);
         Box::pin(async move { answer })
@@ -1110,4 +1114,118 @@ async fn a_sweep_miss_wakes_a_resource_waiting_for_a_read() {
         true,
     );
     assert_eq!(r.triggers.try_recv().ok(), Some(resource("a")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_batch_is_sent_only_inside_the_lease_and_with_its_deadline() {
+    let ecs = FakeEcs::with(&[
+        ("i-1", InstanceStatus::Stopped),
+        ("i-2", InstanceStatus::Stopped),
+    ]);
+    let r = rig(ecs, limits(10.0), 100);
+    let write_timeout = Duration::from_secs(5);
+    let gate = Arc::new(WriteGate::leased(write_timeout));
+    gate.lease_valid_until(Instant::now() + Duration::from_secs(60));
+    r.fleet.set_gate(gate.clone());
+
+    // Leading: the batch carries the admission's deadline (the write timeout from its sending,
+    // which ends inside the lease's validity).
+    submit(
+        &r.fleet,
+        request("a", WriteCall::Start, "i-1", StopOptions::default()),
+    )
+    .await;
+    let done = finished(&r.fleet, "a", WriteCall::Start).await;
+    assert!(done.result.is_ok(), "{done:?}");
+    let starts = r.ecs.seen("StartInstances");
+    assert_eq!(starts.len(), 1);
+    let deadlines = r.ecs.write_deadlines.lock().unwrap().clone();
+    assert_eq!(deadlines, vec![Some(starts[0].at + write_timeout)]);
+
+    // The lease's validity no longer covers a whole write (the renewals are failing): the entry
+    // was admitted at submission, but its batch is refused when sealed and stays queued.
+    submit(
+        &r.fleet,
+        request("b", WriteCall::Start, "i-2", StopOptions::default()),
+    )
+    .await;
+    gate.lease_valid_until(Instant::now() + Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(r.ecs.seen("StartInstances").len(), 1, "nothing sent");
+    assert!(
+        matches!(
+            r.fleet.collect("uid-b", Some(1), WriteCall::Start),
+            Collected::Wait
+        ),
+        "still queued"
+    );
+    let text = r.metrics.render(&[]);
+    assert!(
+        text.contains("ecs_power_fenced_writes_total{edge=\"act\"}"),
+        "{text}"
+    );
+
+    // Renewed: the held batch goes out, again within the lease.
+    let renewed = Instant::now();
+    gate.lease_valid_until(renewed + Duration::from_secs(10));
+    let done = finished(&r.fleet, "b", WriteCall::Start).await;
+    assert!(done.result.is_ok(), "{done:?}");
+    let starts = r.ecs.seen("StartInstances");
+    assert_eq!(starts.len(), 2);
+    assert_eq!(starts[1].ids, vec!["i-2".to_string()]);
+    let last = r.ecs.write_deadlines.lock().unwrap()[1];
+    assert!(
+        last.is_some_and(|d| d <= renewed + Duration::from_secs(10)),
+        "{last:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_gate_holds_reads_writes_and_sweeps() {
+    let ecs = FakeEcs::with(&[("i-1", InstanceStatus::Running)]);
+    let r = rig(ecs, limits(10.0), 100);
+    let gate = Arc::new(WriteGate::leased(Duration::from_secs(5)));
+    gate.lease_valid_until(Instant::now() + Duration::from_secs(3600));
+    r.fleet.set_gate(gate.clone());
+    let fresh = || Need::Fresh {
+        after: Instant::now(),
+        lane: Lane::User,
+    };
+    assert!(observed(&r.fleet, "a", "i-1", fresh()).await.is_ok());
+    submit(
+        &r.fleet,
+        request("a", WriteCall::Stop, "i-1", StopOptions::default()),
+    )
+    .await;
+    let reads = r.ecs.seen("DescribeInstances").len();
+
+    // The gate closes (this replica is not leading): the queued write, a new read and the
+    // sweep rounds make no ECS call, over several sweep intervals.
+    gate.close();
+    let after = Instant::now();
+    assert!(matches!(
+        r.fleet
+            .observe(&resource("a"), &group(), &creds(), "i-1", fresh()),
+        Observed::Pending
+    ));
+    tokio::time::sleep(Duration::from_secs(1200)).await;
+    assert_eq!(r.ecs.seen("DescribeInstances").len(), reads, "no read");
+    assert!(r.ecs.seen("StopInstances").is_empty(), "no write");
+
+    // Leading again: both are sent.
+    gate.lease_valid_until(Instant::now() + Duration::from_secs(3600));
+    let read = observed(
+        &r.fleet,
+        "a",
+        "i-1",
+        Need::Fresh {
+            after,
+            lane: Lane::User,
+        },
+    )
+    .await;
+    assert!(read.is_ok());
+    let done = finished(&r.fleet, "a", WriteCall::Stop).await;
+    assert!(done.result.is_ok(), "{done:?}");
+    assert_eq!(r.ecs.seen("StopInstances").len(), 1);
 }
