@@ -14,7 +14,9 @@ use tokio::io::AsyncWriteExt;
 pub const MIN_MINOR: u32 = 29;
 
 /// Upper bound of one kubectl call (its own `--timeout` is always shorter).
-const CALL_TIMEOUT: Duration = Duration::from_secs(45);
+// Longer than the longest `kubectl wait --timeout` a test asks for (90 s: a throttled action is
+// held to the next wall-clock minute), so that kubectl, not this guard, reports a timeout.
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 const HOW_TO_GET_IT: &str = "the end-to-end tests drive the real kubectl (>= 1.29) and are never \
     skipped. Put kubectl on PATH or set KUBECTL=/path/to/kubectl. On the project's development \

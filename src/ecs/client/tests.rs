@@ -1100,6 +1100,10 @@ fn trace_logs_never_contain_secrets() {
         .with_writer(captured.clone())
         .finish();
     tracing::subscriber::with_default(subscriber, || {
+        // Other tests run in parallel threads without a subscriber; a call site they register
+        // while this one's dispatcher is being set up may cache "never" and drop our lines.
+        // Recompute every call site's interest now that this dispatcher exists.
+        tracing::callsite::rebuild_interest_cache();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
