@@ -588,8 +588,8 @@ mod tests {
         let ready = with_conditions(
             "b",
             &serde_json::json!([
-                condition("Ready", "True", "InDesiredState"),
-                condition("Stalled", "False", "InDesiredState"),
+                condition("Ready", "True", "Running"),
+                condition("Stalled", "False", "Running"),
             ]),
         );
         let spec: EcsInstancePowerSpec = serde_json::from_value(
@@ -607,8 +607,8 @@ mod tests {
             line("Ready", "False", "CredentialsRejected", 2),
             line("Reconciling", "False", "CredentialsRejected", 2),
             line("Stalled", "True", "CredentialsRejected", 2),
-            line("Ready", "True", "InDesiredState", 1),
-            line("Stalled", "False", "InDesiredState", 1),
+            line("Ready", "True", "Running", 1),
+            line("Stalled", "False", "Running", 1),
             line("Ready", "Unknown", "NotObserved", 1),
         ] {
             assert!(text.contains(&expected), "missing {expected:?} in {text}");
@@ -623,7 +623,7 @@ mod tests {
         let text = metrics.render(&[ready]);
         assert!(!text.contains("CredentialsRejected"), "{text}");
         assert!(
-            text.contains(&line("Ready", "True", "InDesiredState", 1)),
+            text.contains(&line("Ready", "True", "Running", 1)),
             "{text}"
         );
     }
