@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import CHART, NAMESPACE, REPO, chart_min_kube_version, find, kinds, render
+from conftest import CHART, NAMESPACE, REPO, chart_min_kube_version, find, kinds, render, run_helm
 
 PROMTOOL = REPO / ".tools" / "bin" / "promtool"
 RULES_TEST = REPO / "tests" / "chart" / "alerts_test.yaml"
@@ -85,10 +85,10 @@ def test_no_leader_alert_only_with_leader_election():
 
 
 def test_schema_rejects_a_bad_alert_duration():
-    from conftest import run_helm
-
     proc = run_helm(
-        "template", "x", str(CHART), "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.stalledFor=soon",
+        "template", "x", str(CHART),
+        "--set", "prometheusRule.enabled=true",
+        "--set", "prometheusRule.stalledFor=soon",
         check=False,
     )
     assert proc.returncode != 0
@@ -189,8 +189,12 @@ def test_every_metric_the_rules_and_dashboard_use_is_registered():
 # --- promtool test rules ------------------------------------------------------------------------
 
 
+def rules_file(rules: list[dict]) -> str:
+    return yaml.safe_dump({"groups": [{"name": "ecs-power-operator", "rules": rules}]})
+
+
 def promtool_test(tmp_path, rules: list[dict]) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "ecs-power-operator", "rules": rules}]}))
+    (tmp_path / "rules.yaml").write_text(rules_file(rules))
     shutil.copy(RULES_TEST, tmp_path / "alerts_test.yaml")
     return subprocess.run(
         [str(PROMTOOL), "test", "rules", "alerts_test.yaml"],
@@ -213,8 +217,10 @@ def promtool():
 
 def test_promtool_alerts_fire_on_sample_series_and_stay_quiet_when_healthy(promtool, tmp_path):
     rules = rules_of(monitoring())
-    check = subprocess.run([str(promtool), "check", "rules", "/dev/stdin"], input=yaml.safe_dump(
-        {"groups": [{"name": "ecs-power-operator", "rules": rules}]}), capture_output=True, text=True, timeout=60)
+    (tmp_path / "checked.yaml").write_text(rules_file(rules))
+    check = subprocess.run(
+        [str(promtool), "check", "rules", str(tmp_path / "checked.yaml")], capture_output=True, text=True, timeout=60
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     proc = promtool_test(tmp_path, rules)
     assert proc.returncode == 0, proc.stdout + proc.stderr
