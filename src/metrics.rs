@@ -13,6 +13,10 @@
 //! - `ecs_power_ecs_call_duration_seconds{action}`: ECS call latency.
 //! - `ecs_power_resources{desired,observed}`: resources by desired and last observed state,
 //!   computed from the controller's cache at scrape time.
+//! - `ecs_power_resources_by_condition{condition,status,reason}`: resources by the status and
+//!   reason of each of their `Ready`, `Reconciling` and `Stalled` conditions, also computed at
+//!   scrape time; a resource with no `Ready` condition yet counts as `Ready` `Unknown` with reason
+//!   `NotObserved`. Reasons are the operator's bounded vocabulary, never free text.
 //! - The fleet gateway's (see [`FleetMetrics`]): `ecs_power_fleet_batch_size{action}`,
 //!   `ecs_power_fleet_flushes_total{action,reason}`, `ecs_power_fleet_submit_to_send_seconds{action}`,
 //!   `ecs_power_fleet_intents{kind,state}`, `ecs_power_fleet_limiter_rate{account,region,action}`
@@ -32,7 +36,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::api::EcsInstancePower;
+use crate::api::{CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, EcsInstancePower};
 use crate::ecs::CallObserver;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,6 +66,13 @@ struct ActionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConditionLabels {
+    condition: String,
+    status: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     desired: String,
     observed: String,
@@ -77,6 +88,7 @@ pub struct Metrics {
     ecs_calls: Family<CallLabels, Counter>,
     ecs_latency: Family<ActionLabels, Histogram>,
     resources: Family<StateLabels, Gauge>,
+    resources_by_condition: Family<ConditionLabels, Gauge>,
     leader: Gauge,
     leader_transitions: Counter,
     /// The fleet gateway's metrics.
@@ -357,6 +369,12 @@ impl Metrics {
             "EcsInstancePower resources by desired and observed state",
             resources.clone(),
         );
+        let resources_by_condition = Family::<ConditionLabels, Gauge>::default();
+        registry.register(
+            "resources_by_condition",
+            "EcsInstancePower resources by condition type, status and reason",
+            resources_by_condition.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -380,6 +398,7 @@ impl Metrics {
             ecs_calls,
             ecs_latency,
             resources,
+            resources_by_condition,
             fleet,
             render_lock: std::sync::Mutex::new(()),
         }
@@ -422,7 +441,8 @@ impl Metrics {
         self.leader_transitions.inc();
     }
 
-    /// Renders the text exposition format, refreshing the per-state gauge from `resources` first.
+    /// Renders the text exposition format, refreshing the per-state and per-condition gauges from
+    /// `resources` first.
     pub fn render(&self, resources: &[Arc<EcsInstancePower>]) -> String {
         // Concurrent scrapes would interleave clear and refill; one at a time.
         let _guard = self
@@ -430,7 +450,9 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.resources.clear();
+        self.resources_by_condition.clear();
         for r in resources {
+            self.count_conditions(r);
             let observed = r
                 .status
                 .as_ref()
@@ -448,6 +470,34 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl Metrics {
+    /// Adds one resource's `Ready`, `Reconciling` and `Stalled` conditions to the per-condition
+    /// gauge; a missing `Ready` condition counts as `Unknown` / `NotObserved`, a missing
+    /// `Reconciling` or `Stalled` condition is not counted.
+    fn count_conditions(&self, resource: &EcsInstancePower) {
+        let conditions = resource
+            .status
+            .as_ref()
+            .map_or(&[][..], |s| s.conditions.as_slice());
+        for type_ in [CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED] {
+            let labels = match conditions.iter().find(|c| c.type_ == type_) {
+                Some(c) => ConditionLabels {
+                    condition: type_.to_string(),
+                    status: c.status.clone(),
+                    reason: c.reason.clone(),
+                },
+                None if type_ == CONDITION_READY => ConditionLabels {
+                    condition: type_.to_string(),
+                    status: "Unknown".to_string(),
+                    reason: "NotObserved".to_string(),
+                },
+                None => continue,
+            };
+            self.resources_by_condition.get_or_create(&labels).inc();
+        }
     }
 }
 
@@ -502,5 +552,79 @@ mod tests {
         // The gauge is recomputed at each scrape, not accumulated.
         let text = metrics.render(&[]);
         assert!(!text.contains("observed=\"Unknown\"} 2"));
+    }
+
+    fn with_conditions(name: &str, conditions: &serde_json::Value) -> Arc<EcsInstancePower> {
+        let mut resource: EcsInstancePower = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ecspower.dev/v1alpha1",
+            "kind": "EcsInstancePower",
+            "metadata": {"name": name},
+            "spec": {"instanceId": "i-a", "regionId": "cn-hangzhou"},
+        }))
+        .unwrap();
+        let status = serde_json::json!({ "conditions": conditions });
+        resource.status = Some(serde_json::from_value(status).unwrap());
+        Arc::new(resource)
+    }
+
+    fn condition(type_: &str, status: &str, reason: &str) -> serde_json::Value {
+        serde_json::json!({
+            "type": type_, "status": status, "reason": reason, "message": "m",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+        })
+    }
+
+    #[test]
+    fn counts_resources_by_condition_status_and_reason() {
+        let metrics = Metrics::new();
+        let stalled = with_conditions(
+            "a",
+            &serde_json::json!([
+                condition("Ready", "False", "CredentialsRejected"),
+                condition("Reconciling", "False", "CredentialsRejected"),
+                condition("Stalled", "True", "CredentialsRejected"),
+            ]),
+        );
+        let ready = with_conditions(
+            "b",
+            &serde_json::json!([
+                condition("Ready", "True", "Running"),
+                condition("Stalled", "False", "Running"),
+            ]),
+        );
+        let spec: EcsInstancePowerSpec = serde_json::from_value(
+            serde_json::json!({"instanceId": "i-c", "regionId": "cn-hangzhou"}),
+        )
+        .unwrap();
+        let fresh = Arc::new(EcsInstancePower::new("c", spec));
+        let text = metrics.render(&[stalled.clone(), stalled, ready.clone(), fresh]);
+        let line = |condition: &str, status: &str, reason: &str, n: u32| {
+            format!(
+                "ecs_power_resources_by_condition{{condition=\"{condition}\",status=\"{status}\",reason=\"{reason}\"}} {n}\n"
+            )
+        };
+        for expected in [
+            line("Ready", "False", "CredentialsRejected", 2),
+            line("Reconciling", "False", "CredentialsRejected", 2),
+            line("Stalled", "True", "CredentialsRejected", 2),
+            line("Ready", "True", "Running", 1),
+            line("Stalled", "False", "Running", 1),
+            line("Ready", "Unknown", "NotObserved", 1),
+        ] {
+            assert!(text.contains(&expected), "missing {expected:?} in {text}");
+        }
+        // Only Ready is counted when absent: the fresh resource adds no Stalled or Reconciling series.
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("ecs_power_resources_by_condition{"))
+            .count();
+        assert_eq!(series, 6, "{text}");
+        // Recomputed at each scrape: a resource that became Ready moves out of its old series.
+        let text = metrics.render(&[ready]);
+        assert!(!text.contains("CredentialsRejected"), "{text}");
+        assert!(
+            text.contains(&line("Ready", "True", "Running", 1)),
+            "{text}"
+        );
     }
 }

@@ -12,7 +12,7 @@ import pytest
 from conftest import chart_min_kube_version, find, render
 
 # Kinds that are not built into Kubernetes: no bundled schema; checked structurally in test_render.py.
-NOT_BUILT_IN = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+NOT_BUILT_IN = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 
 def versions() -> list[str]:
