@@ -16,6 +16,8 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod schedule;
+
 pub use crate::ecs::StoppedMode;
 /// Condition type: the instance is in the desired state.
 pub use crate::vocabulary::condition::READY as CONDITION_READY;
@@ -23,6 +25,7 @@ pub use crate::vocabulary::condition::READY as CONDITION_READY;
 pub use crate::vocabulary::condition::RECONCILING as CONDITION_RECONCILING;
 /// Condition type: progress needs someone to act.
 pub use crate::vocabulary::condition::STALLED as CONDITION_STALLED;
+pub use schedule::*;
 
 /// Keeps one Alibaba Cloud ECS instance in the declared power state.
 ///

@@ -6,6 +6,7 @@
 //! - [`controller`]: observe → decide → act → report, on kube-runtime's `Controller`.
 //! - [`fleet`]: fleet scale on ECS's rate limits: the adaptive rate limiter, its configuration and
 //!   the coalescing batcher.
+//! - [`power_schedule`]: power schedules evaluated (pure): state, since, next transitions.
 //! - [`metrics`], [`server`], [`telemetry`]: what operators of the operator look at.
 //! - [`vocabulary`]: condition types, reasons, ECS action names and lock reasons, defined once.
 //! - [`cli`] and [`run`]: the binary's command line and process assembly; `sandbox` (feature
@@ -17,6 +18,7 @@ pub mod controller;
 pub mod ecs;
 pub mod fleet;
 pub mod metrics;
+pub mod power_schedule;
 pub mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
