@@ -1,9 +1,11 @@
 //! The controller: kube-runtime's `Controller` over `EcsInstancePower`, plus a watch on Secrets'
-//! metadata so that creating or fixing a referenced Secret re-queues the resources that use it.
+//! metadata so that creating or fixing a referenced Secret re-queues the resources that use it, and
+//! a watch on `EcsPowerSchedule`s that does the same for the resources that follow a schedule.
 //!
 //! ```text
 //! watch EcsInstancePower ─┐
-//! watch Secret metadata ──┴─► Controller ─► reconcile: due (ledger) → credentials → observe (ECS)
+//! watch Secret metadata ──┤
+//! watch EcsPowerSchedule ─┴─► Controller ─► reconcile: due (ledger) → credentials → observe (ECS)
 //!                               → desired → decide (pure) → act (ECS) → report (pure)
 //!                               → write status → publish event
 //! ```
@@ -47,7 +49,7 @@ use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, info, warn};
 
-use crate::api::EcsInstancePower;
+use crate::api::{EcsInstancePower, EcsPowerSchedule};
 use crate::ecs::{EcsClient, OperatorCredentials};
 use crate::metrics::Metrics;
 
@@ -157,6 +159,21 @@ impl Operator {
             secret_users(&users_store, &secret)
         });
 
+        let schedules: Api<EcsPowerSchedule> = match &settings.watch_namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let (schedule_store, schedule_writer) = reflector::store();
+        let schedule_changes = reflector::reflector(
+            schedule_writer,
+            watcher(schedules, watcher::Config::default().any_semantic()).default_backoff(),
+        )
+        .touched_objects();
+        let users_store = store.clone();
+        let controller = controller.watches_stream(schedule_changes, move |schedule| {
+            schedule_users(&users_store, &schedule)
+        });
+
         let context = Arc::new(Context {
             recorder: Recorder::new(client.clone(), settings.reporter),
             client,
@@ -166,6 +183,7 @@ impl Operator {
             ledger,
             gate: Arc::new(gate::WriteGate::default()),
             secrets: secret_store,
+            schedules: schedule_store,
             synced: synced.clone(),
             resync: settings.resync,
             time_scale: settings.time_scale,
@@ -250,6 +268,29 @@ fn on_secret_event(
     if matches!(event, Ok(watcher::Event::InitDone)) {
         synced.secrets.store(true, Ordering::Relaxed);
     }
+}
+
+/// The resources in the cache whose `scheduleRef` names this schedule (same namespace): a change
+/// of the schedule (created, fixed, edited) re-queues them.
+fn schedule_users(
+    store: &Store<EcsInstancePower>,
+    schedule: &EcsPowerSchedule,
+) -> Vec<ObjectRef<EcsInstancePower>> {
+    let namespace = schedule.namespace();
+    let name = schedule.name_any();
+    let users: Vec<ObjectRef<EcsInstancePower>> = store
+        .state()
+        .iter()
+        .filter(|r| {
+            r.namespace() == namespace
+                && r.spec.schedule_ref.as_ref().is_some_and(|s| s.name == name)
+        })
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect();
+    if !users.is_empty() {
+        debug!(schedule = %name, resources = users.len(), "schedule changed; re-queueing");
+    }
+    users
 }
 
 /// The resources in the cache whose `credentialsSecretRef` names this Secret (same namespace): a

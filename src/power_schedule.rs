@@ -20,6 +20,7 @@
 mod compile;
 pub mod instance;
 mod local;
+pub mod preview;
 mod timeline;
 
 #[cfg(test)]

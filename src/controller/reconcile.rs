@@ -1,7 +1,7 @@
 //! One reconcile of one `EcsInstancePower`, as a list of named steps:
 //!
 //! ```text
-//! due (ledger) → credentials → observe (ECS) → desired → decide (pure) → act (ECS)
+//! due (ledger) → desired (schedule) → credentials → observe (ECS) → decide (pure) → act (ECS)
 //!              → report (pure) → write status → publish event → record (ledger)
 //! ```
 //!
@@ -79,9 +79,20 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         } => credentials_changed,
     };
     let previous = previous_status(&ctx, &pass.key, &obj);
-    let (c, o, p, prev) = (&*ctx, &*obj, &pass, &previous);
-    let finish = |happened| finish(c, o, p, prev, happened);
+    let resolution = desired::resolve(
+        &obj.spec,
+        ctx.schedule(&obj).as_deref(),
+        &previous,
+        Timestamp::now(),
+    );
+    let steer = Steer::new(&obj, &previous, resolution.as_ref().ok());
+    let (c, o, p, prev, st) = (&*ctx, &*obj, &pass, &previous, &steer);
+    let finish = |happened| finish(c, o, p, prev, st, happened);
     // Steps that decide whether this resource may be managed at all go here, before credentials.
+    let resolution = match resolution {
+        Ok(resolution) => resolution,
+        Err(problem) => return finish(Happened::NoCredentials(problem)).await,
+    };
     let creds = match resolve_credentials(&ctx, &obj, &pass.namespace).await? {
         Ok(creds) => creds,
         Err(problem) => return finish(Happened::NoCredentials(problem)).await,
@@ -90,7 +101,15 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         Ok(observed) => observed,
         Err(error) => return finish(Happened::ObserveFailed(error)).await,
     };
-    let desired = desired::effective(&obj.spec);
+    // No state to hold (unmanaged, or applied already with enforcement OnTransition): the observed
+    // state is taken as desired, so decide makes no write call.
+    let desired = resolution
+        .hold
+        .or_else(|| observed.as_ref().and_then(observed_power))
+        .unwrap_or(steer.desired);
+    if let Ok(mut now) = steer.desired_now.lock() {
+        *now = desired;
+    }
     let plan = decide(&obj, desired, observed.as_ref(), prev, credentials_changed);
     let happened = match plan {
         Plan::Write(call) => match act(&ctx, &obj, &creds, call).await {
@@ -109,9 +128,11 @@ async fn finish(
     obj: &EcsInstancePower,
     pass: &Pass,
     previous: &EcsInstancePowerStatus,
+    steer: &Steer,
     happened: Happened,
 ) -> Result<Action, Error> {
-    let report = report_step(ctx, obj, previous, &happened);
+    let mut report = report_step(ctx, obj, previous, steer.desired_now(), &happened);
+    steer.apply(&mut report, previous, &happened);
     log_report(&pass.key, &report);
     let due = pass.started + report.requeue;
     if report.status_changed && !write_status(ctx, obj, pass, due, &report.status).await? {
@@ -124,6 +145,81 @@ async fn finish(
         .record(pass.key.clone(), pass.inputs.clone(), due);
     ctx.metrics.reconciled(report.result.as_str());
     Ok(Action::requeue(report.requeue))
+}
+
+/// What the desired step resolved, for the tail of the reconcile: the desired state of the
+/// report, and the next `status.schedule` with the time of the next transition.
+struct Steer {
+    desired: desired::PowerState,
+    desired_now: std::sync::Mutex<desired::PowerState>,
+    hold: Option<desired::PowerState>,
+    schedule: Option<crate::api::InstanceScheduleStatus>,
+    /// Keep the previous `status.schedule` (the schedule could not be resolved).
+    keep: bool,
+}
+
+impl Steer {
+    fn new(
+        obj: &EcsInstancePower,
+        previous: &EcsInstancePowerStatus,
+        resolution: Option<&desired::Resolution>,
+    ) -> Self {
+        let hold = resolution.and_then(|r| r.hold);
+        let desired = hold.unwrap_or_else(|| desired::effective(&obj.spec));
+        Steer {
+            desired,
+            desired_now: std::sync::Mutex::new(desired),
+            hold,
+            schedule: resolution.map_or_else(|| previous.schedule.clone(), |r| r.schedule.clone()),
+            keep: resolution.is_none(),
+        }
+    }
+
+    /// The desired state the report describes (the observed one when there is nothing to hold).
+    fn desired_now(&self) -> desired::PowerState {
+        self.desired_now.lock().map_or(self.desired, |d| *d)
+    }
+
+    /// Puts `status.schedule` into the report: `appliedState` becomes the held state once the
+    /// instance is in it or ECS accepted the call; the requeue comes no later than the next
+    /// transition (a passed transition is a due observation, so the ledger records that time too).
+    fn apply(&self, report: &mut Report, previous: &EcsInstancePowerStatus, happened: &Happened) {
+        let Some(mut schedule) = self.schedule.clone() else {
+            return;
+        };
+        if !self.keep {
+            let reached = matches!(
+                happened,
+                Happened::Planned(_, Plan::Ready) | Happened::Acted(_, _, Ok(_))
+            );
+            if let (Some(hold), true) = (self.hold, reached)
+                && schedule.applied_state.as_deref() != Some(hold.as_str())
+            {
+                schedule.applied_state = Some(hold.as_str().to_string());
+                schedule.applied_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    Timestamp::now(),
+                ));
+            }
+            if let Some(next) = &schedule.next_transition {
+                let until = next.time.0.duration_since(Timestamp::now());
+                let until = Duration::try_from(until).unwrap_or_default();
+                report.requeue = report.requeue.min(until + Duration::from_millis(50));
+            }
+        }
+        if previous.schedule.as_ref() != Some(&schedule) {
+            report.status.schedule = Some(schedule);
+            report.status_changed = true;
+        }
+    }
+}
+
+/// The power state an observed instance is in, when it is in one.
+fn observed_power(observed: &InstanceObservation) -> Option<desired::PowerState> {
+    match observed.status {
+        crate::ecs::InstanceStatus::Running => Some(desired::PowerState::Running),
+        crate::ecs::InstanceStatus::Stopped => Some(desired::PowerState::Stopped),
+        _ => None,
+    }
 }
 
 /// What one reconcile works on: the resource's key and namespace, the inputs its observation
@@ -164,6 +260,7 @@ fn ledger_inputs(ctx: &Context, obj: &EcsInstancePower) -> Inputs {
         uid: obj.metadata.uid.clone(),
         generation: obj.metadata.generation,
         credentials: ctx.secret_version(obj),
+        schedule: ctx.schedule_version(obj),
     }
 }
 
@@ -293,11 +390,12 @@ fn report_step(
     ctx: &Context,
     obj: &EcsInstancePower,
     previous: &EcsInstancePowerStatus,
+    desired: desired::PowerState,
     happened: &Happened,
 ) -> Report {
     let input = report::Input {
         spec: &obj.spec,
-        desired: desired::effective(&obj.spec),
+        desired,
         generation: obj.metadata.generation,
         previous,
         now: Timestamp::now(),

@@ -120,6 +120,7 @@ async fn in_memory_cluster() -> Client {
 
 fn context(client: Client, ecs: Arc<FakeEcs>) -> Arc<Context> {
     let (secrets, _writer) = reflector::store();
+    let (schedules, _schedule_writer) = reflector::store();
     Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -135,6 +136,7 @@ fn context(client: Client, ecs: Arc<FakeEcs>) -> Arc<Context> {
         ledger: Arc::new(Ledger::default()),
         gate: Arc::new(WriteGate::default()),
         secrets,
+        schedules,
         synced: Arc::new(Synced::default()),
         resync: Duration::from_secs(300),
         time_scale: 1.0,
