@@ -52,7 +52,7 @@ fn schedule_preview_prints_the_dst_instants_and_exits_2_on_an_invalid_schedule()
         &file,
         "apiVersion: ecspower.dev/v1alpha1\nkind: EcsPowerSchedule\nmetadata: {name: dst}\n\
          spec:\n  timeZone: Europe/Berlin\n  runningWindows:\n\
-         - {days: [Sun], start: \"02:30\", end: \"05:00\"}\n",
+         \x20 - {days: [Sun], start: \"02:30\", end: \"05:00\"}\n",
     )
     .unwrap();
     let preview = |from: &str, until: &str, json: bool| {

@@ -69,14 +69,23 @@ pub fn run(
 
 /// One JSON object a line: `{"time":"2026-03-29T01:00:00Z","state":"Running","source":"Window"}`.
 pub fn render_json(found: &[Transition]) -> String {
+    /// One line, its keys in this order.
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        time: String,
+        state: &'a str,
+        source: &'a str,
+    }
     let mut out = String::new();
     for t in found {
-        let line = serde_json::json!({
-            "time": t.time.to_string(),
-            "state": t.state.as_str(),
-            "source": t.source.as_str(),
-        });
-        let _ = writeln!(out, "{line}");
+        let line = Line {
+            time: t.time.to_string(),
+            state: t.state.as_str(),
+            source: t.source.as_str(),
+        };
+        if let Ok(line) = serde_json::to_string(&line) {
+            let _ = writeln!(out, "{line}");
+        }
     }
     out
 }
