@@ -52,7 +52,8 @@ pub use schedule::*;
     printcolumn(
         name = "Target",
         type_ = "string",
-        json_path = ".status.schedule.effectiveState"
+        json_path = ".status.schedule.effectiveState",
+        priority = 1
     ),
     printcolumn(
         name = "Actual",

@@ -8,6 +8,7 @@ use std::{net::SocketAddr, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::ecs::{Endpoint, EndpointError, EndpointStyle};
+use crate::fleet::{RateLimit, RateLimitError, RateLimits};
 
 /// Keeps Alibaba Cloud ECS instances in the power state declared by EcsInstancePower resources.
 #[derive(Debug, Parser)]
@@ -110,6 +111,25 @@ pub struct RunArgs {
     #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..), global = true)]
     pub max_concurrent_reconciles: u16,
 
+    /// The ceiling of one ECS API action, per account and region, as `ACTION=RATE` with RATE like
+    /// `5/s` or `300/m` (repeatable; `ECS_RATE_LIMITS` takes a comma-separated list). Read your
+    /// account's limits in Quota Center ("API Rate Limits", product ECS) and give the operator its
+    /// share: every caller of the account spends the same budget. Actions: DescribeInstances,
+    /// StartInstances, StopInstances, StartInstance, StopInstance, GetCallerIdentity. Unset
+    /// actions use conservative defaults (4/s for DescribeInstances, 2/s for the writes).
+    #[arg(
+        long = "ecs-rate-limit",
+        env = "ECS_RATE_LIMITS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub ecs_rate_limits: Vec<RateLimit>,
+
+    /// Instance IDs per StartInstances / StopInstances / DescribeInstances call, 1 to 100
+    /// (1 turns batching off).
+    #[arg(long, env = "ECS_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=100), global = true)]
+    pub ecs_batch_size: u16,
+
     /// Address of the HTTP server for `/metrics`, `/healthz` and `/readyz`.
     #[arg(
         long,
@@ -130,6 +150,14 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The rate-limit table: the defaults with `--ecs-rate-limit` applied.
+    ///
+    /// # Errors
+    /// An action given more than once.
+    pub fn rate_limits(&self) -> Result<RateLimits, RateLimitError> {
+        RateLimits::from_limits(self.ecs_rate_limits.iter().copied())
+    }
+
     /// The ECS endpoint selection these flags describe.
     ///
     /// # Errors

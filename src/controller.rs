@@ -15,7 +15,8 @@
 //!   effective desired power state.
 //! - [`ledger`]: why a reconcile triggered by our own status write makes no ECS call.
 //! - [`credentials`]: which credentials sign a resource's calls; [`ecs_handle`]: the ECS calls,
-//!   behind a trait.
+//!   behind a trait; the fleet gateway ([`crate::fleet::gateway`]) batches and paces them and
+//!   re-queues resources through `reconcile_on`.
 //! - [`gate`]: the write gate at the side-effect edges; [`status`]: the status write.
 //! - [`retry`]: backoff per error class; [`conditions`]: condition bookkeeping.
 
@@ -51,6 +52,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::{EcsInstancePower, EcsPowerSchedule};
 use crate::ecs::{EcsClient, OperatorCredentials};
+use crate::fleet::{Fleet, FleetConfig, RateLimits};
 use crate::metrics::Metrics;
 
 pub use context::Context;
@@ -69,6 +71,10 @@ pub struct Settings {
     pub time_scale: f64,
     /// The event reporter (controller name and pod name).
     pub reporter: Reporter,
+    /// `--ecs-rate-limit`: the ceiling of each ECS action, per account and region.
+    pub rate_limits: RateLimits,
+    /// `--ecs-batch-size`: instance IDs per batch call (1 turns batching off).
+    pub batch_size: usize,
 }
 
 /// A built controller, ready to [`run`](Operator::run).
@@ -77,6 +83,7 @@ pub struct Operator {
     context: Arc<Context>,
     concurrency: u16,
     synced: Arc<Synced>,
+    fleet: Arc<Fleet>,
 }
 
 /// Readiness: both watches (resources, Secret metadata) have received their first list.
@@ -132,15 +139,35 @@ impl Operator {
         let (store, writer) = reflector::store();
         let synced = Arc::new(Synced::default());
         let ledger = Arc::new(Ledger::default());
+        let ecs = Arc::new(ecs);
+        // The gateway re-queues a resource when its read or write finishes or its observation
+        // changes: a stream of triggers into the controller.
+        let (trigger, triggers) = tokio::sync::mpsc::unbounded_channel();
+        let fleet = Fleet::new(
+            ecs.clone(),
+            FleetConfig::new(
+                settings.rate_limits.clone(),
+                settings.batch_size,
+                settings.resync,
+            ),
+            metrics.clone(),
+            trigger,
+        );
+        fleet.log_config();
         let events = reflector::reflector(
             writer,
             watcher(resources, watcher::Config::default().any_semantic()).default_backoff(),
         )
         .inspect({
-            let (synced, ledger, store) = (synced.clone(), ledger.clone(), store.clone());
-            move |event| on_resource_event(event, &synced, &ledger, &store)
+            let (synced, ledger, store, fleet) =
+                (synced.clone(), ledger.clone(), store.clone(), fleet.clone());
+            move |event| on_resource_event(event, &synced, &ledger, &fleet, &store)
         });
-        let controller = Controller::for_stream(events.applied_objects(), store.clone());
+        let triggers = futures::stream::unfold(triggers, |mut rx| async move {
+            rx.recv().await.map(|resource| (resource, rx))
+        });
+        let controller =
+            Controller::for_stream(events.applied_objects(), store.clone()).reconcile_on(triggers);
 
         let (secret_store, secret_writer) = reflector::store();
         // Metadata only: the operator never caches Secret data, it reads a Secret when it needs it.
@@ -177,7 +204,8 @@ impl Operator {
         let context = Arc::new(Context {
             recorder: Recorder::new(client.clone(), settings.reporter),
             client,
-            ecs: Arc::new(ecs),
+            ecs,
+            fleet: Some(fleet.clone()),
             operator_credentials,
             metrics,
             ledger,
@@ -193,6 +221,7 @@ impl Operator {
             context,
             concurrency: settings.concurrency,
             synced,
+            fleet,
         }
     }
 
@@ -215,6 +244,17 @@ impl Operator {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
         let config = controller::Config::default().concurrency(self.concurrency);
         info!(concurrency = self.concurrency, "controller started");
+        let fleet = self.fleet.clone();
+        let gauges = tokio::spawn({
+            let fleet = fleet.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    fleet.publish_gauges();
+                }
+            }
+        });
         self.controller
             .with_config(config)
             .graceful_shutdown_on(shutdown)
@@ -238,24 +278,33 @@ impl Operator {
                 futures::future::ready(())
             })
             .await;
+        gauges.abort();
+        fleet.shutdown();
         info!("controller stopped");
     }
 }
 
 /// Watch events of resources, after the cache applied them: the end of a (re)list is readiness and
-/// drops the ledger entries of resources that no longer exist; a delete drops its entry at once.
+/// drops the ledger entries (and the gateway's tracking) of resources that no longer exist; a
+/// delete drops its entry and stops its instance's sweep at once.
 fn on_resource_event(
     event: &Result<watcher::Event<EcsInstancePower>, watcher::Error>,
     synced: &Synced,
     ledger: &Ledger,
+    fleet: &Fleet,
     store: &Store<EcsInstancePower>,
 ) {
     match event {
         Ok(watcher::Event::InitDone) => {
             synced.resources.store(true, Ordering::Relaxed);
             ledger.retain(|key| store.get(key).is_some());
+            fleet.retain(|key| store.get(key).is_some());
         }
-        Ok(watcher::Event::Delete(obj)) => ledger.forget(&ObjectRef::from_obj(obj)),
+        Ok(watcher::Event::Delete(obj)) => {
+            let key = ObjectRef::from_obj(obj);
+            ledger.forget(&key);
+            fleet.untrack(&key);
+        }
         _ => {}
     }
 }

@@ -25,17 +25,18 @@
 //!   handed back by intent id, idempotent re-submits, replacement while queued, and throttled batches
 //!   re-queued whole.
 //!
-//! Still to come on top of it: the ECS-specific gateway (batch keys of credentials identity, region,
-//! action and write options; `StartInstances` / `StopInstances` with `SuccessFirst`; per-instance
-//! codes through the error catalogue; ambiguous writes re-sent at most once after a verifying read),
-//! the account lookup through STS `GetCallerIdentity`, the sweep and its observed-state cache, and the
-//! metrics.
+//! On top of them, [`gateway`] is the ECS-specific part: [`Fleet`] with batch keys of credentials
+//! identity, region, account, action and write options; `StartInstances` / `StopInstances` with
+//! `SuccessFirst`; per-instance codes through the error catalogue; ambiguous writes verified by a
+//! read; the account lookup through STS `GetCallerIdentity`; the sweep and its observed-state
+//! cache.
 //!
 //! This is written by hand because no maintained crate does it: `governor` and its relatives enforce
 //! a fixed quota (GCRA) per limiter, with no rate that adapts to throttled answers, no hold until a
 //! wall-clock minute, no single probe and no priority between waiters.
 
 pub mod batcher;
+pub mod gateway;
 pub mod limiter;
 pub mod limits;
 
@@ -43,5 +44,6 @@ pub use batcher::{
     Answer, BatchKey, BatchObserver, BatchWindows, Batcher, BatcherOptions, Flush, FlushReason,
     IntentCounts, IntentState, Outcome, RefusedReplace, Ticket,
 };
+pub use gateway::{Fleet, FleetConfig, FleetEcs, Group, Need, Observed};
 pub use limiter::{AdaptiveLimiter, Lane, LimiterConfig, LimiterState, Permit, WallClock};
 pub use limits::{EcsAction, Rate, RateLimit, RateLimitError, RateLimits};

@@ -11,6 +11,14 @@
 //! - `ecs_power_ecs_call_duration_seconds{action}`: ECS call latency.
 //! - `ecs_power_resources{desired,observed}`: resources by desired and last observed state,
 //!   computed from the controller's cache at scrape time.
+//! - The fleet gateway's (see [`FleetMetrics`]): `ecs_power_fleet_batch_size{action}`,
+//!   `ecs_power_fleet_flushes_total{action,reason}`, `ecs_power_fleet_submit_to_send_seconds{action}`,
+//!   `ecs_power_fleet_intents{kind,state}`, `ecs_power_fleet_limiter_rate{account,region,action}`
+//!   (and `_ceiling`, `_blocked_until_seconds`), `ecs_power_fleet_throttled_total{action,code}`,
+//!   `ecs_power_fleet_ambiguous_writes_total`, `ecs_power_fleet_verified_resends_total`,
+//!   `ecs_power_fleet_replaced_writes_total`, `ecs_power_fleet_sweep_calls_total`,
+//!   `ecs_power_fleet_swept_resources_total`. No instance ID is ever a label; the account is a
+//!   short hash.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +75,235 @@ pub struct Metrics {
     ecs_calls: Family<CallLabels, Counter>,
     ecs_latency: Family<ActionLabels, Histogram>,
     resources: Family<StateLabels, Gauge>,
+    /// The fleet gateway's metrics.
+    pub fleet: FleetMetrics,
     render_lock: std::sync::Mutex<()>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FlushLabels {
+    action: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntentLabels {
+    kind: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimiterLabels {
+    account: String,
+    region: String,
+    action: String,
+}
+
+/// The fleet gateway's metrics: batches, intents, the adaptive limiters, throttled answers,
+/// ambiguous writes and the sweep.
+#[derive(Debug)]
+pub struct FleetMetrics {
+    batch_size: Family<ActionLabels, Histogram>,
+    flushes: Family<FlushLabels, Counter>,
+    submit_to_send: Family<ActionLabels, Histogram>,
+    intents: Family<IntentLabels, Gauge>,
+    limiter_rate: Family<LimiterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    limiter_ceiling: Family<LimiterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    limiter_blocked_until: Family<LimiterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    throttled: Family<CallLabels, Counter>,
+    ambiguous_writes: Counter,
+    verified_resends: Counter,
+    replaced_writes: Counter,
+    sweep_calls: Counter,
+    swept_resources: Counter,
+}
+
+impl FleetMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let registry = registry.sub_registry_with_prefix("fleet");
+        let batch_size = Family::<ActionLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 99.0, 100.0])
+        });
+        registry.register(
+            "batch_size",
+            "Instance IDs per batch call, by action",
+            batch_size.clone(),
+        );
+        let flushes = Family::<FlushLabels, Counter>::default();
+        registry.register(
+            "flushes",
+            "Batches sealed, by action and flush reason",
+            flushes.clone(),
+        );
+        let submit_to_send = Family::<ActionLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 14))
+        });
+        registry.register_with_unit(
+            "submit_to_send",
+            "Time from the submission of a batch's oldest item to its send",
+            prometheus_client::registry::Unit::Seconds,
+            submit_to_send.clone(),
+        );
+        let intents = Family::<IntentLabels, Gauge>::default();
+        registry.register(
+            "intents",
+            "Read and write intents by state (queue depth is state=queued)",
+            intents.clone(),
+        );
+        let limiter_rate = Family::default();
+        registry.register(
+            "limiter_rate",
+            "Current pacing rate (calls/s) per account hash, region and action",
+            limiter_rate.clone(),
+        );
+        let limiter_ceiling = Family::default();
+        registry.register(
+            "limiter_ceiling",
+            "Configured ceiling (calls/s) per account hash, region and action",
+            limiter_ceiling.clone(),
+        );
+        let limiter_blocked_until = Family::default();
+        registry.register(
+            "limiter_blocked_until_seconds",
+            "Unix time until which an action is held after a throttled answer (0: not held)",
+            limiter_blocked_until.clone(),
+        );
+        let throttled = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "throttled",
+            "Throttled answers by action and code",
+            throttled.clone(),
+        );
+        let ambiguous_writes = Counter::default();
+        registry.register(
+            "ambiguous_writes",
+            "Writes whose outcome is unknown (verified by a read before any re-send)",
+            ambiguous_writes.clone(),
+        );
+        let verified_resends = Counter::default();
+        registry.register(
+            "verified_resends",
+            "Writes sent again after an ambiguous one, once a read showed the old state",
+            verified_resends.clone(),
+        );
+        let replaced_writes = Counter::default();
+        registry.register(
+            "replaced_writes",
+            "Queued writes cancelled because the desired state changed",
+            replaced_writes.clone(),
+        );
+        let sweep_calls = Counter::default();
+        registry.register(
+            "sweep_calls",
+            "DescribeInstances calls made for the sweep",
+            sweep_calls.clone(),
+        );
+        let swept_resources = Counter::default();
+        registry.register(
+            "swept_resources",
+            "Instance IDs submitted by the sweep",
+            swept_resources.clone(),
+        );
+        FleetMetrics {
+            batch_size,
+            flushes,
+            submit_to_send,
+            intents,
+            limiter_rate,
+            limiter_ceiling,
+            limiter_blocked_until,
+            throttled,
+            ambiguous_writes,
+            verified_resends,
+            replaced_writes,
+            sweep_calls,
+            swept_resources,
+        }
+    }
+
+    /// One sealed batch of `action`.
+    pub fn flushed(&self, action: &str, reason: &str, size: usize, waited: Duration) {
+        let labels = ActionLabels {
+            action: action.to_string(),
+        };
+        self.batch_size.get_or_create(&labels).observe(size as f64);
+        self.submit_to_send
+            .get_or_create(&labels)
+            .observe(waited.as_secs_f64());
+        self.flushes
+            .get_or_create(&FlushLabels {
+                action: action.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// One throttled answer.
+    pub fn throttled(&self, action: &str, code: &str) {
+        self.throttled
+            .get_or_create(&CallLabels {
+                action: action.to_string(),
+                code: crate::ecs::observer::code_label(code).to_string(),
+            })
+            .inc();
+    }
+
+    /// Intents of `kind` (`read`, `write`) in `state` now.
+    pub fn intents(&self, kind: &str, state: &str, count: usize) {
+        self.intents
+            .get_or_create(&IntentLabels {
+                kind: kind.to_string(),
+                state: state.to_string(),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// A limiter's state now; `account` is already a short hash.
+    pub fn limiter(
+        &self,
+        account: &str,
+        region: &str,
+        action: &str,
+        rate: f64,
+        ceiling: f64,
+        blocked_until_unix: f64,
+    ) {
+        let labels = LimiterLabels {
+            account: account.to_string(),
+            region: region.to_string(),
+            action: action.to_string(),
+        };
+        self.limiter_rate.get_or_create(&labels).set(rate);
+        self.limiter_ceiling.get_or_create(&labels).set(ceiling);
+        self.limiter_blocked_until
+            .get_or_create(&labels)
+            .set(blocked_until_unix);
+    }
+
+    /// A write whose outcome is unknown.
+    pub fn ambiguous_write(&self) {
+        self.ambiguous_writes.inc();
+    }
+
+    /// A write sent again after an ambiguous one was verified by a read.
+    pub fn verified_resend(&self) {
+        self.verified_resends.inc();
+    }
+
+    /// A queued write cancelled because the desired state changed.
+    pub fn replaced_write(&self) {
+        self.replaced_writes.inc();
+    }
+
+    /// One sweep call.
+    pub fn sweep_call(&self) {
+        self.sweep_calls.inc();
+    }
+
+    /// Instance IDs submitted by the sweep.
+    pub fn swept(&self, count: usize) {
+        self.swept_resources.inc_by(count as u64);
+    }
 }
 
 impl Default for Metrics {
@@ -115,6 +351,7 @@ impl Metrics {
             "EcsInstancePower resources by desired and observed state",
             resources.clone(),
         );
+        let fleet = FleetMetrics::register(&mut registry);
         Metrics {
             registry,
             reconciles,
@@ -123,6 +360,7 @@ impl Metrics {
             ecs_calls,
             ecs_latency,
             resources,
+            fleet,
             render_lock: std::sync::Mutex::new(()),
         }
     }

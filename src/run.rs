@@ -99,6 +99,8 @@ pub async fn start(
         resync: args.resync_interval,
         concurrency: args.max_concurrent_reconciles,
         time_scale: args.time_scale,
+        rate_limits: args.rate_limits()?,
+        batch_size: usize::from(args.ecs_batch_size),
         reporter: Reporter {
             controller: CONTROLLER_NAME.to_string(),
             instance: std::env::var("POD_NAME").ok(),

@@ -38,9 +38,9 @@ async fn starts_a_stopped_instance_with_one_call_and_no_ecs_call_on_its_own_stat
     assert!(action.request_id.is_some() && !action.dry_run);
     assert!(status.last_error.is_none() && status.retry.is_none());
     assert_eq!(
-        h.calls("i-start1", "StartInstance").len(),
+        h.starts("i-start1").len(),
         1,
-        "exactly one StartInstance"
+        "exactly one start call for this instance"
     );
 
     h.wait_event("web-1", "Starting").await;
@@ -104,7 +104,7 @@ async fn stops_a_running_instance_with_the_requested_mode() {
         obj.status.unwrap().last_action.unwrap().action,
         "StopInstance"
     );
-    assert_eq!(h.calls("i-stop1", "StopInstance").len(), 1);
+    assert_eq!(h.stops("i-stop1").len(), 1);
     let instance = h.emulator.instance("i-stop1").unwrap();
     assert_eq!(instance.status, Status::Stopped);
     assert_eq!(
@@ -121,7 +121,7 @@ async fn no_stock_backs_off_with_growing_attempts_without_stalling() {
         .add_fault(
             Fault::error("OperationDenied.NoStock")
                 .for_instance("i-nostock")
-                .for_action("StartInstance")
+                .for_action("StartInstances")
                 .times(-1),
         )
         .unwrap();
@@ -150,9 +150,10 @@ async fn no_stock_backs_off_with_growing_attempts_without_stalling() {
         "NoStock is not a stall"
     );
     let error = status.last_error.unwrap();
+    // The code came in the batch answer's entry for this instance; the answer itself is HTTP 200.
     assert_eq!(
         (error.code.as_str(), error.http_status),
-        ("OperationDenied.NoStock", Some(403))
+        ("OperationDenied.NoStock", Some(200))
     );
     assert!(error.request_id.is_some());
     let message = &status.conditions[0].message;
@@ -161,7 +162,7 @@ async fn no_stock_backs_off_with_growing_attempts_without_stalling() {
         "no RequestId in condition messages"
     );
     // The attempts are spaced by the capacity back-off: growing gaps.
-    let starts = h.calls("i-nostock", "StartInstance");
+    let starts = h.starts("i-nostock");
     assert!(starts.len() >= 3);
     let gaps: Vec<i128> = starts
         .windows(2)
@@ -207,18 +208,20 @@ async fn a_security_lock_stalls_without_any_write_call() {
     h.emulator.set_locks("i-locked", vec![]).unwrap();
     h.patch_spec("web-1", json!({"forceStop": true})).await;
     h.wait_ready("web-1", "True", "Running").await;
-    assert_eq!(h.calls("i-locked", "StartInstance").len(), 1);
+    assert_eq!(h.starts("i-locked").len(), 1);
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_internal_errors_then_success() {
     let h = Harness::start(vec![stopped("i-flaky")]).await;
+    // The whole StartInstances call fails with HTTP 500 (the only instance in it is i-flaky): the
+    // start may or may not have happened, so each re-send waits for a read at least the settle
+    // time later that shows the instance still stopped.
     h.emulator
         .add_fault(
             Fault::error("InternalError")
-                .for_instance("i-flaky")
-                .for_action("StartInstance")
+                .for_action("StartInstances")
                 .times(2),
         )
         .unwrap();
@@ -227,17 +230,29 @@ async fn two_internal_errors_then_success() {
         json!({"instanceId": "i-flaky", "regionId": "cn-hangzhou"}),
     )
     .await;
-    let obj = h.wait_ready("web-1", "True", "Running").await;
+    let obj = h
+        .wait_status("web-1", Duration::from_secs(60), "Ready=True", |s| {
+            condition(s, "Ready") == Some(pair("True", "Running"))
+        })
+        .await;
     let status = obj.status.unwrap();
     assert!(
         status.retry.is_none() && status.last_error.is_none(),
         "success clears retry and lastError"
     );
-    let starts = h.calls("i-flaky", "StartInstance");
+    let starts = h.starts("i-flaky");
     assert_eq!(starts.len(), 3, "two failures then one success");
     assert_eq!(
         starts.iter().filter(|c| c.http_status == Some(500)).count(),
         2
+    );
+    let gaps: Vec<i64> = starts
+        .windows(2)
+        .map(|w| w[1].time.duration_since(w[0].time).as_millis() as i64)
+        .collect();
+    assert!(
+        gaps.iter().all(|g| *g >= 10_000),
+        "no re-send before a read at least the settle time (10 s) later: {gaps:?}"
     );
     h.wait_event("web-1", "InternalError").await;
     h.stop().await;
@@ -249,9 +264,8 @@ async fn throttling_is_retried() {
     h.emulator
         .add_fault(
             Fault::error("Throttling.User")
-                .for_instance("i-throttled")
-                .for_action("StartInstance")
-                .times(2),
+                .for_action("StartInstances")
+                .times(1),
         )
         .unwrap();
     h.create(
@@ -259,9 +273,33 @@ async fn throttling_is_retried() {
         json!({"instanceId": "i-throttled", "regionId": "cn-hangzhou"}),
     )
     .await;
-    h.wait_event("web-1", "Throttled").await;
-    h.wait_ready("web-1", "True", "Running").await;
-    assert_eq!(h.calls("i-throttled", "StartInstance").len(), 3);
+    // A throttled batch is re-queued whole and sent again once the limiter allows (from the next
+    // minute): waiting for the rate limit is neither a retry attempt nor an error in status.
+    let obj = h
+        .wait_status("web-1", Duration::from_secs(90), "Ready=True", |s| {
+            condition(s, "Ready") == Some(pair("True", "Running"))
+        })
+        .await;
+    let status = obj.status.unwrap();
+    assert!(status.last_error.is_none() && status.retry.is_none());
+    let starts = h.starts("i-throttled");
+    assert_eq!(starts.len(), 2, "{starts:#?}");
+    assert_eq!(starts[0].error_code.as_deref(), Some("Throttling.User"));
+    assert_eq!(starts[1].http_status, Some(200));
+    assert!(
+        h.events("web-1")
+            .await
+            .iter()
+            .all(|e| e.reason.as_deref() != Some("Throttled")),
+        "no Throttled condition or event"
+    );
+    assert_eq!(
+        h.metric(
+            "ecs_power_fleet_throttled_total{action=\"StartInstances\",code=\"Throttling.User\"}"
+        )
+        .await,
+        1.0
+    );
     h.stop().await;
 }
 
@@ -378,10 +416,11 @@ async fn dry_run_reports_the_verdict_and_changes_nothing() {
     assert_eq!(starts.len(), 1);
     assert!(starts[0].dry_run);
 
-    // Turning dryRun off makes the real call.
+    // Turning dryRun off makes the real call (batched: StartInstances).
     h.patch_spec("web-1", json!({"dryRun": false})).await;
     h.wait_ready("web-1", "True", "Running").await;
-    assert_eq!(h.calls("i-dry", "StartInstance").len(), 2);
+    assert_eq!(h.starts("i-dry").len(), 2);
+    assert_eq!(h.calls("i-dry", "StartInstances").len(), 1);
     h.stop().await;
 }
 
@@ -571,7 +610,7 @@ async fn drift_is_corrected_at_the_next_resync() {
     // Someone stops the instance behind the operator's back.
     h.emulator.set_status("i-drift", Status::Stopped);
     let started = support::eventually(Duration::from_secs(20), || async {
-        (!h.calls("i-drift", "StartInstance").is_empty()).then_some(())
+        (!h.starts("i-drift").is_empty()).then_some(())
     })
     .await;
     assert!(started.is_some(), "drift was not corrected");
@@ -600,7 +639,7 @@ async fn metrics_health_and_readiness_are_served() {
     let (code, body) = h.http_get("/metrics").await;
     assert_eq!(code, 200);
     for sample in [
-        "ecs_power_ecs_calls_total{action=\"StartInstance\",code=\"Success\"} 1",
+        "ecs_power_ecs_calls_total{action=\"StartInstances\",code=\"Success\"} 1",
         "ecs_power_ecs_call_duration_seconds_count{action=\"DescribeInstances\"}",
         "ecs_power_reconciles_total{result=\"acted\"} 1",
         "ecs_power_resources{desired=\"Running\",observed=\"Running\"} 1",

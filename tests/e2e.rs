@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ecs_emulator::{Status, StoppedMode};
-use env::{CONVERGE, Env, OPERATOR_AK, condition, example, message, pair};
+use env::{CONVERGE, Env, OPERATOR_AK, code_for, condition, example, message, pair};
 use serde_json::Value;
 
 /// The instances `examples/*.yaml` name (the ones `ecs-power-operator sandbox` seeds), plus the
@@ -89,8 +89,13 @@ async fn start_example_starts_the_instance_with_one_call_and_the_binary_stops_on
 
     let obj = env.get("web-1").await;
     assert_converged(&obj, "Running");
-    let starts = env.calls("i-demo0001", "StartInstance");
-    assert_eq!(starts.len(), 1, "exactly one StartInstance: {starts:#?}");
+    let starts = env.starts("i-demo0001");
+    assert_eq!(
+        starts.len(),
+        1,
+        "exactly one start call for the instance: {starts:#?}"
+    );
+    assert_eq!(code_for(&starts[0], "i-demo0001"), None, "{starts:#?}");
     let start = &starts[0];
     assert_eq!(start.http_status, Some(200));
     assert!(!start.dry_run);
@@ -126,7 +131,7 @@ async fn start_example_starts_the_instance_with_one_call_and_the_binary_stops_on
     let (code, metrics) = operator::http_get(addr, "/metrics").await.unwrap();
     assert_eq!(code, 200);
     assert!(
-        metrics.contains(r#"ecs_power_ecs_calls_total{action="StartInstance",code="Success"} 1"#),
+        metrics.contains(r#"ecs_power_ecs_calls_total{action="StartInstances",code="Success"} 1"#),
         "{metrics}"
     );
 
@@ -156,10 +161,11 @@ async fn stop_example_stops_the_instance_in_economical_mode() {
     let obj = env.get("db-1").await;
     assert_converged(&obj, "Stopped");
     assert_eq!(str_at(&obj, "/status/lastAction/action"), "StopInstance");
-    let stops = env.calls("i-demo0002", "StopInstance");
+    let stops = env.stops("i-demo0002");
     assert_eq!(stops.len(), 1, "{stops:#?}");
     assert_eq!(stops[0].http_status, Some(200));
-    assert!(env.calls("i-demo0002", "StartInstance").is_empty());
+    assert_eq!(code_for(&stops[0], "i-demo0002"), None, "{stops:#?}");
+    assert!(env.starts("i-demo0002").is_empty());
     let instance = env.emulator.instance("i-demo0002").unwrap();
     assert_eq!(instance.status, Status::Stopped);
     assert_eq!(
@@ -176,7 +182,7 @@ async fn no_stock_backs_off_with_growing_attempts_without_stalling() {
     let env = Env::start(
         r#"
 instances: [{id: i-e2enostock, region: cn-hangzhou, status: Stopped}]
-faults: [{instance: i-e2enostock, action: StartInstance, code: OperationDenied.NoStock, times: -1}]
+faults: [{instance: i-e2enostock, action: StartInstances, code: OperationDenied.NoStock, times: -1}]
 "#,
     )
     .await;
@@ -230,7 +236,8 @@ faults: [{instance: i-e2enostock, action: StartInstance, code: OperationDenied.N
         str_at(&obj, "/status/lastError/code"),
         "OperationDenied.NoStock"
     );
-    assert_eq!(int_at(&obj, "/status/lastError/httpStatus"), 403);
+    // The code came in the batch answer's entry for this instance; the answer itself is HTTP 200.
+    assert_eq!(int_at(&obj, "/status/lastError/httpStatus"), 200);
     assert!(
         !str_at(&obj, "/status/retry/nextAttemptTime").is_empty(),
         "{obj:#}"
@@ -256,12 +263,12 @@ faults: [{instance: i-e2enostock, action: StartInstance, code: OperationDenied.N
         first_ready["lastTransitionTime"]
     );
 
-    let starts = env.calls("i-e2enostock", "StartInstance");
+    let starts = env.starts("i-e2enostock");
     assert!(starts.len() >= 3, "{starts:#?}");
     assert!(
         starts
             .iter()
-            .all(|c| c.error_code.as_deref() == Some("OperationDenied.NoStock")),
+            .all(|c| code_for(c, "i-e2enostock").as_deref() == Some("OperationDenied.NoStock")),
         "{starts:#?}"
     );
     let gaps: Vec<i128> = starts
@@ -348,7 +355,7 @@ async fn two_internal_errors_then_success_with_json_logs() {
         r#"
 transitionDelay: 300ms
 instances: [{id: i-e2eflaky, region: cn-hangzhou, status: Stopped}]
-faults: [{instance: i-e2eflaky, action: StartInstance, code: InternalError, times: 2}]
+faults: [{action: StartInstances, code: InternalError, times: 2}]
 "#,
     )
     .await;
@@ -356,12 +363,14 @@ faults: [{instance: i-e2eflaky, action: StartInstance, code: InternalError, time
     env.kubectl
         .apply(&manifest("web-1", "i-e2eflaky", ""))
         .await;
+    // An HTTP 500 may come after the start was carried out: each re-send waits for a read at
+    // least the settle time (10 s) later that shows the instance still stopped.
     env.kubectl
-        .wait("ecspower/web-1", "condition=Ready", CONVERGE)
+        .wait("ecspower/web-1", "condition=Ready", Duration::from_secs(60))
         .await;
     let obj = env.get("web-1").await;
     assert_converged(&obj, "Running");
-    let starts = env.calls("i-e2eflaky", "StartInstance");
+    let starts = env.starts("i-e2eflaky");
     let statuses: Vec<Option<u16>> = starts.iter().map(|c| c.http_status).collect();
     assert_eq!(
         statuses,
@@ -402,11 +411,11 @@ faults: [{instance: i-e2eflaky, action: StartInstance, code: InternalError, time
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_by_the_qps_limit_is_retried_until_it_lifts() {
-    // qps 0: every StartInstance of this key is answered 400 Throttling.User.
+    // qps 0: every StartInstances of this key is answered 400 Throttling.User.
     let env = Env::start(
         r#"
 transitionDelay: 300ms
-qps: {StartInstance: 0}
+qps: {StartInstances: 0}
 instances: [{id: i-e2ethrottle, region: cn-hangzhou, status: Stopped}]
 "#,
     )
@@ -414,45 +423,52 @@ instances: [{id: i-e2ethrottle, region: cn-hangzhou, status: Stopped}]
     env.kubectl
         .apply(&manifest("web-1", "i-e2ethrottle", ""))
         .await;
-    env.wait_ready_reason("web-1", "False", "Throttled").await;
-    let obj = env
-        .poll("web-1", CONVERGE, "two throttled attempts", |o| {
-            retry_attempts(o) >= 2
+    env.wait_calls(CONVERGE, "a throttled start", |calls| {
+        calls.iter().any(|c| {
+            c.action == "StartInstances" && c.error_code.as_deref() == Some("Throttling.User")
         })
-        .await;
-    assert_eq!(
-        condition(&obj, "Reconciling"),
-        pair("True", "Retrying"),
-        "{obj:#}"
-    );
-    assert_eq!(condition(&obj, "Stalled"), None, "{obj:#}");
-    assert_eq!(str_at(&obj, "/status/lastError/code"), "Throttling.User");
-    let throttled = env.calls("i-e2ethrottle", "StartInstance");
+    })
+    .await;
+    let throttled = env.starts("i-e2ethrottle");
     assert!(
-        throttled.len() >= 2
-            && throttled
-                .iter()
-                .all(|c| c.error_code.as_deref() == Some("Throttling.User")
-                    && c.http_status == Some(400)),
+        throttled
+            .iter()
+            .all(|c| c.error_code.as_deref() == Some("Throttling.User")
+                && c.http_status == Some(400)),
         "{throttled:#?}"
     );
-    let event = env.wait_event("web-1", "Throttled").await;
-    assert_eq!(event["type"], "Warning", "{event:#}");
+    // Waiting for the rate limit is neither a retry attempt nor an error in status.
+    let obj = env.get("web-1").await;
+    assert!(obj["status"]["lastError"].is_null(), "{obj:#}");
+    assert!(obj["status"]["retry"].is_null(), "{obj:#}");
+    assert_ne!(
+        condition(&obj, "Ready").map(|(_, r)| r),
+        Some("Throttled".to_string())
+    );
 
     env.emulator.set_qps(BTreeMap::new()).unwrap();
+    // The action is held until the next wall-clock minute after a throttled answer.
     env.kubectl
-        .wait("ecspower/web-1", "condition=Ready", CONVERGE)
+        .wait("ecspower/web-1", "condition=Ready", Duration::from_secs(90))
         .await;
     assert_converged(&env.get("web-1").await, "Running");
-    let accepted: Vec<_> = env
-        .calls("i-e2ethrottle", "StartInstance")
-        .into_iter()
-        .filter(|c| c.error_code.is_none())
-        .collect();
-    assert_eq!(
-        accepted.len(),
-        1,
-        "one accepted StartInstance: {accepted:#?}"
+    let starts = env.starts("i-e2ethrottle");
+    let accepted: Vec<_> = starts.iter().filter(|c| c.error_code.is_none()).collect();
+    assert_eq!(accepted.len(), 1, "one accepted start: {starts:#?}");
+    let last_throttled = starts
+        .iter()
+        .filter(|c| c.error_code.is_some())
+        .map(|c| c.time)
+        .max()
+        .unwrap();
+    let minute = |t: jiff::Timestamp| t.as_second().div_euclid(60);
+    assert!(
+        minute(accepted[0].time) > minute(last_throttled),
+        "no call in the minute of a throttled answer: {starts:#?}"
+    );
+    assert!(
+        starts.iter().all(|c| c.instance_ids.len() == 1),
+        "never split or multiplied per ID: {starts:#?}"
     );
 }
 
@@ -554,9 +570,9 @@ async fn dry_run_example_reports_the_verdict_and_changes_nothing() {
     let obj = env.wait_ready_reason("dry-run-1", "True", "Running").await;
     assert_converged(&obj, "Running");
     assert_eq!(int_at(&obj, "/status/observedGeneration"), 2);
-    let starts = env.calls("i-demo0003", "StartInstance");
+    let starts = env.starts("i-demo0003");
     assert_eq!(starts.len(), 2, "{starts:#?}");
-    assert!(!starts[1].dry_run && starts[1].error_code.is_none());
+    assert!(!starts[1].dry_run && code_for(&starts[1], "i-demo0003").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -632,13 +648,16 @@ instances: [{id: i-e2eflip, region: cn-hangzhou, status: Stopped, transitionDela
     assert_eq!(int_at(&obj, "/status/observedGeneration"), 2);
 
     let writes = env.writes("i-e2eflip");
-    let summary: Vec<(&str, Option<u16>)> = writes
+    let summary: Vec<(&str, Option<u16>, Option<String>)> = writes
         .iter()
-        .map(|c| (c.action.as_str(), c.http_status))
+        .map(|c| (c.action.as_str(), c.http_status, code_for(c, "i-e2eflip")))
         .collect();
     assert_eq!(
         summary,
-        [("StartInstance", Some(200)), ("StopInstance", Some(200))],
+        [
+            ("StartInstances", Some(200), None),
+            ("StopInstances", Some(200), None)
+        ],
         "one start, then one stop once it was Running; nothing refused: {writes:#?}"
     );
     assert_eq!(
@@ -671,10 +690,12 @@ instances: [{id: i-e2erestart, region: cn-hangzhou, status: Stopped, transitionD
         .await;
     // Kill the process the moment ECS has accepted the start: the status patch may or may not
     // have been written, and both must be safe.
-    env.wait_calls(CONVERGE, "StartInstance accepted", |calls| {
-        calls
-            .iter()
-            .any(|c| c.action == "StartInstance" && c.http_status == Some(200))
+    env.wait_calls(CONVERGE, "the start accepted", |calls| {
+        calls.iter().any(|c| {
+            c.action == "StartInstances"
+                && c.http_status == Some(200)
+                && code_for(c, "i-e2erestart").is_none()
+        })
     })
     .await;
     env.operator().kill();
@@ -693,8 +714,8 @@ instances: [{id: i-e2erestart, region: cn-hangzhou, status: Stopped, transitionD
         .wait("ecspower/web-1", "condition=Ready", CONVERGE)
         .await;
     assert_converged(&env.get("web-1").await, "Running");
-    let starts = env.calls("i-e2erestart", "StartInstance");
-    assert_eq!(starts.len(), 1, "no second StartInstance: {starts:#?}");
+    let starts = env.starts("i-e2erestart");
+    assert_eq!(starts.len(), 1, "no second start: {starts:#?}");
     assert_eq!(env.writes("i-e2erestart").len(), 1);
     env.wait_event("web-1", "Running").await;
 }
@@ -704,7 +725,7 @@ async fn operator_restarted_during_a_backoff_keeps_the_retry_schedule() {
     let mut env = Env::start(
         r#"
 instances: [{id: i-e2ebackoff, region: cn-hangzhou, status: Stopped}]
-faults: [{instance: i-e2ebackoff, action: StartInstance, code: OperationDenied.NoStock, times: -1}]
+faults: [{instance: i-e2ebackoff, action: StartInstances, code: OperationDenied.NoStock, times: -1}]
 "#,
     )
     .await;
@@ -721,15 +742,19 @@ faults: [{instance: i-e2ebackoff, action: StartInstance, code: OperationDenied.N
     let next: jiff::Timestamp = str_at(&obj, "/status/retry/nextAttemptTime")
         .parse()
         .unwrap_or_else(|e| panic!("status.retry.nextAttemptTime: {e}: {obj:#}"));
-    let before = env.calls("i-e2ebackoff", "StartInstance").len();
+    let before = env.starts("i-e2ebackoff").len();
 
-    // The new process reads the schedule from status.retry: no StartInstance before it is due.
+    // The new process reads the schedule from status.retry: no start before it is due.
     env.start_operator().await;
     env.wait_calls(CONVERGE, "the next NoStock attempt", |calls| {
-        calls.iter().filter(|c| c.action == "StartInstance").count() > before
+        calls
+            .iter()
+            .filter(|c| c.action == "StartInstance" || c.action == "StartInstances")
+            .count()
+            > before
     })
     .await;
-    let retried = &env.calls("i-e2ebackoff", "StartInstance")[before];
+    let retried = &env.starts("i-e2ebackoff")[before];
     assert!(
         retried.time >= next,
         "the restarted operator retried at {} although status.retry.nextAttemptTime is {next}",
@@ -784,7 +809,7 @@ instances:
         .await;
     let obj = env.get("web-1").await;
     assert_converged(&obj, "Running");
-    assert_eq!(env.calls("i-e2enew", "StartInstance").len(), 1);
+    assert_eq!(env.starts("i-e2enew").len(), 1);
     assert!(env.writes("i-e2eold").is_empty());
 }
 
@@ -814,7 +839,7 @@ instances: [{id: i-e2ewatch, region: cn-hangzhou, status: Running}]
     let obj = env.get("web-1").await;
     assert_converged(&obj, "Stopped");
     assert_eq!(int_at(&obj, "/status/observedGeneration"), 2);
-    assert_eq!(env.calls("i-e2ewatch", "StopInstance").len(), 1);
+    assert_eq!(env.stops("i-e2ewatch").len(), 1);
     // The operator did meet the 410 (kube-runtime reports it, then relists).
     let log = env.operator().log();
     assert!(
@@ -839,7 +864,97 @@ instances: [{id: i-e2ewatch, region: cn-hangzhou, status: Running}]
         .merge_patch("web-1", r#"{"spec":{"desiredState":"Running"}}"#)
         .await;
     env.wait_ready_reason("web-1", "True", "Running").await;
-    assert_eq!(env.calls("i-e2ewatch", "StartInstance").len(), 1);
+    assert_eq!(env.starts("i-e2ewatch").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_resources_on_matching_rate_limits_converge_in_full_batches_without_throttling()
+ {
+    // ECS's per-account limits as the emulator applies them (a throttled action is held to the
+    // next minute), and the operator told the same through the env twin of --ecs-rate-limit.
+    const N: usize = 300;
+    let ids: Vec<String> = (0..N).map(|i| format!("i-e2efleet{i:03}")).collect();
+    let mut state = String::from(
+        "transitionDelay: 2s\nrateLimits:\n  holdMinute: true\n  actions:\n    \
+         StartInstances: {perSecond: 5}\n    DescribeInstances: {perSecond: 10}\ninstances:\n",
+    );
+    for id in &ids {
+        state.push_str(&format!(
+            "  - {{id: {id}, region: cn-hangzhou, status: Stopped}}\n"
+        ));
+    }
+    let mut env = Env::without_operator(&state).await;
+    // The fleet exists when the operator starts (a restart, a new install): all of it arrives
+    // in the first list.
+    let manifests: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| manifest(&format!("fleet-{i:03}"), id, ""))
+        .collect();
+    env.kubectl.apply(&manifests.join("---\n")).await;
+    env.start_operator_with(
+        "text",
+        &[(
+            "ECS_RATE_LIMITS",
+            "StartInstances=5/s,DescribeInstances=10/s",
+        )],
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = env.kubectl.get_json("ecspower").await;
+        let ready = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| condition(o, "Ready") == pair("True", "Running"))
+            .count();
+        if ready == N {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{ready} of {N} Ready after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let calls = env.emulator.call_log();
+    let throttled: Vec<_> = calls.iter().filter(|c| c.is_throttled()).collect();
+    assert!(throttled.is_empty(), "no throttled answer: {throttled:#?}");
+    let starts: Vec<_> = calls
+        .iter()
+        .filter(|c| c.action == "StartInstances" || c.action == "StartInstance")
+        .collect();
+    let sizes: Vec<usize> = starts.iter().map(|c| c.instance_ids.len()).collect();
+    assert_eq!(sizes, [100, 100, 100], "full batches of StartInstances");
+    assert!(starts.iter().all(|c| c.action == "StartInstances"));
+    let mut accepted: Vec<&str> = starts.iter().flat_map(|c| c.accepted_instances()).collect();
+    accepted.sort_unstable();
+    assert_eq!(accepted.len(), N, "one accepted start per instance");
+    accepted.dedup();
+    assert_eq!(accepted.len(), N);
+    let describes: Vec<usize> = calls
+        .iter()
+        .filter(|c| c.action == "DescribeInstances")
+        .map(|c| c.instance_ids.len())
+        .collect();
+    assert!(describes.iter().all(|n| *n <= 100), "{describes:?}");
+    // One read before and the transition polls after each start (every 100 ms at this time
+    // scale), all batched: unbatched, every one of them would be a call of one ID.
+    let mean = describes.iter().sum::<usize>() as f64 / describes.len() as f64;
+    assert!(
+        mean >= 50.0,
+        "{} DescribeInstances for {N} resources, {mean:.0} IDs each on average: {describes:?}",
+        describes.len()
+    );
+    for id in &ids {
+        assert_eq!(env.emulator.instance(id).unwrap().status, Status::Running);
+    }
+    let log = env.operator().log();
+    assert!(
+        log.contains("fleet gateway") && log.contains("StartInstances=5/s"),
+        "the configured limits are logged:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

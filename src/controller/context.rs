@@ -1,5 +1,5 @@
-//! What every reconcile shares: the Kubernetes client, the event recorder, the ECS handle, the
-//! operator's own credentials, metrics, the ledger of observations, the write gate and the cache
+//! What every reconcile shares: the Kubernetes client, the event recorder, the ECS handle, the fleet
+//! gateway, the operator's own credentials, metrics, the ledger of observations, the write gate and the cache
 //! of referenced Secrets' metadata. Built once by [`crate::controller::Operator`].
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::{EcsInstancePower, EcsPowerSchedule};
 use crate::ecs::OperatorCredentials;
+use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 
 use super::Synced;
@@ -26,8 +27,12 @@ pub struct Context {
     pub client: Client,
     /// Publishes events on resources.
     pub recorder: Recorder,
-    /// The ECS calls (the ECS client in production, a fake in tests).
+    /// The ECS calls (the ECS client in production, a fake in tests). With a fleet gateway only
+    /// the single write calls (dry runs, `initLocalDisk`) go here; without one, every call.
     pub ecs: Arc<dyn EcsHandle>,
+    /// The fleet gateway: the observed-state cache, batched reads and writes, and the shared
+    /// rate limiters. `None` makes every reconcile call ECS directly (one resource at a time).
+    pub fleet: Option<Arc<Fleet>>,
     /// The operator's own credentials, for resources without `credentialsSecretRef`.
     pub operator_credentials: Option<OperatorCredentials>,
     /// Metrics.

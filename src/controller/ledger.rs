@@ -91,6 +91,20 @@ impl Ledger {
         }
     }
 
+    /// Whether `key` has an entry recorded with these same inputs: a reconcile then comes from the
+    /// schedule (or from news about the instance), not from a new resource, a new generation or
+    /// changed credentials.
+    pub fn scheduled(&self, key: &ObjectRef<EcsInstancePower>, inputs: &Inputs) -> bool {
+        self.lock()
+            .get(key)
+            .is_some_and(|entry| entry.inputs == *inputs)
+    }
+
+    /// Whether `key` has an entry.
+    pub fn has_entry(&self, key: &ObjectRef<EcsInstancePower>) -> bool {
+        self.lock().contains_key(key)
+    }
+
     /// Records an observation made with `inputs`; the next one is due at `due`.
     pub fn record(&self, key: ObjectRef<EcsInstancePower>, inputs: Inputs, due: Instant) {
         self.lock().insert(

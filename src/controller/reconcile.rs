@@ -1,9 +1,17 @@
 //! One reconcile of one `EcsInstancePower`, as a list of named steps:
 //!
 //! ```text
-//! due (ledger) → desired (schedule) → credentials → observe (ECS) → decide (pure) → act (ECS)
-//!              → report (pure) → write status → publish event → record (ledger)
+//! due (ledger) → desired (schedule) → credentials → collect (fleet) → observe (ECS)
+//!              → decide (pure) → act (ECS) → report (pure) → write status → publish event
+//!              → record (ledger)
 //! ```
+//!
+//! With the fleet gateway in the context, **collect** reports a write that finished since the last
+//! reconcile, **observe** reads the gateway's observed-state cache (or submits a batched read) and
+//! **act** submits a write intent to the gateway's batches. None of them holds the controller slot
+//! while a read, a write or a rate-limit token is outstanding: the reconcile returns and the
+//! gateway re-queues the resource when it is done. Without a gateway, observe and act call ECS
+//! directly.
 //!
 //! kube-runtime's `Controller` calls [`reconcile`] and, when a step fails (the Kubernetes API
 //! failed), [`error_policy`]. Each step is a small function; each failure has its own [`Error`]
@@ -27,9 +35,12 @@ use tracing::{debug, info, warn};
 
 use crate::api::{EcsInstancePower, EcsInstancePowerStatus};
 use crate::ecs::{
-    Credentials, EcsError, InstanceObservation, StartInstance, StopInstance, WriteOutcome,
+    Credentials, EcsError, InstanceObservation, StartInstance, StopInstance, StopOptions,
+    WriteOutcome,
 };
-use crate::vocabulary::condition;
+use crate::fleet::gateway::{self, Collected, FinishedWrite, WriteId, WriteRequest};
+use crate::fleet::{Fleet, Group, Lane, Need, Observed};
+use crate::vocabulary::{condition, reason};
 
 use super::context::Context;
 use super::credentials::{self, Problem};
@@ -72,8 +83,12 @@ impl Error {
 /// [`Error`] when the Kubernetes API fails; the controller retries through [`error_policy`].
 pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<Action, Error> {
     let pass = Pass::begin(&ctx, &obj)?;
+    let news = ctx.fleet.as_ref().is_some_and(|f| f.take_news(&pass.key));
     let credentials_changed = match ctx.ledger.check(&pass.key, &pass.inputs, pass.started) {
-        Due::Later(remaining) => return write_pending(&ctx, &obj, &pass.key, remaining).await,
+        Due::Later(remaining) if !news => {
+            return write_pending(&ctx, &obj, &pass.key, remaining).await;
+        }
+        Due::Later(_) => false,
         Due::Now {
             credentials_changed,
         } => credentials_changed,
@@ -97,9 +112,15 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         Ok(creds) => creds,
         Err(problem) => return finish(Happened::NoCredentials(problem)).await,
     };
-    let observed = match observe(&ctx, &obj, &creds).await {
-        Ok(observed) => observed,
-        Err(error) => return finish(Happened::ObserveFailed(error)).await,
+    match collect(&ctx, &obj, steer.desired) {
+        Collected::Nothing => {}
+        Collected::Wait => return Ok(pending(&ctx, &pass, &previous)),
+        Collected::Finished(write) => return finish(Happened::from_write(*write)).await,
+    }
+    let observed = match observe(&ctx, &obj, &pass, &creds, &previous).await {
+        Some(Ok(observed)) => observed,
+        Some(Err(error)) => return finish(Happened::ObserveFailed(error)).await,
+        None => return Ok(pending(&ctx, &pass, &previous)),
     };
     // No state to hold (unmanaged, or applied already with enforcement OnTransition): the observed
     // state is taken as desired, so decide makes no write call.
@@ -112,9 +133,11 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     }
     let plan = decide(&obj, desired, observed.as_ref(), prev, credentials_changed);
     let happened = match plan {
-        Plan::Write(call) => match act(&ctx, &obj, &creds, call).await {
-            Some(result) => Happened::Acted(observed, call, result),
-            None => return Ok(requeue_fenced(&ctx)),
+        Plan::Write(call) => match act(&ctx, &obj, &pass, &creds, call, &observed, &previous).await
+        {
+            Acted::Done(result) => Happened::Acted(observed, call, result, None),
+            Acted::Fenced => return Ok(requeue_fenced(&ctx)),
+            Acted::Pending => return Ok(pending(&ctx, &pass, &previous)),
         },
         plan => Happened::Planned(observed, plan),
     };
@@ -133,6 +156,9 @@ async fn finish(
 ) -> Result<Action, Error> {
     let mut report = report_step(ctx, obj, previous, steer.desired_now(), &happened);
     steer.apply(&mut report, previous, &happened);
+    if let Happened::Acted(_, _, _, Some(submitted)) = &happened {
+        hold_until_settled(&mut report, *submitted);
+    }
     log_report(&pass.key, &report);
     let due = pass.started + report.requeue;
     if report.status_changed && !write_status(ctx, obj, pass, due, &report.status).await? {
@@ -190,7 +216,7 @@ impl Steer {
         if !self.keep {
             let reached = matches!(
                 happened,
-                Happened::Planned(_, Plan::Ready) | Happened::Acted(_, _, Ok(_))
+                Happened::Planned(_, Plan::Ready) | Happened::Acted(_, _, Ok(_), _)
             );
             if let (Some(hold), true) = (self.hold, reached)
                 && schedule.applied_state.as_deref() != Some(hold.as_str())
@@ -226,6 +252,8 @@ fn observed_power(observed: &InstanceObservation) -> Option<desired::PowerState>
 /// depends on, and when it started (due times count from there).
 struct Pass {
     key: ObjectRef<EcsInstancePower>,
+    /// The status on the object as the reconcile got it.
+    status: Option<EcsInstancePowerStatus>,
     namespace: String,
     inputs: Inputs,
     started: Instant,
@@ -235,6 +263,7 @@ impl Pass {
     fn begin(ctx: &Context, obj: &EcsInstancePower) -> Result<Self, Error> {
         Ok(Pass {
             key: ObjectRef::from_obj(obj),
+            status: obj.status.clone(),
             namespace: obj.namespace().ok_or(Error::NoNamespace)?,
             inputs: ledger_inputs(ctx, obj),
             started: Instant::now(),
@@ -247,11 +276,30 @@ enum Happened {
     NoCredentials(Problem),
     ObserveFailed(EcsError),
     Planned(Option<InstanceObservation>, Plan),
+    /// The write call, what it answered, and for an ambiguous answer when it was submitted.
     Acted(
         Option<InstanceObservation>,
         WriteCall,
         Result<WriteOutcome, EcsError>,
+        Option<Instant>,
     ),
+}
+
+impl Happened {
+    fn from_write(write: FinishedWrite) -> Self {
+        let ambiguous = write.ambiguous.then_some(write.submitted);
+        Happened::Acted(write.observed, write.call, write.result, ambiguous)
+    }
+}
+
+/// What **act** did.
+enum Acted {
+    /// The call was made and answered (or failed).
+    Done(Result<WriteOutcome, EcsError>),
+    /// The write gate refused it.
+    Fenced,
+    /// Submitted to the gateway (or waiting for the account): the gateway re-queues the resource.
+    Pending,
 }
 
 /// **due**, its inputs: what an observation depends on.
@@ -304,6 +352,105 @@ fn previous_status(
         .unwrap_or_else(|| obj.status.clone().unwrap_or_default())
 }
 
+/// A read, a write or an account lookup is outstanding: nothing is reported or recorded (the next
+/// reconcile is due at once), the gateway re-queues the resource when it is done, and a long
+/// fallback requeue covers a lost trigger. A status a previous reconcile could not write is kept.
+fn pending(ctx: &Context, pass: &Pass, previous: &EcsInstancePowerStatus) -> Action {
+    if ctx.ledger.scheduled(&pass.key, &pass.inputs) && obj_status_differs(ctx, pass, previous) {
+        ctx.ledger.keep_unwritten(&pass.key, previous.clone());
+    }
+    ctx.metrics.reconciled("pending");
+    Action::requeue(ctx.resync.clamp(Duration::from_secs(1), PENDING_FALLBACK))
+}
+
+/// The longest a reconcile waiting for the gateway sleeps without a trigger.
+const PENDING_FALLBACK: Duration = Duration::from_secs(30);
+
+/// Whether `previous` came from the ledger (a status not yet written) rather than the object.
+fn obj_status_differs(ctx: &Context, pass: &Pass, previous: &EcsInstancePowerStatus) -> bool {
+    ctx.ledger.has_entry(&pass.key) && pass.status.as_ref() != Some(previous)
+}
+
+/// An ambiguous write (the instance may or may not have been acted on) is not sent again before a
+/// read taken at least [`decide::SETTLE`] after it shows the old state: its retry gate and the
+/// next reconcile are put at least that far out.
+fn hold_until_settled(report: &mut Report, submitted: Instant) {
+    let remaining = (submitted + decide::SETTLE).saturating_duration_since(Instant::now());
+    let settled = Timestamp::now()
+        + jiff::SignedDuration::try_from(remaining).unwrap_or(jiff::SignedDuration::ZERO);
+    if let Some(retry) = report.status.retry.as_mut()
+        && retry.next_attempt_time.0 < settled
+    {
+        retry.next_attempt_time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(settled);
+        report.status_changed = true;
+    }
+    report.requeue = report.requeue.max(remaining);
+}
+
+/// **collect**: a write submitted to the fleet gateway by an earlier reconcile of this resource.
+/// A queued write the desired state no longer leads to is cancelled (replaced); one in flight is
+/// waited for (a stop waits for the start's answer).
+fn collect(ctx: &Context, obj: &EcsInstancePower, desired: desired::PowerState) -> Collected {
+    let (Some(fleet), Some(uid)) = (&ctx.fleet, obj.metadata.uid.as_deref()) else {
+        return Collected::Nothing;
+    };
+    fleet.collect(uid, obj.metadata.generation, desired.toward())
+}
+
+/// The group of a resource's calls: a Secret's credentials (AccessKey ID and a hash of the whole
+/// set, so two Secrets with one key ID but different secrets never share a signed call), or the
+/// operator's identity (its keys rotate under RRSA, its group does not).
+fn group(obj: &EcsInstancePower, creds: &Credentials) -> Group {
+    Group {
+        identity: match obj.spec.credentials_secret_ref {
+            Some(_) => format!(
+                "{}#{}",
+                creds.access_key_id,
+                gateway::credentials_hash(creds)
+            ),
+            None => Group::OPERATOR.to_string(),
+        },
+        region: obj.spec.region_id.clone(),
+    }
+}
+
+/// Whether the previous status is a steady state, observed by the sweep: Ready, suspended or
+/// stalled.
+fn steady(previous: &EcsInstancePowerStatus) -> bool {
+    let is_true = |type_: &str| {
+        previous
+            .condition(type_)
+            .is_some_and(|c| c.status == condition::TRUE)
+    };
+    is_true(condition::READY)
+        || is_true(condition::STALLED)
+        || previous
+            .condition(condition::READY)
+            .is_some_and(|c| c.reason == reason::SUSPENDED)
+}
+
+/// How fresh an observation this reconcile needs: a new resource, a new generation or changed
+/// credentials read afresh in the user lane; a scheduled look at a steady resource takes the
+/// sweep's cache; anything in progress (a transition poll, a retry, a post-write check) reads
+/// afresh in the check lane.
+fn need(ctx: &Context, pass: &Pass, previous: &EcsInstancePowerStatus) -> Need {
+    if !ctx.ledger.scheduled(&pass.key, &pass.inputs) {
+        Need::Fresh {
+            after: pass.started,
+            lane: Lane::User,
+        }
+    } else if steady(previous) {
+        Need::Cached {
+            max_age: ctx.resync.saturating_mul(2),
+        }
+    } else {
+        Need::Fresh {
+            after: pass.started,
+            lane: Lane::Check,
+        }
+    }
+}
+
 /// **credentials**: which credentials sign this resource's calls.
 async fn resolve_credentials(
     ctx: &Context,
@@ -316,15 +463,33 @@ async fn resolve_credentials(
         .map_err(Error::ReadSecret)
 }
 
-/// **observe**: DescribeInstances for the resource's instance.
+/// **observe**: the resource's instance, from the fleet gateway (`None`: a read is on its way) or
+/// by DescribeInstances directly.
 async fn observe(
     ctx: &Context,
     obj: &EcsInstancePower,
+    pass: &Pass,
     creds: &Credentials,
-) -> Result<Option<InstanceObservation>, EcsError> {
-    ctx.ecs
-        .describe_instance(creds, &obj.spec.region_id, &obj.spec.instance_id)
-        .await
+    previous: &EcsInstancePowerStatus,
+) -> Option<Result<Option<InstanceObservation>, EcsError>> {
+    let Some(fleet) = &ctx.fleet else {
+        return Some(
+            ctx.ecs
+                .describe_instance(creds, &obj.spec.region_id, &obj.spec.instance_id)
+                .await,
+        );
+    };
+    let need = need(ctx, pass, previous);
+    match fleet.observe(
+        &pass.key,
+        &group(obj, creds),
+        creds,
+        &obj.spec.instance_id,
+        need,
+    ) {
+        Observed::Ready(read) => Some(read),
+        Observed::Pending => None,
+    }
 }
 
 /// **decide**: the pure plan, from the previous status read once.
@@ -346,19 +511,91 @@ fn decide(
     })
 }
 
-/// **act**: the write call of the plan, with the spec's options; `None` when the write gate
-/// refused it (nothing was sent).
+/// **act**: the write call of the plan, with the spec's options. Through the fleet gateway a
+/// write joins a batch (StartInstances / StopInstances) and the reconcile returns at once; a dry
+/// run or a start with `initLocalDisk` (which the batch calls cannot express), and every write when
+/// batching is off (`--ecs-batch-size 1`), is the single call, made with a user-lane token of the
+/// shared rate limiter.
 async fn act(
+    ctx: &Context,
+    obj: &EcsInstancePower,
+    pass: &Pass,
+    creds: &Credentials,
+    call: WriteCall,
+    observed: &Option<InstanceObservation>,
+    previous: &EcsInstancePowerStatus,
+) -> Acted {
+    if !ctx.gate_allows(Edge::Act) {
+        return Acted::Fenced;
+    }
+    let spec = &obj.spec;
+    let single = spec.dry_run
+        || (call == WriteCall::Start && spec.init_local_disk)
+        || ctx.fleet.as_ref().is_some_and(|f| !f.batches_writes());
+    let permit = match &ctx.fleet {
+        Some(fleet) if !single => {
+            let Some(uid) = obj.metadata.uid.clone() else {
+                return Acted::Done(single_call(ctx, obj, creds, call).await);
+            };
+            // A drift correction of a steady resource yields to users' changes.
+            let lane = if ctx.ledger.scheduled(&pass.key, &pass.inputs) && steady(previous) {
+                Lane::Background
+            } else {
+                Lane::User
+            };
+            fleet.submit_write(WriteRequest {
+                resource: pass.key.clone(),
+                id: WriteId {
+                    uid,
+                    generation: obj.metadata.generation,
+                    call,
+                },
+                group: group(obj, creds),
+                creds: creds.clone(),
+                instance_id: spec.instance_id.clone(),
+                stop: StopOptions {
+                    force_stop: spec.force_stop,
+                    stopped_mode: spec.stopped_mode,
+                },
+                observed: observed.clone(),
+                lane,
+            });
+            return Acted::Pending;
+        }
+        Some(fleet) => match single_permit(fleet, obj, pass, creds, call).await {
+            Some(permit) => Some(permit),
+            None => return Acted::Pending,
+        },
+        None => None,
+    };
+    let result = single_call(ctx, obj, creds, call).await;
+    if let (Some(permit), Some(fleet)) = (permit, &ctx.fleet) {
+        fleet.report_single(permit, &result);
+    }
+    Acted::Done(result)
+}
+
+async fn single_permit(
+    fleet: &Arc<Fleet>,
+    obj: &EcsInstancePower,
+    pass: &Pass,
+    creds: &Credentials,
+    call: WriteCall,
+) -> Option<crate::fleet::Permit<gateway::LimiterKey>> {
+    fleet
+        .single_permit(creds, &pass.key, &obj.spec.region_id, call)
+        .await
+}
+
+/// StartInstance / StopInstance for this resource's instance.
+async fn single_call(
     ctx: &Context,
     obj: &EcsInstancePower,
     creds: &Credentials,
     call: WriteCall,
-) -> Option<Result<WriteOutcome, EcsError>> {
-    if !ctx.gate_allows(Edge::Act) {
-        return None;
-    }
+) -> Result<WriteOutcome, EcsError> {
     let spec = &obj.spec;
-    let result = match call {
+    match call {
         WriteCall::Start => {
             let request = StartInstance {
                 instance_id: spec.instance_id.clone(),
@@ -380,8 +617,7 @@ async fn act(
                 .stop_instance(creds, &spec.region_id, &request)
                 .await
         }
-    };
-    Some(result)
+    }
 }
 
 /// **report**: the next status, event and requeue time. Its time is taken after the ECS calls, so
@@ -409,7 +645,7 @@ fn report_step(
             observed: observed.as_ref(),
             plan,
         },
-        Happened::Acted(observed, call, result) => Outcome::Acted {
+        Happened::Acted(observed, call, result, _) => Outcome::Acted {
             observed: observed.as_ref(),
             call: *call,
             result,

@@ -90,8 +90,10 @@ def test_operator_runs_the_run_subcommand_with_pod_identity_env():
     assert env["ECS_ENDPOINT_STYLE"]["value"] == "public"
     assert env["LOG_FORMAT"]["value"] == "json"
     assert env["RUST_LOG"]["value"] == "info"
+    assert env["ECS_BATCH_SIZE"]["value"] == "100"
     # Unset options are not passed at all, so the operator's own defaults apply.
     assert "WATCH_NAMESPACE" not in env and "ECS_ENDPOINT" not in env
+    assert "ECS_RATE_LIMITS" not in env
 
 
 def test_operator_values_map_to_their_env_twins():
@@ -104,9 +106,13 @@ def test_operator_values_map_to_their_env_twins():
                 "operator.maxConcurrentReconciles=3",
                 "operator.logFormat=text",
                 "operator.logLevel=debug",
+                "operator.ecsRateLimits={StartInstances=5/s,DescribeInstances=600/m}",
+                "operator.ecsBatchSize=50",
             )
         )
     )
+    assert env["ECS_RATE_LIMITS"]["value"] == "StartInstances=5/s,DescribeInstances=600/m"
+    assert env["ECS_BATCH_SIZE"]["value"] == "50"
     assert env["ECS_ENDPOINT"]["value"] == "http://ecs-proxy.internal:8080"
     assert env["ECS_ENDPOINT_STYLE"]["value"] == "vpc"
     assert env["RESYNC_INTERVAL"]["value"] == "90s"
@@ -413,6 +419,8 @@ BAD_VALUES = [
     ("operator.ecsEndpointStyle=private", "/operator/ecsEndpointStyle"),
     ("operator.resyncInterval=5min", "/operator/resyncInterval"),
     ("operator.maxConcurrentReconciles=0", "/operator/maxConcurrentReconciles"),
+    ("operator.ecsBatchSize=101", "/operator/ecsBatchSize"),
+    ("operator.ecsRateLimits={StartInstances=fast}", "/operator/ecsRateLimits"),
     ("operator.metricsPort=70000", "/operator/metricsPort"),
     ("operator.watchNamespace=Team_A", "/operator/watchNamespace"),
     ("operator.ecsEndpoint=ecs.example.com", "/operator/ecsEndpoint"),

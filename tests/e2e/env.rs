@@ -24,9 +24,27 @@ pub const OPERATOR_SECRET: &str = "e2e-operator-secret-5d4c3b2a";
 /// How long a test waits for the operator to converge (far beyond the scaled delays).
 pub const CONVERGE: Duration = Duration::from_secs(20);
 
+/// What a call answered for `instance`: the call's error code, else the instance's own code in
+/// a batch answer (`None` when it was accepted).
+pub fn code_for(call: &CallRecord, instance: &str) -> Option<String> {
+    if let Some(code) = &call.error_code {
+        return Some(code.clone());
+    }
+    call.instance_results
+        .iter()
+        .find(|r| r.instance_id == instance)
+        .filter(|r| r.code != "200")
+        .map(|r| r.code.clone())
+}
+
 /// The committed CRD, as users install it.
 pub fn crd_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/ecsinstancepowers.ecspower.dev.yaml")
+}
+
+/// The committed schedule CRD, as users install it.
+pub fn schedule_crd_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/ecspowerschedules.ecspower.dev.yaml")
 }
 
 /// A file of `examples/`.
@@ -82,13 +100,20 @@ impl Env {
             out.contains("ecsinstancepowers.ecspower.dev created"),
             "{out}"
         );
-        kubectl
-            .wait(
-                "crd/ecsinstancepowers.ecspower.dev",
-                "condition=Established",
-                Duration::from_secs(10),
-            )
-            .await;
+        let crd = schedule_crd_path();
+        let out = kubectl.ok(&["apply", "-f", crd.to_str().unwrap()]).await;
+        assert!(
+            out.contains("ecspowerschedules.ecspower.dev created"),
+            "{out}"
+        );
+        for crd in [
+            "crd/ecsinstancepowers.ecspower.dev",
+            "crd/ecspowerschedules.ecspower.dev",
+        ] {
+            kubectl
+                .wait(crd, "condition=Established", Duration::from_secs(10))
+                .await;
+        }
         Env {
             operators: Vec::new(),
             kubectl,
@@ -107,6 +132,15 @@ impl Env {
 
     /// [`Env::start_operator`] with this `--log-format`.
     pub async fn start_operator_logging(&mut self, log_format: &str) -> &mut Operator {
+        self.start_operator_with(log_format, &[]).await
+    }
+
+    /// [`Env::start_operator`] with this `--log-format` and more environment variables.
+    pub async fn start_operator_with(
+        &mut self,
+        log_format: &str,
+        env: &[(&str, &str)],
+    ) -> &mut Operator {
         let label = format!("operator-{}", self.operators.len() + 1);
         let endpoint = self.emulator.url();
         let operator = Operator::spawn(Launch {
@@ -116,6 +150,7 @@ impl Env {
             ecs_endpoint: &endpoint,
             access_key: (OPERATOR_AK, OPERATOR_SECRET),
             log_format,
+            env,
         });
         self.operators.push(operator);
         let current = self.operators.last_mut().unwrap();
@@ -209,6 +244,22 @@ impl Env {
         self.all_calls(instance)
             .into_iter()
             .filter(|c| c.action == action)
+            .collect()
+    }
+
+    /// Starts naming this instance, single (`StartInstance`) or batched (`StartInstances`).
+    pub fn starts(&self, instance: &str) -> Vec<CallRecord> {
+        self.all_calls(instance)
+            .into_iter()
+            .filter(|c| c.action == "StartInstance" || c.action == "StartInstances")
+            .collect()
+    }
+
+    /// Stops naming this instance, single (`StopInstance`) or batched (`StopInstances`).
+    pub fn stops(&self, instance: &str) -> Vec<CallRecord> {
+        self.all_calls(instance)
+            .into_iter()
+            .filter(|c| c.action == "StopInstance" || c.action == "StopInstances")
             .collect()
     }
 

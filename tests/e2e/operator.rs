@@ -28,6 +28,8 @@ pub struct Launch<'a> {
     pub log: PathBuf,
     /// `--log-format`: `text` or `json`.
     pub log_format: &'a str,
+    /// More environment variables (flags' env twins).
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 /// A running operator process; killed (SIGKILL) and reaped on drop.
@@ -65,6 +67,7 @@ impl Operator {
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", launch.access_key.1)
             .env("RUST_LOG", "info,ecs_power_operator=debug")
             .env("NO_COLOR", "1")
+            .envs(launch.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(stderr))

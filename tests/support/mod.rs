@@ -239,6 +239,23 @@ impl Harness {
             .collect()
     }
 
+    /// Starts of this instance, single (`StartInstance`) or batched (`StartInstances`): one entry
+    /// per write call that named it.
+    pub fn starts(&self, instance: &str) -> Vec<CallRecord> {
+        let mut calls = self.calls(instance, "StartInstance");
+        calls.extend(self.calls(instance, "StartInstances"));
+        calls.sort_by_key(|c| c.seq);
+        calls
+    }
+
+    /// Stops of this instance, single (`StopInstance`) or batched (`StopInstances`).
+    pub fn stops(&self, instance: &str) -> Vec<CallRecord> {
+        let mut calls = self.calls(instance, "StopInstance");
+        calls.extend(self.calls(instance, "StopInstances"));
+        calls.sort_by_key(|c| c.seq);
+        calls
+    }
+
     /// Write calls (start/stop/reboot) for this instance.
     pub fn writes(&self, instance: &str) -> Vec<CallRecord> {
         self.all_calls(instance)
