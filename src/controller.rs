@@ -195,7 +195,7 @@ impl Operator {
             schedule_writer,
             watcher(schedules, watcher::Config::default().any_semantic()).default_backoff(),
         )
-        .touched_objects();
+        .filter_map(|event| std::future::ready(changed_schedule(event)));
         let users_store = store.clone();
         let controller = controller.watches_stream(schedule_changes, move |schedule| {
             schedule_users(&users_store, &schedule)
@@ -316,6 +316,22 @@ fn on_secret_event(
 ) {
     if matches!(event, Ok(watcher::Event::InitDone)) {
         synced.secrets.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The schedule a watch event is about, deletions included (its users then report
+/// `ScheduleNotFound` at once); the markers of a relist carry none.
+fn changed_schedule(
+    event: Result<watcher::Event<EcsPowerSchedule>, watcher::Error>,
+) -> Option<Result<EcsPowerSchedule, watcher::Error>> {
+    match event {
+        Ok(
+            watcher::Event::Apply(schedule)
+            | watcher::Event::InitApply(schedule)
+            | watcher::Event::Delete(schedule),
+        ) => Some(Ok(schedule)),
+        Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+        Err(error) => Some(Err(error)),
     }
 }
 

@@ -122,8 +122,8 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         Some(Err(error)) => return finish(Happened::ObserveFailed(error)).await,
         None => return Ok(pending(&ctx, &pass, &previous)),
     };
-    // No state to hold (unmanaged, or applied already with enforcement OnTransition): the observed
-    // state is taken as desired, so decide makes no write call.
+    // No state to hold (unmanaged, or applied already with enforcement OnTransition): the state the
+    // instance is in or heading for is taken as desired, and no write call is made.
     let desired = resolution
         .hold
         .or_else(|| observed.as_ref().and_then(observed_power))
@@ -131,7 +131,10 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     if let Ok(mut now) = steer.desired_now.lock() {
         *now = desired;
     }
-    let plan = decide(&obj, desired, observed.as_ref(), prev, credentials_changed);
+    let mut plan = decide(&obj, desired, observed.as_ref(), prev, credentials_changed);
+    if resolution.hold.is_none() && matches!(plan, Plan::Write(_)) {
+        plan = Plan::Ready;
+    }
     let happened = match plan {
         Plan::Write(call) => match act(&ctx, &obj, &pass, &creds, call, &observed, &previous).await
         {
@@ -154,7 +157,9 @@ async fn finish(
     steer: &Steer,
     happened: Happened,
 ) -> Result<Action, Error> {
-    let mut report = report_step(ctx, obj, previous, steer.desired_now(), &happened);
+    let unmanaged = steer.unmanaged(obj);
+    let input = (steer.desired_now(), unmanaged.as_deref());
+    let mut report = report_step(ctx, obj, previous, input, &happened);
     steer.apply(&mut report, previous, &happened);
     if let Happened::Acted(_, _, _, Some(submitted)) = &happened {
         hold_until_settled(&mut report, *submitted);
@@ -201,6 +206,21 @@ impl Steer {
         }
     }
 
+    /// The `Ready` message when the schedule leaves the instance alone now (its effective state is
+    /// `Unmanaged`); `None` otherwise.
+    fn unmanaged(&self, obj: &EcsInstancePower) -> Option<String> {
+        let schedule = self.schedule.as_ref().filter(|_| !self.keep)?;
+        if schedule.effective_state.as_deref() != Some(crate::vocabulary::reason::UNMANAGED) {
+            return None;
+        }
+        let state = schedule.state.map_or("Unknown", |s| s.as_str());
+        Some(format!(
+            "EcsPowerSchedule {} says {state} now and its actions exclude that state: instance {} \
+             is left as it is",
+            schedule.name, obj.spec.instance_id
+        ))
+    }
+
     /// The desired state the report describes (the observed one when there is nothing to hold).
     fn desired_now(&self) -> desired::PowerState {
         self.desired_now.lock().map_or(self.desired, |d| *d)
@@ -239,11 +259,12 @@ impl Steer {
     }
 }
 
-/// The power state an observed instance is in, when it is in one.
+/// The power state an observed instance is in or heading for, when it has one.
 fn observed_power(observed: &InstanceObservation) -> Option<desired::PowerState> {
+    use crate::ecs::InstanceStatus;
     match observed.status {
-        crate::ecs::InstanceStatus::Running => Some(desired::PowerState::Running),
-        crate::ecs::InstanceStatus::Stopped => Some(desired::PowerState::Stopped),
+        InstanceStatus::Running | InstanceStatus::Starting => Some(desired::PowerState::Running),
+        InstanceStatus::Stopped | InstanceStatus::Stopping => Some(desired::PowerState::Stopped),
         _ => None,
     }
 }
@@ -626,7 +647,7 @@ fn report_step(
     ctx: &Context,
     obj: &EcsInstancePower,
     previous: &EcsInstancePowerStatus,
-    desired: desired::PowerState,
+    (desired, unmanaged): (desired::PowerState, Option<&str>),
     happened: &Happened,
 ) -> Report {
     let input = report::Input {
@@ -637,6 +658,7 @@ fn report_step(
         now: Timestamp::now(),
         resync: ctx.resync,
         time_scale: ctx.time_scale,
+        unmanaged,
     };
     let outcome = match happened {
         Happened::NoCredentials(problem) => Outcome::NoCredentials(problem),
