@@ -33,6 +33,7 @@ pub mod ledger;
 pub mod reconcile;
 pub mod report;
 pub mod retry;
+pub mod schedule_status;
 pub mod status;
 pub mod view;
 
@@ -84,6 +85,8 @@ pub struct Operator {
     concurrency: u16,
     synced: Arc<Synced>,
     fleet: Arc<Fleet>,
+    /// The resources' cache, for the schedules' `status.instances`.
+    resources: Store<EcsInstancePower>,
 }
 
 /// Readiness: both watches (resources, Secret metadata) have received their first list.
@@ -222,6 +225,7 @@ impl Operator {
             concurrency: settings.concurrency,
             synced,
             fleet,
+            resources: store,
         }
     }
 
@@ -245,6 +249,10 @@ impl Operator {
         let config = controller::Config::default().concurrency(self.concurrency);
         info!(concurrency = self.concurrency, "controller started");
         let fleet = self.fleet.clone();
+        let schedule_status = tokio::spawn(schedule_status::run(
+            self.context.clone(),
+            self.resources.clone(),
+        ));
         let gauges = tokio::spawn({
             let fleet = fleet.clone();
             async move {
@@ -279,6 +287,7 @@ impl Operator {
             })
             .await;
         gauges.abort();
+        schedule_status.abort();
         fleet.shutdown();
         info!("controller stopped");
     }
