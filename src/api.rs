@@ -1,4 +1,5 @@
-//! The `EcsInstancePower` custom resource: the API contract users write and read.
+//! The custom resources: `EcsInstancePower` (here) and `EcsPowerSchedule` (the `schedule`
+//! submodule), the API contract users write and read.
 //!
 //! Everything here is data: the spec users declare, the status the controller reports, and the CRD
 //! generated from both. Doc comments on fields become `kubectl explain` text, so they are written for
@@ -16,6 +17,8 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod schedule;
+
 pub use crate::ecs::StoppedMode;
 /// Condition type: the instance is in the desired state.
 pub use crate::vocabulary::condition::READY as CONDITION_READY;
@@ -23,6 +26,7 @@ pub use crate::vocabulary::condition::READY as CONDITION_READY;
 pub use crate::vocabulary::condition::RECONCILING as CONDITION_RECONCILING;
 /// Condition type: progress needs someone to act.
 pub use crate::vocabulary::condition::STALLED as CONDITION_STALLED;
+pub use schedule::*;
 
 /// Keeps one Alibaba Cloud ECS instance in the declared power state.
 ///
@@ -46,6 +50,12 @@ pub use crate::vocabulary::condition::STALLED as CONDITION_STALLED;
     printcolumn(name = "Instance", type_ = "string", json_path = ".spec.instanceId"),
     printcolumn(name = "Desired", type_ = "string", json_path = ".spec.desiredState"),
     printcolumn(
+        name = "Target",
+        type_ = "string",
+        json_path = ".status.schedule.effectiveState",
+        priority = 1
+    ),
+    printcolumn(
         name = "Actual",
         type_ = "string",
         json_path = ".status.instanceStatus"
@@ -64,8 +74,16 @@ pub use crate::vocabulary::condition::STALLED as CONDITION_STALLED;
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Next",
+        type_ = "date",
+        json_path = ".status.schedule.nextTransition.time",
+        priority = 1
     )
 )]
+#[x_kube(validation = Rule::new("(has(self.desiredState) && self.desiredState == 'Scheduled') == has(self.scheduleRef)").message("scheduleRef is required with desiredState Scheduled and forbidden otherwise"))]
+#[x_kube(validation = Rule::new("!has(self.scheduleOverride) || has(self.scheduleRef)").message("scheduleOverride needs scheduleRef"))]
 #[serde(rename_all = "camelCase")]
 pub struct EcsInstancePowerSpec {
     /// ID of the ECS instance to manage, for example `i-bp67acfmxazb4p3zh9lg`. Immutable: to manage
@@ -79,9 +97,21 @@ pub struct EcsInstancePowerSpec {
     #[schemars(pattern(r"^[a-z]{2}(-[a-z0-9]+)+$"))]
     pub region_id: String,
 
-    /// The power state to hold: `Running` (default) or `Stopped`.
+    /// The power state to hold: `Running` (default), `Stopped`, or `Scheduled` to follow the
+    /// EcsPowerSchedule named by `scheduleRef`.
     #[serde(default)]
     pub desired_state: DesiredState,
+
+    /// The EcsPowerSchedule (same namespace) whose state to hold. Required with desiredState
+    /// Scheduled, forbidden otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_ref: Option<ScheduleReference>,
+
+    /// A temporary override of the schedule for this instance: hold `state` until `until`, or,
+    /// without `until`, until the next scheduled transition after the operator first saw it. Needs
+    /// scheduleRef.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_override: Option<ScheduleOverride>,
 
     /// Passed to StartInstance as `InitLocalDisk`: reinitialise (WIPE) the local disks when starting.
     /// Only meaningful for local-disk instance families (d1, i1, i2, …). Default false.
@@ -130,6 +160,31 @@ pub enum DesiredState {
     Running,
     /// The instance should be stopped (StopInstance when it is Running).
     Stopped,
+    /// The instance follows the EcsPowerSchedule named by `scheduleRef`.
+    Scheduled,
+}
+
+/// A reference to an EcsPowerSchedule in the resource's own namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ScheduleReference {
+    /// Name of the EcsPowerSchedule (same namespace as this resource).
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// A temporary override of the schedule.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleOverride {
+    /// The state to hold while the override lasts: `Running` or `Stopped`.
+    pub state: ScheduledState,
+    /// When the override ends (RFC 3339). Without it, the override ends at the next scheduled
+    /// transition after the operator first saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Time>,
+    /// Why, for people (shown in events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub reason: Option<String>,
 }
 
 /// `spec.stoppedMode` in JSON and in the schema: the ECS type [`StoppedMode`] spelled as ECS spells
@@ -224,6 +279,62 @@ pub struct EcsInstancePowerStatus {
     /// The retry schedule while the operator backs off after an error; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryStatus>,
+
+    /// The schedule as applied to this instance (desiredState Scheduled only). Rewritten only at
+    /// transitions, not at every observation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<InstanceScheduleStatus>,
+}
+
+/// The schedule as applied to one instance.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceScheduleStatus {
+    /// The EcsPowerSchedule followed.
+    pub name: String,
+    /// The schedule's `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The schedule's state now: `Running` or `Stopped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ScheduledState>,
+    /// The state the operator holds: `Running`, `Stopped`, or `Unmanaged` when the schedule's
+    /// actions exclude the scheduled state (StopOnly while Running, StartOnly while Stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_state: Option<String>,
+    /// What decides the effective state: `Window`, `Default`, `Holiday`, `Exception` or `Override`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ScheduleSource>,
+    /// When the schedule's current state began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+    /// The next scheduled change of state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_transition: Option<NextTransition>,
+    /// The override as the operator resolved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "override")]
+    pub override_status: Option<OverrideStatus>,
+    /// The state the operator last enforced (with enforcement OnTransition it acts only when the
+    /// effective state differs from this one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_state: Option<String>,
+    /// When the operator last enforced a state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_time: Option<Time>,
+}
+
+/// An override as the operator resolved it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct OverrideStatus {
+    /// The state it holds.
+    pub state: ScheduledState,
+    /// When it ends (from spec.scheduleOverride.until, or the next scheduled transition when the
+    /// override was first seen); absent when no transition is due within a year.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Time>,
+    /// Whether it holds now.
+    pub active: bool,
 }
 
 /// A write call that ECS accepted.
@@ -294,13 +405,43 @@ impl EcsInstancePowerStatus {
     }
 }
 
-/// The CRD as YAML, exactly what `ecs-power-operator crd` prints and `crds/` holds.
+/// The `EcsInstancePower` CRD as YAML, exactly what `crds/ecsinstancepowers.ecspower.dev.yaml`
+/// holds (and `ecs-power-operator crd --name ecsinstancepowers.ecspower.dev` prints).
 ///
 /// # Errors
 ///
 /// When the generated CRD cannot be serialised as YAML (a bug).
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     serde_yaml::to_string(&EcsInstancePower::crd())
+}
+
+/// Every CRD of the operator: its name (also its file name in `crds/`, with `.yaml`) and its
+/// YAML, in a fixed order.
+///
+/// # Errors
+///
+/// When a generated CRD cannot be serialised as YAML (a bug).
+pub fn crds_yaml() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+    [EcsInstancePower::crd(), EcsPowerSchedule::crd()]
+        .into_iter()
+        .map(|crd| {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            Ok((name, serde_yaml::to_string(&crd)?))
+        })
+        .collect()
+}
+
+/// What `ecs-power-operator crd` prints: every CRD, as one YAML stream (`---` between documents).
+///
+/// # Errors
+///
+/// When a generated CRD cannot be serialised as YAML (a bug).
+pub fn all_crds_yaml() -> Result<String, serde_yaml::Error> {
+    Ok(crds_yaml()?
+        .into_iter()
+        .map(|(_, yaml)| yaml)
+        .collect::<Vec<_>>()
+        .join("---\n"))
 }
 
 #[cfg(test)]
@@ -315,7 +456,15 @@ mod tests {
             crd_yaml().unwrap(),
             committed,
             "crds/ecsinstancepowers.ecspower.dev.yaml is stale: regenerate it with \
-             `cargo run -- crd > crds/ecsinstancepowers.ecspower.dev.yaml`"
+             `cargo run -- crd --name ecsinstancepowers.ecspower.dev > crds/ecsinstancepowers.ecspower.dev.yaml`"
+        );
+        let committed = include_str!("../crds/ecspowerschedules.ecspower.dev.yaml");
+        let generated = crds_yaml().unwrap();
+        assert_eq!(generated[1].0, "ecspowerschedules.ecspower.dev");
+        assert_eq!(
+            generated[1].1, committed,
+            "crds/ecspowerschedules.ecspower.dev.yaml is stale: regenerate it with \
+             `cargo run -- crd --name ecspowerschedules.ecspower.dev > crds/ecspowerschedules.ecspower.dev.yaml`"
         );
     }
 
@@ -342,7 +491,20 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["Instance", "Desired", "Actual", "Ready", "Reason", "Age"]
+            [
+                "Instance", "Desired", "Target", "Actual", "Ready", "Reason", "Age", "Next"
+            ]
+        );
+        let next = version
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .last()
+            .unwrap();
+        assert_eq!(
+            next.priority,
+            Some(1),
+            "the next transition shows at -o wide only"
         );
         let schema = serde_json::to_value(version.schema.as_ref().unwrap()).unwrap();
         let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
@@ -357,7 +519,18 @@ mod tests {
         assert_eq!(spec["properties"]["desiredState"]["default"], "Running");
         assert_eq!(
             spec["properties"]["desiredState"]["enum"],
-            serde_json::json!(["Running", "Stopped"])
+            serde_json::json!(["Running", "Stopped", "Scheduled"])
+        );
+        let rules: Vec<&str> = spec["x-kubernetes-validations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["rule"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            rules.len(),
+            2,
+            "scheduleRef with Scheduled, scheduleOverride with scheduleRef"
         );
         assert_eq!(
             spec["properties"]["stoppedMode"]["enum"],
@@ -369,6 +542,8 @@ mod tests {
             "desiredState",
             "dryRun",
             "suspend",
+            "scheduleRef",
+            "scheduleOverride",
         ] {
             let description = spec["properties"][field]["description"]
                 .as_str()

@@ -1,5 +1,5 @@
-//! Command line of the `ecs-power-operator` binary: the subcommands `run` (the default), `crd` and
-//! `sandbox`, and the flags of `run` with their environment twins. Parsing and validation only
+//! Command line of the `ecs-power-operator` binary: the subcommands `run` (the default), `crd`,
+//! `schedule preview` and `sandbox`, and the flags of `run` with their environment twins. Parsing and validation only
 //! (durations, addresses, the ECS endpoint through `Endpoint::from_options`); `main.rs` picks the
 //! subcommand and [`crate::run`] assembles the process from the parsed values.
 
@@ -27,12 +27,63 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator against the cluster of the current kubeconfig / in-cluster config (default).
     Run(RunArgs),
-    /// Print the `CustomResourceDefinition` YAML.
-    Crd,
+    /// Print the `CustomResourceDefinitions` as one YAML stream (`--name` for one of them).
+    Crd(CrdArgs),
+    /// Work with `EcsPowerSchedule` manifests without a cluster.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Try it without a cluster or a cloud account: an in-memory Kubernetes API server, a local
     /// ECS endpoint with a few instances, and the operator, in one process.
     #[cfg(feature = "sandbox")]
     Sandbox(crate::sandbox::SandboxArgs),
+}
+
+/// Flags of `crd`.
+#[derive(Debug, Clone, Args)]
+pub struct CrdArgs {
+    /// Print only this CRD, for example `ecspowerschedules.ecspower.dev` (its file name in crds/).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `schedule` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ScheduleCommand {
+    /// Print every transition of an EcsPowerSchedule manifest between two instants (`from <= t <
+    /// until`), evaluated exactly as the operator evaluates it. Exits 2 when the schedule is invalid.
+    Preview(PreviewArgs),
+}
+
+/// Flags of `schedule preview`.
+#[derive(Debug, Clone, Args)]
+pub struct PreviewArgs {
+    /// The EcsPowerSchedule manifest (YAML).
+    #[arg(long)]
+    pub file: std::path::PathBuf,
+    /// The first instant (RFC 3339), inclusive.
+    #[arg(long, value_parser = parse_timestamp)]
+    pub from: jiff::Timestamp,
+    /// The last instant (RFC 3339), exclusive.
+    #[arg(long, value_parser = parse_timestamp)]
+    pub until: jiff::Timestamp,
+    /// `table` (default: UTC and local time) or `json` (one object a line).
+    #[arg(long, value_enum, default_value_t = PreviewOutput::Table)]
+    pub output: PreviewOutput,
+}
+
+/// Output format of `schedule preview`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PreviewOutput {
+    /// A table with the UTC and the local time.
+    Table,
+    /// One JSON object a line: `{"time":…,"state":…,"source":…}`.
+    Json,
+}
+
+/// An RFC 3339 instant.
+fn parse_timestamp(text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse()
+        .map_err(|e| format!("{text:?} is not an RFC 3339 instant: {e}"))
 }
 
 /// Flags of the operator itself.

@@ -1,9 +1,11 @@
 //! The controller: kube-runtime's `Controller` over `EcsInstancePower`, plus a watch on Secrets'
-//! metadata so that creating or fixing a referenced Secret re-queues the resources that use it.
+//! metadata so that creating or fixing a referenced Secret re-queues the resources that use it, and
+//! a watch on `EcsPowerSchedule`s that does the same for the resources that follow a schedule.
 //!
 //! ```text
 //! watch EcsInstancePower ─┐
-//! watch Secret metadata ──┴─► Controller ─► reconcile: due (ledger) → credentials → observe (ECS)
+//! watch Secret metadata ──┤
+//! watch EcsPowerSchedule ─┴─► Controller ─► reconcile: due (ledger) → credentials → observe (ECS)
 //!                               → desired → decide (pure) → act (ECS) → report (pure)
 //!                               → write status → publish event
 //! ```
@@ -31,6 +33,7 @@ pub mod ledger;
 pub mod reconcile;
 pub mod report;
 pub mod retry;
+pub mod schedule_status;
 pub mod status;
 pub mod view;
 
@@ -48,7 +51,7 @@ use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, info, warn};
 
-use crate::api::EcsInstancePower;
+use crate::api::{EcsInstancePower, EcsPowerSchedule};
 use crate::ecs::{EcsClient, OperatorCredentials};
 use crate::fleet::{Fleet, FleetConfig, RateLimits};
 use crate::metrics::Metrics;
@@ -82,6 +85,8 @@ pub struct Operator {
     concurrency: u16,
     synced: Arc<Synced>,
     fleet: Arc<Fleet>,
+    /// The resources' cache, for the schedules' `status.instances`.
+    resources: Store<EcsInstancePower>,
 }
 
 /// Readiness: both watches (resources, Secret metadata) have received their first list.
@@ -184,6 +189,21 @@ impl Operator {
             secret_users(&users_store, &secret)
         });
 
+        let schedules: Api<EcsPowerSchedule> = match &settings.watch_namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let (schedule_store, schedule_writer) = reflector::store();
+        let schedule_changes = reflector::reflector(
+            schedule_writer,
+            watcher(schedules, watcher::Config::default().any_semantic()).default_backoff(),
+        )
+        .filter_map(|event| std::future::ready(changed_schedule(event)));
+        let users_store = store.clone();
+        let controller = controller.watches_stream(schedule_changes, move |schedule| {
+            schedule_users(&users_store, &schedule)
+        });
+
         let context = Arc::new(Context {
             recorder: Recorder::new(client.clone(), settings.reporter),
             client,
@@ -194,6 +214,7 @@ impl Operator {
             ledger,
             gate: Arc::new(gate::WriteGate::default()),
             secrets: secret_store,
+            schedules: schedule_store,
             synced: synced.clone(),
             resync: settings.resync,
             time_scale: settings.time_scale,
@@ -204,6 +225,7 @@ impl Operator {
             concurrency: settings.concurrency,
             synced,
             fleet,
+            resources: store,
         }
     }
 
@@ -248,6 +270,10 @@ impl Operator {
         let config = controller::Config::default().concurrency(self.concurrency);
         info!(concurrency = self.concurrency, "controller started");
         let fleet = self.fleet.clone();
+        let schedule_status = tokio::spawn(schedule_status::run(
+            self.context.clone(),
+            self.resources.clone(),
+        ));
         let gauges = tokio::spawn({
             let fleet = fleet.clone();
             async move {
@@ -282,6 +308,7 @@ impl Operator {
             })
             .await;
         gauges.abort();
+        schedule_status.abort();
         fleet.shutdown();
         info!("controller stopped");
     }
@@ -320,6 +347,45 @@ fn on_secret_event(
     if matches!(event, Ok(watcher::Event::InitDone)) {
         synced.secrets.store(true, Ordering::Relaxed);
     }
+}
+
+/// The schedule a watch event is about, deletions included (its users then report
+/// `ScheduleNotFound` at once); the markers of a relist carry none.
+fn changed_schedule(
+    event: Result<watcher::Event<EcsPowerSchedule>, watcher::Error>,
+) -> Option<Result<EcsPowerSchedule, watcher::Error>> {
+    match event {
+        Ok(
+            watcher::Event::Apply(schedule)
+            | watcher::Event::InitApply(schedule)
+            | watcher::Event::Delete(schedule),
+        ) => Some(Ok(schedule)),
+        Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+        Err(error) => Some(Err(error)),
+    }
+}
+
+/// The resources in the cache whose `scheduleRef` names this schedule (same namespace): a change
+/// of the schedule (created, fixed, edited) re-queues them.
+fn schedule_users(
+    store: &Store<EcsInstancePower>,
+    schedule: &EcsPowerSchedule,
+) -> Vec<ObjectRef<EcsInstancePower>> {
+    let namespace = schedule.namespace();
+    let name = schedule.name_any();
+    let users: Vec<ObjectRef<EcsInstancePower>> = store
+        .state()
+        .iter()
+        .filter(|r| {
+            r.namespace() == namespace
+                && r.spec.schedule_ref.as_ref().is_some_and(|s| s.name == name)
+        })
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect();
+    if !users.is_empty() {
+        debug!(schedule = %name, resources = users.len(), "schedule changed; re-queueing");
+    }
+    users
 }
 
 /// The resources in the cache whose `credentialsSecretRef` names this Secret (same namespace): a

@@ -8,6 +8,7 @@
 //!   the coalescing batcher.
 //! - [`leadership`]: leader election on a Lease, which opens and closes the controller's write
 //!   gate.
+//! - [`power_schedule`]: power schedules evaluated (pure): state, since, next transitions.
 //! - [`metrics`], [`server`], [`telemetry`]: what operators of the operator look at.
 //! - [`vocabulary`]: condition types, reasons, ECS action names and lock reasons, defined once.
 //! - [`cli`] and [`run`]: the binary's command line and process assembly; `sandbox` (feature
@@ -20,6 +21,7 @@ pub mod ecs;
 pub mod fleet;
 pub mod leadership;
 pub mod metrics;
+pub mod power_schedule;
 pub mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

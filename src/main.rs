@@ -1,28 +1,77 @@
-//! The `ecs-power-operator` binary: `run` (default), `crd`, `sandbox`.
+//! The `ecs-power-operator` binary: `run` (default), `crd`, `schedule preview`, `sandbox`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use ecs_power_operator::cli::{Cli, Command};
-use ecs_power_operator::{api, run, telemetry};
+use ecs_power_operator::cli::{Cli, Command, CrdArgs, PreviewArgs, ScheduleCommand};
+use ecs_power_operator::{api, power_schedule, run, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Crd) => match api::crd_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: cannot render the CRD: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Some(Command::Crd(args)) => crd(&args),
+        Some(Command::Schedule(ScheduleCommand::Preview(args))) => preview(&args),
         Some(Command::Run(args)) => operate(args),
         #[cfg(feature = "sandbox")]
         Some(Command::Sandbox(args)) => sandbox(args, cli.run.log_format),
         None => operate(cli.run),
+    }
+}
+
+/// `crd`: every CRD as one YAML stream, or the one `--name` names.
+fn crd(args: &CrdArgs) -> ExitCode {
+    let rendered = match &args.name {
+        None => api::all_crds_yaml(),
+        Some(name) => api::crds_yaml().map(|all| {
+            all.into_iter()
+                .find(|(n, _)| n == name || format!("{n}.yaml") == *name)
+                .map(|(_, yaml)| yaml)
+                .unwrap_or_default()
+        }),
+    };
+    match rendered {
+        Ok(yaml) if !yaml.is_empty() => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            let names: Vec<String> = api::crds_yaml()
+                .map(|all| all.into_iter().map(|(n, _)| n).collect())
+                .unwrap_or_default();
+            eprintln!(
+                "error: no CRD named {:?}; known: {}",
+                args.name.as_deref().unwrap_or_default(),
+                names.join(", ")
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: cannot render the CRD: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `schedule preview`: exit 0 with the transitions, 1 when the file cannot be read, 2 when the
+/// schedule is invalid.
+fn preview(args: &PreviewArgs) -> ExitCode {
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", args.file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = args.output == ecs_power_operator::cli::PreviewOutput::Json;
+    match power_schedule::preview::run(&text, args.from, args.until, json) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 

@@ -202,17 +202,20 @@ pub async fn client(sandbox: &Sandbox) -> anyhow::Result<Client> {
 /// When the API server refuses the CRD or does not establish it within 10 s.
 pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    api.create(&PostParams::default(), &EcsInstancePower::crd())
-        .await
-        .context("cannot install the CRD")?;
-    let established = kube::runtime::wait::await_condition(
-        api,
-        "ecsinstancepowers.ecspower.dev",
-        kube::runtime::wait::conditions::is_crd_established(),
-    );
-    tokio::time::timeout(Duration::from_secs(10), established)
-        .await
-        .context("the CRD did not become established within 10 s")??;
+    for crd in [EcsInstancePower::crd(), crate::api::EcsPowerSchedule::crd()] {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.create(&PostParams::default(), &crd)
+            .await
+            .with_context(|| format!("cannot install the CRD {name}"))?;
+        let established = kube::runtime::wait::await_condition(
+            api.clone(),
+            &name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        tokio::time::timeout(Duration::from_secs(10), established)
+            .await
+            .with_context(|| format!("the CRD {name} did not become established within 10 s"))??;
+    }
     Ok(())
 }
 

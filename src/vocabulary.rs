@@ -101,6 +101,35 @@ pub mod reason {
     pub const SUSPENDED: &str = "Suspended";
     /// Ready=True when ECS approved a dry-run call.
     pub const DRY_RUN_SUCCEEDED: &str = "DryRunSucceeded";
+    /// The EcsPowerSchedule named by `scheduleRef` does not exist.
+    pub const SCHEDULE_NOT_FOUND: &str = "ScheduleNotFound";
+    /// The EcsPowerSchedule named by `scheduleRef` is invalid (its own Ready condition says why).
+    pub const SCHEDULE_INVALID: &str = "ScheduleInvalid";
+    /// Ready=True: the schedule's `actions` exclude the state it names now, so the operator leaves
+    /// the instance alone (`StopOnly` while Running, `StartOnly` while Stopped).
+    pub const UNMANAGED: &str = "Unmanaged";
+    /// Schedule Ready=True: the schedule is valid.
+    pub const VALID: &str = "Valid";
+    /// Schedule Ready=False: the time zone is not a known IANA name.
+    pub const INVALID_TIME_ZONE: &str = "InvalidTimeZone";
+    /// Schedule Ready=False: a window, holiday or exception is malformed, or not exactly one window
+    /// list is set.
+    pub const INVALID_WINDOW: &str = "InvalidWindow";
+    /// Schedule Ready=False: exceptions with different states overlap.
+    pub const OVERLAPPING_EXCEPTIONS: &str = "OverlappingExceptions";
+}
+
+/// Event reasons of schedules that are not condition reasons.
+pub mod schedule_event {
+    /// The effective scheduled state of an instance changed.
+    pub const SCHEDULE_TRANSITION: &str = "ScheduleTransition";
+    /// An instance's `scheduleOverride` began to hold.
+    pub const OVERRIDE_STARTED: &str = "OverrideStarted";
+    /// An instance's `scheduleOverride` ended.
+    pub const OVERRIDE_EXPIRED: &str = "OverrideExpired";
+    /// A transition was acted on late (after operator downtime): the instance caught up with the
+    /// state at that moment, without replaying the missed windows.
+    pub const TRANSITION_LATE: &str = "TransitionLate";
 }
 
 /// ECS action names, and the operator's own actions in events.

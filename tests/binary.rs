@@ -12,11 +12,97 @@ use kube_sandbox::Sandbox;
 const BIN: &str = env!("CARGO_BIN_EXE_ecs-power-operator");
 
 #[test]
-fn crd_prints_the_committed_file() {
+fn crd_prints_the_committed_files() {
+    let files = [
+        "ecsinstancepowers.ecspower.dev",
+        "ecspowerschedules.ecspower.dev",
+    ];
+    let committed: Vec<String> = files
+        .iter()
+        .map(|name| std::fs::read_to_string(format!("crds/{name}.yaml")).unwrap())
+        .collect();
+    // `crd`: both, as one YAML stream (for `kubectl apply -f -`).
     let out = Command::new(BIN).arg("crd").output().unwrap();
     assert!(out.status.success());
-    let committed = std::fs::read_to_string("crds/ecsinstancepowers.ecspower.dev.yaml").unwrap();
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        committed.join("---\n")
+    );
+    // `crd --name NAME`: exactly its committed file.
+    for (name, file) in files.iter().zip(&committed) {
+        let out = Command::new(BIN)
+            .args(["crd", "--name", name])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(&String::from_utf8(out.stdout).unwrap(), file, "{name}");
+    }
+    let out = Command::new(BIN)
+        .args(["crd", "--name", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn schedule_preview_prints_the_dst_instants_and_exits_2_on_an_invalid_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("schedule.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: ecspower.dev/v1alpha1\nkind: EcsPowerSchedule\nmetadata: {name: dst}\n\
+         spec:\n  timeZone: Europe/Berlin\n  runningWindows:\n\
+         \x20 - {days: [Sun], start: \"02:30\", end: \"05:00\"}\n",
+    )
+    .unwrap();
+    let preview = |from: &str, until: &str, json: bool| {
+        let mut args = vec![
+            "schedule",
+            "preview",
+            "--file",
+            file.to_str().unwrap(),
+            "--from",
+            from,
+            "--until",
+            until,
+        ];
+        if json {
+            args.extend(["--output", "json"]);
+        }
+        Command::new(BIN).args(&args).output().unwrap()
+    };
+    let out = preview("2026-03-29T00:00:00Z", "2026-03-30T00:00:00Z", true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "{\"time\":\"2026-03-29T01:00:00Z\",\"state\":\"Running\",\"source\":\"Window\"}\n\
+         {\"time\":\"2026-03-29T03:00:00Z\",\"state\":\"Stopped\",\"source\":\"Default\"}\n"
+    );
+    // The fall-back Sunday: 02:30 is its first occurrence, 00:30Z; `until` is exclusive.
+    let out = preview("2026-10-25T00:00:00Z", "2026-10-25T04:00:00Z", true);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "{\"time\":\"2026-10-25T00:30:00Z\",\"state\":\"Running\",\"source\":\"Window\"}\n"
+    );
+    // The table shows the local time too.
+    let out = preview("2026-03-29T00:00:00Z", "2026-03-30T00:00:00Z", false);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("2026-03-29 03:00 +02:00"), "{table}");
+    assert!(table.starts_with("TIME (UTC)"), "{table}");
+    // An invalid time zone: exit 2 with the reason the controller reports.
+    std::fs::write(
+        &file,
+        "apiVersion: ecspower.dev/v1alpha1\nkind: EcsPowerSchedule\nmetadata: {name: bad}\n\
+         spec:\n  timeZone: Mars/Olympus\n  runningWindows: []\n",
+    )
+    .unwrap();
+    let out = preview("2026-03-29T00:00:00Z", "2026-03-30T00:00:00Z", false);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidTimeZone"));
 }
 
 #[test]

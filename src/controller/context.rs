@@ -11,7 +11,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::api::EcsInstancePower;
+use crate::api::{EcsInstancePower, EcsPowerSchedule};
 use crate::ecs::OperatorCredentials;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
@@ -41,6 +41,8 @@ pub struct Context {
     pub ledger: Arc<Ledger>,
     /// Metadata of Secrets (no data), to notice changes of referenced ones.
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// EcsPowerSchedules, for resources with desiredState Scheduled.
+    pub schedules: Store<EcsPowerSchedule>,
     /// Side effects pass here first.
     pub gate: Arc<WriteGate>,
     /// Whether the watches have synced.
@@ -71,6 +73,26 @@ impl Context {
     /// Whether this replica may call ECS at all (a follower may not, not even to read).
     pub fn may_call_ecs(&self) -> bool {
         self.gate.is_open()
+    }
+
+    /// The EcsPowerSchedule `obj` references, from the cache (`None` without a reference or when it
+    /// does not exist).
+    pub fn schedule(&self, obj: &EcsInstancePower) -> Option<Arc<EcsPowerSchedule>> {
+        let reference = obj.spec.schedule_ref.as_ref()?;
+        let key = ObjectRef::new(&reference.name)
+            .within(obj.metadata.namespace.as_deref().unwrap_or_default());
+        self.schedules.get(&key)
+    }
+
+    /// The `resourceVersion` of the schedule `obj` references: `None` without a reference,
+    /// `Some("")` when it does not exist.
+    pub fn schedule_version(&self, obj: &EcsInstancePower) -> Option<String> {
+        obj.spec.schedule_ref.as_ref()?;
+        Some(
+            self.schedule(obj)
+                .and_then(|s| s.metadata.resource_version.clone())
+                .unwrap_or_default(),
+        )
     }
 
     /// The `resourceVersion` of the Secret `obj` references: `None` without a reference or before

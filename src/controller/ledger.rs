@@ -35,6 +35,9 @@ pub struct Inputs {
     /// cache has not synced yet, so a cache filling after a restart is not a "change"; `Some("")`
     /// when the referenced Secret does not exist).
     pub credentials: Option<String>,
+    /// The referenced EcsPowerSchedule's `resourceVersion` (`None` without a reference; `Some("")`
+    /// when it does not exist), so a created or changed schedule is observed at once.
+    pub schedule: Option<String>,
 }
 
 #[derive(Debug)]
@@ -188,6 +191,7 @@ mod tests {
             uid: Some("uid-1".to_string()),
             generation: Some(generation),
             credentials: credentials.map(str::to_string),
+            schedule: None,
         }
     }
 

@@ -1,8 +1,9 @@
 //! One reconcile of one `EcsInstancePower`, as a list of named steps:
 //!
 //! ```text
-//! due (ledger) → credentials → collect (fleet) → observe (ECS) → desired → decide (pure)
-//!              → act (ECS) → report (pure) → write status → publish event → record (ledger)
+//! due (ledger) → desired (schedule) → credentials → collect (fleet) → observe (ECS)
+//!              → decide (pure) → act (ECS) → report (pure) → write status → publish event
+//!              → record (ledger)
 //! ```
 //!
 //! With the fleet gateway in the context, **collect** reports a write that finished since the last
@@ -104,14 +105,25 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         } => credentials_changed,
     };
     let previous = previous_status(&ctx, &pass.key, &obj);
-    let (c, o, p, prev) = (&*ctx, &*obj, &pass, &previous);
-    let finish = |happened| finish(c, o, p, prev, happened);
+    let resolution = desired::resolve(
+        &obj.spec,
+        ctx.schedule(&obj).as_deref(),
+        &previous,
+        Timestamp::now(),
+    );
+    let steer = Steer::new(&obj, &previous, resolution.as_ref().ok());
+    let (c, o, p, prev, st) = (&*ctx, &*obj, &pass, &previous, &steer);
+    let finish = |happened| finish(c, o, p, prev, st, happened);
     // Steps that decide whether this resource may be managed at all go here, before credentials.
+    let resolution = match resolution {
+        Ok(resolution) => resolution,
+        Err(problem) => return finish(Happened::NoCredentials(problem)).await,
+    };
     let creds = match resolve_credentials(&ctx, &obj, &pass.namespace).await? {
         Ok(creds) => creds,
         Err(problem) => return finish(Happened::NoCredentials(problem)).await,
     };
-    match collect(&ctx, &obj) {
+    match collect(&ctx, &obj, steer.desired) {
         Collected::Nothing => {}
         Collected::Wait => return Ok(pending(&ctx, &pass, &previous)),
         Collected::Finished(write) => return finish(Happened::from_write(*write)).await,
@@ -121,8 +133,19 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         Some(Err(error)) => return finish(Happened::ObserveFailed(error)).await,
         None => return Ok(pending(&ctx, &pass, &previous)),
     };
-    let desired = desired::effective(&obj.spec);
-    let plan = decide(&obj, desired, observed.as_ref(), prev, credentials_changed);
+    // No state to hold (unmanaged, or applied already with enforcement OnTransition): the state the
+    // instance is in or heading for is taken as desired, and no write call is made.
+    let desired = resolution
+        .hold
+        .or_else(|| observed.as_ref().and_then(observed_power))
+        .unwrap_or(steer.desired);
+    if let Ok(mut now) = steer.desired_now.lock() {
+        *now = desired;
+    }
+    let mut plan = decide(&obj, desired, observed.as_ref(), prev, credentials_changed);
+    if resolution.hold.is_none() && matches!(plan, Plan::Write(_)) {
+        plan = Plan::Ready;
+    }
     let happened = match plan {
         Plan::Write(call) => match act(
             &ctx,
@@ -151,9 +174,13 @@ async fn finish(
     obj: &EcsInstancePower,
     pass: &Pass,
     previous: &EcsInstancePowerStatus,
+    steer: &Steer,
     happened: Happened,
 ) -> Result<Action, Error> {
-    let mut report = report_step(ctx, obj, previous, &happened);
+    let unmanaged = steer.unmanaged(obj);
+    let input = (steer.desired_now(), unmanaged.as_deref());
+    let mut report = report_step(ctx, obj, previous, input, &happened);
+    steer.apply(&mut report, previous, &happened);
     if let Happened::Acted(_, _, _, Some(submitted)) = &happened {
         hold_until_settled(&mut report, *submitted);
     }
@@ -169,6 +196,97 @@ async fn finish(
         .record(pass.key.clone(), pass.inputs.clone(), due);
     ctx.metrics.reconciled(report.result.as_str());
     Ok(Action::requeue(report.requeue))
+}
+
+/// What the desired step resolved, for the tail of the reconcile: the desired state of the
+/// report, and the next `status.schedule` with the time of the next transition.
+struct Steer {
+    desired: desired::PowerState,
+    desired_now: std::sync::Mutex<desired::PowerState>,
+    hold: Option<desired::PowerState>,
+    schedule: Option<crate::api::InstanceScheduleStatus>,
+    /// Keep the previous `status.schedule` (the schedule could not be resolved).
+    keep: bool,
+}
+
+impl Steer {
+    fn new(
+        obj: &EcsInstancePower,
+        previous: &EcsInstancePowerStatus,
+        resolution: Option<&desired::Resolution>,
+    ) -> Self {
+        let hold = resolution.and_then(|r| r.hold);
+        let desired = hold.unwrap_or_else(|| desired::effective(&obj.spec));
+        Steer {
+            desired,
+            desired_now: std::sync::Mutex::new(desired),
+            hold,
+            schedule: resolution.map_or_else(|| previous.schedule.clone(), |r| r.schedule.clone()),
+            keep: resolution.is_none(),
+        }
+    }
+
+    /// The `Ready` message when the schedule leaves the instance alone now (its effective state is
+    /// `Unmanaged`); `None` otherwise.
+    fn unmanaged(&self, obj: &EcsInstancePower) -> Option<String> {
+        let schedule = self.schedule.as_ref().filter(|_| !self.keep)?;
+        if schedule.effective_state.as_deref() != Some(crate::vocabulary::reason::UNMANAGED) {
+            return None;
+        }
+        let state = schedule.state.map_or("Unknown", |s| s.as_str());
+        Some(format!(
+            "EcsPowerSchedule {} says {state} now and its actions exclude that state: instance {} \
+             is left as it is",
+            schedule.name, obj.spec.instance_id
+        ))
+    }
+
+    /// The desired state the report describes (the observed one when there is nothing to hold).
+    fn desired_now(&self) -> desired::PowerState {
+        self.desired_now.lock().map_or(self.desired, |d| *d)
+    }
+
+    /// Puts `status.schedule` into the report: `appliedState` becomes the held state once the
+    /// instance is in it or ECS accepted the call; the requeue comes no later than the next
+    /// transition (a passed transition is a due observation, so the ledger records that time too).
+    fn apply(&self, report: &mut Report, previous: &EcsInstancePowerStatus, happened: &Happened) {
+        let Some(mut schedule) = self.schedule.clone() else {
+            return;
+        };
+        if !self.keep {
+            let reached = matches!(
+                happened,
+                Happened::Planned(_, Plan::Ready) | Happened::Acted(_, _, Ok(_), _)
+            );
+            if let (Some(hold), true) = (self.hold, reached)
+                && schedule.applied_state.as_deref() != Some(hold.as_str())
+            {
+                schedule.applied_state = Some(hold.as_str().to_string());
+                schedule.applied_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    Timestamp::now(),
+                ));
+            }
+            if let Some(next) = &schedule.next_transition {
+                let until = next.time.0.duration_since(Timestamp::now());
+                let until = Duration::try_from(until).unwrap_or_default();
+                report.requeue = report.requeue.min(until + Duration::from_millis(50));
+            }
+        }
+        if previous.schedule.as_ref() != Some(&schedule) {
+            report.status.schedule = Some(schedule);
+            report.status_changed = true;
+        }
+    }
+}
+
+/// The power state an observed instance is in or heading for, when it has one.
+fn observed_power(observed: &InstanceObservation) -> Option<desired::PowerState> {
+    use crate::ecs::InstanceStatus;
+    match observed.status {
+        InstanceStatus::Running | InstanceStatus::Starting => Some(desired::PowerState::Running),
+        InstanceStatus::Stopped | InstanceStatus::Stopping => Some(desired::PowerState::Stopped),
+        _ => None,
+    }
 }
 
 /// What one reconcile works on: the resource's key and namespace, the inputs its observation
@@ -231,6 +349,7 @@ fn ledger_inputs(ctx: &Context, obj: &EcsInstancePower) -> Inputs {
         uid: obj.metadata.uid.clone(),
         generation: obj.metadata.generation,
         credentials: ctx.secret_version(obj),
+        schedule: ctx.schedule_version(obj),
     }
 }
 
@@ -315,12 +434,11 @@ fn hold_until_settled(report: &mut Report, submitted: Instant) {
 /// **collect**: a write submitted to the fleet gateway by an earlier reconcile of this resource.
 /// A queued write the desired state no longer leads to is cancelled (replaced); one in flight is
 /// waited for (a stop waits for the start's answer).
-fn collect(ctx: &Context, obj: &EcsInstancePower) -> Collected {
+fn collect(ctx: &Context, obj: &EcsInstancePower, desired: desired::PowerState) -> Collected {
     let (Some(fleet), Some(uid)) = (&ctx.fleet, obj.metadata.uid.as_deref()) else {
         return Collected::Nothing;
     };
-    let wanted = desired::effective(&obj.spec).toward();
-    fleet.collect(uid, obj.metadata.generation, wanted)
+    fleet.collect(uid, obj.metadata.generation, desired.toward())
 }
 
 /// The group of a resource's calls: a Secret's credentials (AccessKey ID and a hash of the whole
@@ -567,16 +685,18 @@ fn report_step(
     ctx: &Context,
     obj: &EcsInstancePower,
     previous: &EcsInstancePowerStatus,
+    (desired, unmanaged): (desired::PowerState, Option<&str>),
     happened: &Happened,
 ) -> Report {
     let input = report::Input {
         spec: &obj.spec,
-        desired: desired::effective(&obj.spec),
+        desired,
         generation: obj.metadata.generation,
         previous,
         now: Timestamp::now(),
         resync: ctx.resync,
         time_scale: ctx.time_scale,
+        unmanaged,
     };
     let outcome = match happened {
         Happened::NoCredentials(problem) => Outcome::NoCredentials(problem),

@@ -141,6 +141,10 @@ pub struct Input<'a> {
     /// Multiplies every backoff, poll and re-check delay (not the resync); 1.0 in production, less
     /// in tests and demos (`--time-scale`).
     pub time_scale: f64,
+    /// The message of `Ready=True` reason `Unmanaged` when the schedule leaves the instance alone
+    /// now (its `actions` exclude the state it names): an instance at rest or in a transition
+    /// nobody asked the operator for is reported that way, not as the desired state.
+    pub unmanaged: Option<&'a str>,
 }
 
 /// Computes the next status, event and requeue time.
@@ -303,6 +307,15 @@ impl<'a> Builder<'a> {
             .map_or(instance_status::NOT_FOUND, |o| o.status.as_str())
             .to_string();
         let (requeue, result) = match plan {
+            Plan::Ready | Plan::Wait { .. } if self.input.unmanaged.is_some() => {
+                let message = self.input.unmanaged.unwrap_or_default().to_string();
+                self.ready(reason::UNMANAGED, message);
+                let requeue = match plan {
+                    Plan::Wait { after, .. } => self.scaled(*after),
+                    _ => retry::resync_delay(self.input.resync, rng),
+                };
+                (requeue, ResultKind::Ready)
+            }
             Plan::Ready => {
                 self.ready(
                     self.desired(),
@@ -686,6 +699,7 @@ mod tests {
             now,
             resync: Duration::from_secs(300),
             time_scale: 1.0,
+            unmanaged: None,
         };
         report(input, outcome, &mut StdRng::seed_from_u64(3))
     }
@@ -718,6 +732,47 @@ mod tests {
             http_status,
             request_id: Some(request_id.into()),
             retry_after: None,
+        }
+    }
+
+    #[test]
+    fn an_unmanaged_instance_is_ready_with_reason_unmanaged_at_rest_and_in_transition() {
+        let spec = spec(DesiredState::Running);
+        let message = "EcsPowerSchedule office-hours says Running now and its actions exclude that \
+                       state: instance i-x is left as it is";
+        for (status, plan) in [
+            (InstanceStatus::Stopped, Plan::Ready),
+            (
+                InstanceStatus::Starting,
+                Plan::Wait {
+                    transition: crate::controller::decide::Transition::Starting,
+                    after: Duration::from_secs(5),
+                },
+            ),
+        ] {
+            let observed = seen(status, &[]);
+            let input = Input {
+                spec: &spec,
+                desired: crate::controller::desired::PowerState::Stopped,
+                generation: Some(1),
+                previous: &EcsInstancePowerStatus::default(),
+                now: at(0),
+                resync: Duration::from_secs(300),
+                time_scale: 1.0,
+                unmanaged: Some(message),
+            };
+            let outcome = Outcome::Planned {
+                observed: Some(&observed),
+                plan: &plan,
+            };
+            let report = report(input, outcome, &mut StdRng::seed_from_u64(3));
+            assert_eq!(
+                cond(&report.status, CONDITION_READY),
+                Some(("True", "Unmanaged"))
+            );
+            let ready = report.status.condition(CONDITION_READY).unwrap();
+            assert_eq!(ready.message, message);
+            assert!(report.status.condition(CONDITION_RECONCILING).is_none());
         }
     }
 

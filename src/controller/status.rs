@@ -26,6 +26,17 @@ static STATUS_FIELDS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .unwrap_or_default()
 });
 
+/// The fields of `status.schedule`: a merge patch merges nested objects, so a field left out (an
+/// override removed) is cleared with an explicit null too.
+static SCHEDULE_FIELDS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let schema = schemars::schema_for!(crate::api::InstanceScheduleStatus);
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|properties| properties.keys().cloned().collect())
+        .unwrap_or_default()
+});
+
 /// The body of the merge patch that makes the status equal to `status`.
 ///
 /// # Errors
@@ -35,6 +46,11 @@ pub fn merge_patch(status: &EcsInstancePowerStatus) -> Result<Value, serde_json:
     if let Some(map) = value.as_object_mut() {
         for field in STATUS_FIELDS.iter() {
             map.entry(field.clone()).or_insert(Value::Null);
+        }
+        if let Some(schedule) = map.get_mut("schedule").and_then(Value::as_object_mut) {
+            for field in SCHEDULE_FIELDS.iter() {
+                schedule.entry(field.clone()).or_insert(Value::Null);
+            }
         }
     }
     Ok(serde_json::json!({ "status": value }))
@@ -116,6 +132,25 @@ mod tests {
                 class: Some("Capacity".into()),
                 action: Some("StartInstance".into()),
                 next_attempt_time: t(),
+            }),
+            schedule: Some(crate::api::InstanceScheduleStatus {
+                name: "office-hours".into(),
+                observed_generation: Some(1),
+                state: Some(crate::api::ScheduledState::Running),
+                effective_state: Some("Running".into()),
+                source: Some(crate::api::ScheduleSource::Window),
+                since: Some(t()),
+                next_transition: Some(crate::api::NextTransition {
+                    time: t(),
+                    state: crate::api::ScheduledState::Stopped,
+                }),
+                override_status: Some(crate::api::OverrideStatus {
+                    state: crate::api::ScheduledState::Running,
+                    until: Some(t()),
+                    active: true,
+                }),
+                applied_state: Some("Running".into()),
+                applied_time: Some(t()),
             }),
         }
     }

@@ -352,6 +352,7 @@ def installed(request, tmp_path_factory):
         sb.emulator_admin("POST", "access-keys", {"id": TEAM_KEY_ID, "secret": TEAM_KEY_SECRET})
         objects, out = install_deploy(sb) if how == "deploy" else install_helm(sb)
         sb.kubectl("wait", "--for=condition=Established", "--timeout=10s", "crd/ecsinstancepowers.ecspower.dev")
+        sb.kubectl("wait", "--for=condition=Established", "--timeout=10s", "crd/ecspowerschedules.ecspower.dev")
         # As docs/install.md tells users (kubectl sends this typed create as protobuf).
         sb.kubectl(
             "-n", NAMESPACE, "create", "secret", "generic", CREDENTIALS_SECRET,
@@ -529,6 +530,8 @@ def test_operator_needed_exactly_the_granted_rbac(installed):
         ("ecspower.dev", "ecsinstancepowers", "list"),
         ("ecspower.dev", "ecsinstancepowers", "watch"),
         ("ecspower.dev", "ecsinstancepowers/status", "patch"),
+        ("ecspower.dev", "ecspowerschedules", "list"),
+        ("ecspower.dev", "ecspowerschedules", "watch"),
         ("", "secrets", "list"),  # metadata only, see below
         ("", "secrets", "watch"),
         ("", "secrets", "get"),  # the Secret of examples/secret-ref.yaml

@@ -42,6 +42,11 @@ pub fn crd_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/ecsinstancepowers.ecspower.dev.yaml")
 }
 
+/// The committed schedule CRD, as users install it.
+pub fn schedule_crd_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/ecspowerschedules.ecspower.dev.yaml")
+}
+
 /// A file of `examples/`.
 pub fn example(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -95,13 +100,20 @@ impl Env {
             out.contains("ecsinstancepowers.ecspower.dev created"),
             "{out}"
         );
-        kubectl
-            .wait(
-                "crd/ecsinstancepowers.ecspower.dev",
-                "condition=Established",
-                Duration::from_secs(10),
-            )
-            .await;
+        let crd = schedule_crd_path();
+        let out = kubectl.ok(&["apply", "-f", crd.to_str().unwrap()]).await;
+        assert!(
+            out.contains("ecspowerschedules.ecspower.dev created"),
+            "{out}"
+        );
+        for crd in [
+            "crd/ecsinstancepowers.ecspower.dev",
+            "crd/ecspowerschedules.ecspower.dev",
+        ] {
+            kubectl
+                .wait(crd, "condition=Established", Duration::from_secs(10))
+                .await;
+        }
         Env {
             operators: Vec::new(),
             kubectl,

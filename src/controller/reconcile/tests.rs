@@ -122,6 +122,7 @@ async fn in_memory_cluster() -> Client {
 
 fn context(client: Client, ecs: Arc<FakeEcs>) -> Arc<Context> {
     let (secrets, _writer) = reflector::store();
+    let (schedules, _schedule_writer) = reflector::store();
     Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -138,6 +139,7 @@ fn context(client: Client, ecs: Arc<FakeEcs>) -> Arc<Context> {
         ledger: Arc::new(Ledger::default()),
         gate: Arc::new(WriteGate::default()),
         secrets,
+        schedules,
         synced: Arc::new(Synced::default()),
         resync: Duration::from_secs(300),
         time_scale: 1.0,
@@ -465,6 +467,7 @@ fn fleet_context(
         ledger: Arc::new(Ledger::default()),
         gate: Arc::new(WriteGate::default()),
         secrets: ctx.secrets.clone(),
+        schedules: ctx.schedules.clone(),
         synced: Arc::new(Synced::default()),
         resync: ctx.resync,
         time_scale: 1.0,
