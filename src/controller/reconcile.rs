@@ -94,23 +94,12 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     if !ctx.may_call_ecs() {
         return Ok(requeue_following(&ctx, &pass.key));
     }
-    let news = ctx.fleet.as_ref().is_some_and(|f| f.take_news(&pass.key));
-    let credentials_changed = match ctx.ledger.check(&pass.key, &pass.inputs, pass.started) {
-        Due::Later(remaining) if !news => {
-            return write_pending(&ctx, &obj, &pass.key, remaining).await;
-        }
-        Due::Later(_) => false,
-        Due::Now {
-            credentials_changed,
-        } => credentials_changed,
+    let credentials_changed = match due(&ctx, &pass) {
+        Ok(credentials_changed) => credentials_changed,
+        Err(remaining) => return write_pending(&ctx, &obj, &pass.key, remaining).await,
     };
     let previous = previous_status(&ctx, &pass.key, &obj);
-    let resolution = desired::resolve(
-        &obj.spec,
-        ctx.schedule(&obj).as_deref(),
-        &previous,
-        Timestamp::now(),
-    );
+    let resolution = resolve_desired(&ctx, &obj, &previous);
     let steer = Steer::new(&obj, &previous, resolution.as_ref().ok());
     let (c, o, p, prev, st) = (&*ctx, &*obj, &pass, &previous, &steer);
     let finish = |happened| finish(c, o, p, prev, st, happened);
@@ -133,38 +122,91 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         Some(Err(error)) => return finish(Happened::ObserveFailed(error)).await,
         None => return Ok(pending(&ctx, &pass, &previous)),
     };
-    // No state to hold (unmanaged, or applied already with enforcement OnTransition): the state the
-    // instance is in or heading for is taken as desired, and no write call is made.
+    let plan = plan(
+        &obj,
+        &resolution,
+        &steer,
+        observed.as_ref(),
+        prev,
+        credentials_changed,
+    );
+    match act_step(&ctx, &obj, &pass, &creds, plan, observed, &previous).await {
+        Ok(happened) => finish(happened).await,
+        Err(action) => Ok(action),
+    }
+}
+
+/// **desired**: the effective desired state, from the spec and the referenced schedule.
+fn resolve_desired(
+    ctx: &Context,
+    obj: &EcsInstancePower,
+    previous: &EcsInstancePowerStatus,
+) -> Result<desired::Resolution, Problem> {
+    desired::resolve(
+        &obj.spec,
+        ctx.schedule(obj).as_deref(),
+        previous,
+        Timestamp::now(),
+    )
+}
+
+/// **due**: whether this reconcile observes now (`Ok(credentials_changed)`), or only writes a
+/// status an earlier reconcile could not write and waits this long (`Err(remaining)`). News from
+/// the fleet gateway (a finished read or write, a changed observation) makes it due at once.
+fn due(ctx: &Context, pass: &Pass) -> Result<bool, Duration> {
+    let news = ctx.fleet.as_ref().is_some_and(|f| f.take_news(&pass.key));
+    match ctx.ledger.check(&pass.key, &pass.inputs, pass.started) {
+        Due::Later(remaining) if !news => Err(remaining),
+        Due::Later(_) => Ok(false),
+        Due::Now {
+            credentials_changed,
+        } => Ok(credentials_changed),
+    }
+}
+
+/// **decide**, with the effective desired state: with no state to hold (unmanaged, or applied
+/// already with enforcement `OnTransition`) the state the instance is in or heading for is taken
+/// as desired, and no write call is planned.
+fn plan(
+    obj: &EcsInstancePower,
+    resolution: &desired::Resolution,
+    steer: &Steer,
+    observed: Option<&InstanceObservation>,
+    previous: &EcsInstancePowerStatus,
+    credentials_changed: bool,
+) -> Plan {
     let desired = resolution
         .hold
-        .or_else(|| observed.as_ref().and_then(observed_power))
+        .or_else(|| observed.and_then(observed_power))
         .unwrap_or(steer.desired);
     if let Ok(mut now) = steer.desired_now.lock() {
         *now = desired;
     }
-    let mut plan = decide(&obj, desired, observed.as_ref(), prev, credentials_changed);
+    let plan = decide(obj, desired, observed, previous, credentials_changed);
     if resolution.hold.is_none() && matches!(plan, Plan::Write(_)) {
-        plan = Plan::Ready;
+        return Plan::Ready;
     }
-    let happened = match plan {
-        Plan::Write(call) => match act(
-            &ctx,
-            &obj,
-            &pass,
-            &creds,
-            call,
-            observed.as_ref(),
-            &previous,
-        )
-        .await
-        {
-            Acted::Done(result) => Happened::Acted(observed, call, result, None),
-            Acted::Fenced => return Ok(requeue_fenced(&ctx)),
-            Acted::Pending => return Ok(pending(&ctx, &pass, &previous)),
-        },
-        plan => Happened::Planned(observed, plan),
+    plan
+}
+
+/// **act** for a write plan: what happened, or the requeue when the write is fenced or pending.
+async fn act_step(
+    ctx: &Context,
+    obj: &EcsInstancePower,
+    pass: &Pass,
+    creds: &Credentials,
+    plan: Plan,
+    observed: Option<InstanceObservation>,
+    previous: &EcsInstancePowerStatus,
+) -> Result<Happened, Action> {
+    let Plan::Write(call) = plan else {
+        return Ok(Happened::Planned(observed, plan));
     };
-    finish(happened).await
+    match act(ctx, obj, pass, creds, call, observed.as_ref(), previous).await {
+        Acted::Done(result) => Ok(Happened::Acted(observed, call, result, None)),
+        Acted::Fenced => Err(requeue_fenced(ctx)),
+        Acted::Pending => Err(pending(ctx, pass, previous)),
+    }
 }
 
 /// The tail of every observing reconcile: **report** → **write status** → **publish event** →
