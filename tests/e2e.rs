@@ -879,11 +879,14 @@ async fn three_hundred_resources_on_matching_rate_limits_converge_in_full_batche
  {
     // ECS's per-account limits as the emulator applies them (a throttled action is held to the
     // next minute), and the operator told the same through the env twin of --ecs-rate-limit.
+    // StartInstances is scarce (3 a minute), so the writes queue behind the limiter: late binding
+    // seals each call when its token comes, and every call carries 100 IDs however slowly a loaded
+    // machine reconciles the fleet (with plentiful tokens a batch closes on its time window).
     const N: usize = 300;
     let ids: Vec<String> = (0..N).map(|i| format!("i-e2efleet{i:03}")).collect();
     let mut state = String::from(
         "transitionDelay: 2s\nrateLimits:\n  holdMinute: true\n  actions:\n    \
-         StartInstances: {perSecond: 5}\n    DescribeInstances: {perSecond: 10}\ninstances:\n",
+         StartInstances: {perMinute: 3}\n    DescribeInstances: {perSecond: 10}\ninstances:\n",
     );
     for id in &ids {
         writeln!(
@@ -905,7 +908,7 @@ async fn three_hundred_resources_on_matching_rate_limits_converge_in_full_batche
         "text",
         &[(
             "ECS_RATE_LIMITS",
-            "StartInstances=5/s,DescribeInstances=10/s",
+            "StartInstances=3/m,DescribeInstances=10/s",
         )],
     )
     .await;
@@ -961,7 +964,7 @@ async fn three_hundred_resources_on_matching_rate_limits_converge_in_full_batche
     }
     let log = env.operator().log();
     assert!(
-        log.contains("fleet gateway") && log.contains("StartInstances=5/s"),
+        log.contains("fleet gateway") && log.contains("StartInstances=3/m"),
         "the configured limits are logged:\n{log}"
     );
 }
