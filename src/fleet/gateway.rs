@@ -234,16 +234,14 @@ impl BatchKey for WriteKey {
         }
     }
 
-    /// Longer than the batcher's default write windows (1 s idle, 2 s at most): when a fleet
-    /// changes at once, the reconciles that submit its writes share the controller with the
-    /// reconciles reporting the previous batch (status writes, events) and with the reads that
-    /// decide the rest, and a 250 ms gap would seal a partial batch. A lone write waits a second;
-    /// a start or stop takes far longer than that.
+    /// The batcher's write windows (250 ms idle, 1 s at most), so a lone write (a user's change,
+    /// a handover) goes out within a quarter of a second. A fleet changed at once still fills its
+    /// calls: its writes queue behind the rate limiter, and a batch is sealed only when its token
+    /// comes (late binding).
     fn windows(&self) -> BatchWindows {
         BatchWindows {
             max_items: self.max_items,
-            idle: Duration::from_secs(1),
-            max_wait: Duration::from_secs(2),
+            ..BatchWindows::WRITES
         }
     }
 }
