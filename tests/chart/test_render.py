@@ -312,6 +312,7 @@ def test_manual_rrsa_projects_the_oidc_token_and_sets_the_env():
 OPERATOR_RULES = {
     ("ecspower.dev", "ecsinstancepowers"): {"get", "list", "watch"},
     ("ecspower.dev", "ecsinstancepowers/status"): {"get", "patch"},
+    ("ecspower.dev", "ecspowerschedules"): {"list", "watch"},
     ("", "secrets"): {"get", "list", "watch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
