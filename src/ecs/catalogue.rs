@@ -269,6 +269,50 @@ fn reason_from_code(code: &str) -> String {
     }
 }
 
+/// Every code of the table and one member of each family, with the HTTP status a single call
+/// gets it with: the cases of the tests that prove per-instance (batch) codes and single-call
+/// errors are classified alike, here and over HTTP in the client's tests.
+#[cfg(test)]
+pub(crate) const CODES_WITH_STATUS: &[(&str, u16)] = &[
+    ("InvalidInstanceId.NotFound", 404),
+    ("IncorrectInstanceStatus", 403),
+    ("OperationConflict", 409),
+    ("InstanceLockedForSecurity", 403),
+    ("InsufficientBalance", 403),
+    ("InstanceExpired", 403),
+    ("InstanceExpiredOrInArrears", 403),
+    ("DiskInArrears", 403),
+    ("DiskError", 403),
+    ("InstanceNotReady", 403),
+    ("InstanceNotReady", 500),
+    ("OperationDenied.NoStock", 403),
+    ("LackResource", 400),
+    ("InvalidDedicatedHost.NotEnoughResource", 400),
+    ("Invalid.PrivatePoolOptions.NoStock", 400),
+    ("OperationDenied.SpotPriceLowerThanPublicPrice", 403),
+    ("InvalidParameter.KMSKeyId.KMSUnauthorized", 403),
+    ("QuotaExceed.ElasticQuota", 403),
+    ("InternalError", 500),
+    ("UnknownError", 500),
+    ("ServiceUnavailable", 503),
+    ("ServiceUnavailable.RegionMaintaining", 503),
+    ("Throttling", 400),
+    ("Throttling.User", 400),
+    ("Rejected.Throttling", 400),
+    ("InvalidAccessKeyId.NotFound", 400),
+    ("InvalidSecurityToken.Expired", 400),
+    ("SignatureDoesNotMatch", 400),
+    ("IncompleteSignature", 400),
+    ("Forbidden.RAM", 403),
+    ("InvalidTimeStamp.Expired", 400),
+    ("IllegalTimestamp", 400),
+    ("SignatureNonceUsed", 400),
+    ("InvalidInstanceId.NotSupport", 403),
+    ("InstanceType.ParameterMismatch", 403),
+    ("InvalidParameter.KMSKeyId.NotFound", 403),
+    ("MissingParameter", 400),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -838,47 +882,7 @@ mod tests {
 
     #[test]
     fn per_instance_codes_are_classified_like_single_calls() {
-        // Every code of the table and one member of each family, with the HTTP status a single
-        // call gets it with.
-        let codes = [
-            ("InvalidInstanceId.NotFound", 404),
-            ("IncorrectInstanceStatus", 403),
-            ("OperationConflict", 409),
-            ("InstanceLockedForSecurity", 403),
-            ("InsufficientBalance", 403),
-            ("InstanceExpired", 403),
-            ("InstanceExpiredOrInArrears", 403),
-            ("DiskInArrears", 403),
-            ("DiskError", 403),
-            ("InstanceNotReady", 403),
-            ("InstanceNotReady", 500),
-            ("OperationDenied.NoStock", 403),
-            ("LackResource", 400),
-            ("InvalidDedicatedHost.NotEnoughResource", 400),
-            ("Invalid.PrivatePoolOptions.NoStock", 400),
-            ("OperationDenied.SpotPriceLowerThanPublicPrice", 403),
-            ("InvalidParameter.KMSKeyId.KMSUnauthorized", 403),
-            ("QuotaExceed.ElasticQuota", 403),
-            ("InternalError", 500),
-            ("UnknownError", 500),
-            ("Rejected.Throttling", 400),
-            ("SignatureDoesNotMatch", 400),
-            ("IncompleteSignature", 400),
-            ("InvalidTimeStamp.Expired", 400),
-            ("IllegalTimestamp", 400),
-            ("SignatureNonceUsed", 400),
-            ("ServiceUnavailable", 503),
-            ("ServiceUnavailable.RegionMaintaining", 503),
-            ("Throttling", 400),
-            ("Throttling.User", 400),
-            ("InvalidAccessKeyId.NotFound", 400),
-            ("InvalidSecurityToken.Expired", 400),
-            ("Forbidden.RAM", 403),
-            ("InvalidInstanceId.NotSupport", 403),
-            ("InstanceType.ParameterMismatch", 403),
-            ("MissingParameter", 400),
-        ];
-        for (code, status) in codes {
+        for &(code, status) in CODES_WITH_STATUS {
             assert_eq!(
                 classify_instance_code(code),
                 classify(&api(code, status)),

@@ -1638,45 +1638,7 @@ async fn batch_level_failures_are_one_error_for_the_whole_batch() {
 /// instance of a batch or as the error of a single call.
 #[tokio::test]
 async fn batch_and_single_calls_classify_every_code_alike() {
-    let codes: &[(&str, u16)] = &[
-        ("InvalidInstanceId.NotFound", 404),
-        ("IncorrectInstanceStatus", 403),
-        ("OperationConflict", 409),
-        ("InstanceLockedForSecurity", 403),
-        ("InsufficientBalance", 403),
-        ("InstanceExpired", 403),
-        ("InstanceExpiredOrInArrears", 403),
-        ("DiskInArrears", 403),
-        ("DiskError", 403),
-        ("InstanceNotReady", 403),
-        ("InstanceNotReady", 500),
-        ("OperationDenied.NoStock", 403),
-        ("LackResource", 400),
-        ("InvalidDedicatedHost.NotEnoughResource", 400),
-        ("Invalid.PrivatePoolOptions.NoStock", 400),
-        ("OperationDenied.SpotPriceLowerThanPublicPrice", 403),
-        ("InvalidParameter.KMSKeyId.KMSUnauthorized", 403),
-        ("QuotaExceed.ElasticQuota", 403),
-        ("InternalError", 500),
-        ("UnknownError", 500),
-        ("ServiceUnavailable", 503),
-        ("ServiceUnavailable.RegionMaintaining", 503),
-        ("Throttling", 400),
-        ("Throttling.User", 400),
-        ("Rejected.Throttling", 400),
-        ("InvalidAccessKeyId.NotFound", 400),
-        ("InvalidSecurityToken.Expired", 400),
-        ("SignatureDoesNotMatch", 400),
-        ("IncompleteSignature", 400),
-        ("Forbidden.RAM", 403),
-        ("InvalidTimeStamp.Expired", 400),
-        ("IllegalTimestamp", 400),
-        ("SignatureNonceUsed", 400),
-        ("InvalidInstanceId.NotSupport", 403),
-        ("InstanceType.ParameterMismatch", 403),
-        ("InvalidParameter.KMSKeyId.NotFound", 403),
-        ("MissingParameter", 400),
-    ];
+    let codes = crate::ecs::catalogue::CODES_WITH_STATUS;
     let ids: Vec<String> = (0..codes.len()).map(|i| format!("i-{i}")).collect();
     let entries: Vec<serde_json::Value> = codes
         .iter()
