@@ -102,27 +102,29 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     let resolution = resolve_desired(&ctx, &obj, &previous);
     let steer = Steer::new(&obj, &previous, resolution.as_ref().ok());
     let (c, o, p, prev, st) = (&*ctx, &*obj, &pass, &previous, &steer);
-    let finish = |happened| finish(c, o, p, prev, st, happened);
+    let finish = |happened, desired| finish(c, o, p, prev, st, desired, happened);
     // Steps that decide whether this resource may be managed at all go here, before credentials.
     let resolution = match resolution {
         Ok(resolution) => resolution,
-        Err(problem) => return finish(Happened::NoCredentials(problem)).await,
+        Err(problem) => return finish(Happened::NoCredentials(problem), steer.desired).await,
     };
     let creds = match resolve_credentials(&ctx, &obj, &pass.namespace).await? {
         Ok(creds) => creds,
-        Err(problem) => return finish(Happened::NoCredentials(problem)).await,
+        Err(problem) => return finish(Happened::NoCredentials(problem), steer.desired).await,
     };
     match collect(&ctx, &obj, steer.desired) {
         Collected::Nothing => {}
         Collected::Wait => return Ok(pending(&ctx, &pass, &previous)),
-        Collected::Finished(write) => return finish(Happened::from_write(*write)).await,
+        Collected::Finished(write) => {
+            return finish(Happened::from_write(*write), steer.desired).await;
+        }
     }
     let observed = match observe(&ctx, &obj, &pass, &creds, &previous).await {
         Some(Ok(observed)) => observed,
-        Some(Err(error)) => return finish(Happened::ObserveFailed(error)).await,
+        Some(Err(error)) => return finish(Happened::ObserveFailed(error), steer.desired).await,
         None => return Ok(pending(&ctx, &pass, &previous)),
     };
-    let plan = plan(
+    let (desired, plan) = plan(
         &obj,
         &resolution,
         &steer,
@@ -131,7 +133,7 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         credentials_changed,
     );
     match act_step(&ctx, &obj, &pass, &creds, plan, observed, &previous).await {
-        Ok(happened) => finish(happened).await,
+        Ok(happened) => finish(happened, desired).await,
         Err(action) => Ok(action),
     }
 }
@@ -166,7 +168,8 @@ fn due(ctx: &Context, pass: &Pass) -> Result<bool, Duration> {
 
 /// **decide**, with the effective desired state: with no state to hold (unmanaged, or applied
 /// already with enforcement `OnTransition`) the state the instance is in or heading for is taken
-/// as desired, and no write call is planned.
+/// as desired, and no write call is planned. Returns the desired state the report describes
+/// and the plan.
 fn plan(
     obj: &EcsInstancePower,
     resolution: &desired::Resolution,
@@ -174,19 +177,16 @@ fn plan(
     observed: Option<&InstanceObservation>,
     previous: &EcsInstancePowerStatus,
     credentials_changed: bool,
-) -> Plan {
+) -> (desired::PowerState, Plan) {
     let desired = resolution
         .hold
         .or_else(|| observed.and_then(observed_power))
         .unwrap_or(steer.desired);
-    if let Ok(mut now) = steer.desired_now.lock() {
-        *now = desired;
-    }
     let plan = decide(obj, desired, observed, previous, credentials_changed);
     if resolution.hold.is_none() && matches!(plan, Plan::Write(_)) {
-        return Plan::Ready;
+        return (desired, Plan::Ready);
     }
-    plan
+    (desired, plan)
 }
 
 /// **act** for a write plan: what happened, or the requeue when the write is fenced or pending.
@@ -217,10 +217,11 @@ async fn finish(
     pass: &Pass,
     previous: &EcsInstancePowerStatus,
     steer: &Steer,
+    desired: desired::PowerState,
     happened: Happened,
 ) -> Result<Action, Error> {
     let unmanaged = steer.unmanaged(obj);
-    let input = (steer.desired_now(), unmanaged.as_deref());
+    let input = (desired, unmanaged.as_deref());
     let mut report = report_step(ctx, obj, previous, input, &happened);
     steer.apply(&mut report, previous, &happened);
     if let Happened::Acted(_, _, _, Some(submitted)) = &happened {
@@ -244,7 +245,6 @@ async fn finish(
 /// report, and the next `status.schedule` with the time of the next transition.
 struct Steer {
     desired: desired::PowerState,
-    desired_now: std::sync::Mutex<desired::PowerState>,
     hold: Option<desired::PowerState>,
     schedule: Option<crate::api::InstanceScheduleStatus>,
     /// Keep the previous `status.schedule` (the schedule could not be resolved).
@@ -261,7 +261,6 @@ impl Steer {
         let desired = hold.unwrap_or_else(|| desired::effective(&obj.spec));
         Steer {
             desired,
-            desired_now: std::sync::Mutex::new(desired),
             hold,
             schedule: resolution.map_or_else(|| previous.schedule.clone(), |r| r.schedule.clone()),
             keep: resolution.is_none(),
@@ -281,11 +280,6 @@ impl Steer {
              is left as it is",
             schedule.name, obj.spec.instance_id
         ))
-    }
-
-    /// The desired state the report describes (the observed one when there is nothing to hold).
-    fn desired_now(&self) -> desired::PowerState {
-        self.desired_now.lock().map_or(self.desired, |d| *d)
     }
 
     /// Puts `status.schedule` into the report: `appliedState` becomes the held state once the
