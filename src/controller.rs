@@ -165,7 +165,8 @@ impl Operator {
             let (synced, ledger, store, fleet) =
                 (synced.clone(), ledger.clone(), store.clone(), fleet.clone());
             move |event| on_resource_event(event, &synced, &ledger, &fleet, &store)
-        });
+        })
+        .filter_map(|event| std::future::ready(logged(Watched::Resources, event)));
         let triggers = futures::stream::unfold(triggers, |mut rx| async move {
             rx.recv().await.map(|resource| (resource, rx))
         });
@@ -183,7 +184,8 @@ impl Operator {
                     move |event| on_secret_event(event, &synced)
                 }),
         )
-        .touched_objects();
+        .touched_objects()
+        .filter_map(|secret| std::future::ready(logged(Watched::Secrets, secret)));
         let users_store = store.clone();
         let controller = controller.watches_stream(secret_changes, move |secret| {
             secret_users(&users_store, &secret)
@@ -198,7 +200,11 @@ impl Operator {
             schedule_writer,
             watcher(schedules, watcher::Config::default().any_semantic()).default_backoff(),
         )
-        .filter_map(|event| std::future::ready(changed_schedule(event)));
+        .filter_map(|event| {
+            std::future::ready(
+                logged(Watched::Schedules, event).and_then(|event| changed_schedule(event.ok()?)),
+            )
+        });
         let users_store = store.clone();
         let controller = controller.watches_stream(schedule_changes, move |schedule| {
             schedule_users(&users_store, &schedule)
@@ -290,17 +296,10 @@ impl Operator {
             .run(reconcile::reconcile, reconcile::error_policy, self.context)
             .for_each(|result| {
                 match result {
-                    // 410 Gone: the watch fell behind (etcd compaction); kube-runtime relists.
-                    Err(controller::Error::QueueError(watcher::Error::WatchError(status)))
-                        if status.code == 410 =>
-                    {
-                        debug!(error = %status, "watch expired (410 Gone); relisting");
+                    // Watch errors are logged where each watch is built (`logged`), never queued.
+                    Err(controller::Error::QueueError(err)) => {
+                        warn!(error = %err, "a watch failed");
                     }
-                    Err(controller::Error::QueueError(err)) => warn!(
-                        error = %err,
-                        "a watch failed (retrying with backoff): is the CRD installed (`ecs-power-operator crd | \
-                         kubectl apply -f -`), and does RBAC allow list/watch on ecsinstancepowers and secrets?"
-                    ),
                     Err(err) => debug!(error = %err, "reconcile did not complete"),
                     Ok(_) => {}
                 }
@@ -352,16 +351,58 @@ fn on_secret_event(
 /// The schedule a watch event is about, deletions included (its users then report
 /// `ScheduleNotFound` at once); the markers of a relist carry none.
 fn changed_schedule(
-    event: Result<watcher::Event<EcsPowerSchedule>, watcher::Error>,
+    event: watcher::Event<EcsPowerSchedule>,
 ) -> Option<Result<EcsPowerSchedule, watcher::Error>> {
     match event {
-        Ok(
-            watcher::Event::Apply(schedule)
-            | watcher::Event::InitApply(schedule)
-            | watcher::Event::Delete(schedule),
-        ) => Some(Ok(schedule)),
-        Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-        Err(error) => Some(Err(error)),
+        watcher::Event::Apply(schedule)
+        | watcher::Event::InitApply(schedule)
+        | watcher::Event::Delete(schedule) => Some(Ok(schedule)),
+        watcher::Event::Init | watcher::Event::InitDone => None,
+    }
+}
+
+/// A watch feeding the controller.
+#[derive(Debug, Clone, Copy)]
+enum Watched {
+    Resources,
+    Secrets,
+    Schedules,
+}
+
+impl Watched {
+    /// What to check when this watch keeps failing.
+    fn hint(self) -> &'static str {
+        match self {
+            Watched::Resources => {
+                "is the CRD installed (`ecs-power-operator crd | kubectl apply -f -`), and does \
+                 RBAC allow list/watch on ecsinstancepowers?"
+            }
+            Watched::Secrets => "does RBAC allow list/watch on secrets?",
+            Watched::Schedules => {
+                "is the EcsPowerSchedule CRD installed (`ecs-power-operator crd | kubectl apply -f -`), and does \
+                 RBAC allow list/watch on ecspowerschedules?"
+            }
+        }
+    }
+}
+
+/// A watch's item for the controller, its error logged here instead: the watcher retries with
+/// backoff on its own, and an error never enters the controller's queue. kube-runtime's applier
+/// splits its queue into objects and errors over one shared peekable stream; while a watch kept
+/// failing (a CRD not installed, a missing RBAC rule), the gateway's re-queues were seen held back
+/// until that watch's next backoff wake-up, seconds later. 410 Gone (the watch fell behind etcd's
+/// compaction) is routine: the watcher relists.
+fn logged<T>(watch: Watched, item: Result<T, watcher::Error>) -> Option<Result<T, watcher::Error>> {
+    match item {
+        Ok(item) => Some(Ok(item)),
+        Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+            debug!(?watch, error = %status, "watch expired (410 Gone); relisting");
+            None
+        }
+        Err(error) => {
+            warn!(?watch, %error, "a watch failed (retrying with backoff): {}", watch.hint());
+            None
+        }
     }
 }
 

@@ -241,6 +241,8 @@ impl Ha {
         let client = client_for(&sandbox.kubeconfig_yaml()).await;
         let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
             Api::all(client.clone());
+        // The EcsPowerSchedule CRD is deliberately not installed (an upgrade that skipped the new
+        // CRD): its watch keeps failing, and that must not slow the hand-over down.
         crds.create(&PostParams::default(), &EcsInstancePower::crd())
             .await
             .unwrap();
@@ -517,10 +519,6 @@ async fn only_the_leader_calls_ecs_and_kill_9_hands_over_without_a_second_start(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "FLAKY since the fleet gateway merged: the new leader's first write sometimes comes 3-5 s \
-            after SIGTERM on a loaded 2-core machine (its first reconciles start 1-3 s after the lease \
-            is acquired, then the account lookup, a read batch and a write batch); the 3 s handover \
-            is not met reliably yet. Run with `cargo test --test ha -- --ignored`."]
 async fn sigterm_releases_the_lease_and_the_follower_writes_within_3_seconds() {
     let mut ha = Ha::start(6, "200ms").await;
     let addr = ha.sandbox.addr();
