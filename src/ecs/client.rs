@@ -14,6 +14,8 @@ mod rpc;
 mod transport;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
