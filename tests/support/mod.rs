@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod logs;
+pub mod process;
 
 use std::future::Future;
 use std::net::SocketAddr;

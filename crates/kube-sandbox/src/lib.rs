@@ -27,6 +27,7 @@ pub mod cel;
 pub mod crd;
 pub mod discovery;
 pub mod events;
+pub mod faults;
 pub mod field_error;
 pub mod jsonpath;
 pub mod kubeconfig;

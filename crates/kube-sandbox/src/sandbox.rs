@@ -74,6 +74,7 @@ pub struct Sandbox {
     store: Arc<Store>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
+    faults: Arc<crate::faults::Faults>,
 }
 
 const BOOTSTRAP_NAMESPACES: [&str; 4] =
@@ -108,7 +109,9 @@ impl Sandbox {
         let store = Arc::new(Store::new(config.history_capacity, config.watch_buffer));
         bootstrap(&store)?;
         let shutdown = CancellationToken::new();
+        let faults = Arc::new(crate::faults::Faults::default());
         let app = Arc::new(App {
+            faults: faults.clone(),
             store: store.clone(),
             watch: WatchConfig {
                 bookmark_interval: config.bookmark_interval,
@@ -133,6 +136,7 @@ impl Sandbox {
             store,
             shutdown,
             task: Some(task),
+            faults,
         })
     }
 
@@ -171,6 +175,17 @@ impl Sandbox {
     pub fn compact_and_break_watches(&self) {
         self.store.write().compact();
         self.store.break_watches();
+    }
+
+    /// Fails a share of the matching requests with `409` or `500` (see [`crate::faults`]);
+    /// an empty list turns injection off. `seed` makes the draws repeatable.
+    pub fn set_faults(&self, rules: Vec<crate::faults::FaultRule>, seed: u64) {
+        self.faults.set(rules, seed);
+    }
+
+    /// How many `409` and `500` answers were injected so far.
+    pub fn injected_faults(&self) -> (u64, u64) {
+        self.faults.injected()
     }
 
     /// The current resourceVersion.

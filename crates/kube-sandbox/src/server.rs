@@ -39,6 +39,8 @@ pub struct App {
     pub addr: SocketAddr,
     /// Largest request body.
     pub max_body: usize,
+    /// Injected failures (none unless a test sets them).
+    pub faults: Arc<crate::faults::Faults>,
 }
 
 /// The router.
@@ -49,6 +51,10 @@ pub fn router(app: Arc<App>) -> Router {
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let method = req.method().clone();
     let uri = req.uri().clone();
+    if let Some(injected) = app.faults.check(&method, uri.path()) {
+        tracing::debug!(%method, %uri, status = injected.code(), "request failed by an injected fault");
+        return injected.into_response();
+    }
     let resp = match dispatch(&app, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
