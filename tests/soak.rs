@@ -545,16 +545,7 @@ impl Soak {
                 self.spawn(slot);
                 self.count("operator: kill -9 (restarted)");
             }
-            14 | 15 if !self.deleted.contains(&i) => {
-                self.desired[i] = if self.desired[i] == "Running" {
-                    "Stopped"
-                } else {
-                    "Running"
-                };
-                self.patch_spec(i, serde_json::json!({"desiredState": self.desired[i]}))
-                    .await;
-                self.count("user: desiredState flipped");
-            }
+            14 | 15 => self.flip().await,
             16 if !self.deleted.contains(&i) => {
                 self.suspended[i] = !self.suspended[i];
                 if self.suspended[i] {
@@ -605,6 +596,60 @@ impl Soak {
             _ => {
                 // A quiet tick: faults come in bursts and lulls.
             }
+        }
+    }
+
+    /// Flips the desired state of a few resources; for some of them the write that follows
+    /// meets a fault (the point where doubling or losing a write would happen).
+    async fn flip(&mut self) {
+        for _ in 0..=self.rng.below(6) {
+            let i = self.rng.below(self.settings.resources);
+            if self.deleted.contains(&i) {
+                continue;
+            }
+            self.desired[i] = if self.desired[i] == "Running" {
+                "Stopped"
+            } else {
+                "Running"
+            };
+            self.patch_spec(i, serde_json::json!({"desiredState": self.desired[i]}))
+                .await;
+            self.count("user: desiredState flipped");
+            if !self.rng.chance(40) {
+                continue;
+            }
+            let action = if self.desired[i] == "Running" {
+                "StartInstances"
+            } else {
+                "StopInstances"
+            };
+            let (mut fault, what) = match self.rng.below(4) {
+                0 => {
+                    let mut f = Fault::transport(TransportFault::Reset);
+                    f.after_action = true;
+                    (f, "ecs: reset after the write was applied")
+                }
+                1 => {
+                    let mut f = Fault::delay(Duration::from_secs(12));
+                    f.after_action = true;
+                    (
+                        f,
+                        "ecs: write applied, answer later than the client timeout",
+                    )
+                }
+                2 if action == "StartInstances" => {
+                    (Fault::error("OperationDenied.NoStock"), "ecs: NoStock")
+                }
+                _ => (
+                    Fault::error("InternalError"),
+                    "ecs: InternalError 500 on a write",
+                ),
+            };
+            fault.instance = Some(instance(i));
+            fault.action = Some(action.into());
+            fault.times = 1;
+            self.emulator.add_fault(fault).unwrap();
+            self.count(what);
         }
     }
 
@@ -853,7 +898,7 @@ async fn soak_with_faults_from_every_side_keeps_every_invariant() {
                 probability: 0.03,
             },
             FaultRule {
-                method: http::Method::PUT,
+                method: http::Method::PATCH,
                 path_contains: "/status".into(),
                 answer: FaultAnswer::InternalError,
                 probability: 0.03,

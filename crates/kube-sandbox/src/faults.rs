@@ -76,15 +76,20 @@ impl Faults {
         if state.rules.is_empty() {
             return None;
         }
-        let rule = state
-            .rules
-            .iter()
-            .find(|r| r.method == *method && path.contains(&r.path_contains))?
-            .clone();
-        let draw = next_unit(&mut state.seed);
-        if draw >= rule.probability {
-            return None;
+        // Each matching rule draws in turn; the first that fires answers.
+        let mut fired = None;
+        for index in 0..state.rules.len() {
+            let rule = &state.rules[index];
+            if rule.method != *method || !path.contains(&rule.path_contains) {
+                continue;
+            }
+            let probability = rule.probability;
+            if next_unit(&mut state.seed) < probability {
+                fired = Some(state.rules[index].clone());
+                break;
+            }
         }
+        let rule = fired?;
         Some(match rule.answer {
             FaultAnswer::Conflict => {
                 self.conflicts.fetch_add(1, Ordering::Relaxed);
@@ -151,6 +156,19 @@ mod tests {
             faults.check(&Method::PATCH, "/a/status").unwrap()
         };
         assert_eq!(error.code(), 409);
+    }
+
+    #[test]
+    fn every_matching_rule_draws_so_both_answers_come() {
+        let faults = Faults::default();
+        let mut internal = rule(0.2);
+        internal.answer = FaultAnswer::InternalError;
+        faults.set(vec![rule(0.2), internal], 11);
+        for _ in 0..1_000 {
+            let _ = faults.check(&Method::PATCH, "/a/status");
+        }
+        let (conflicts, errors) = faults.injected();
+        assert!(conflicts > 100 && errors > 100, "{conflicts} {errors}");
     }
 
     #[test]
