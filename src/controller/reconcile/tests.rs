@@ -143,6 +143,7 @@ fn context(client: Client, ecs: Arc<FakeEcs>) -> Arc<Context> {
         synced: Arc::new(Synced::default()),
         resync: Duration::from_secs(300),
         time_scale: 1.0,
+        clock: crate::controller::clock::Clock::default(),
     })
 }
 
@@ -471,6 +472,7 @@ fn fleet_context(
         synced: Arc::new(Synced::default()),
         resync: ctx.resync,
         time_scale: 1.0,
+        clock: crate::controller::clock::Clock::default(),
     });
     (ctx, triggers)
 }
