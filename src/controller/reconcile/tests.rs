@@ -665,3 +665,5 @@ async fn through_the_fleet_a_write_the_lease_cannot_cover_is_never_submitted() {
     let calls = ecs.calls.lock().unwrap().clone();
     assert_eq!(calls.last().copied(), Some("StartInstances"), "{calls:?}");
 }
+
+mod schedule;
