@@ -676,6 +676,58 @@ mod tests {
         assert!(!text.contains("observed=\"Unknown\"} 2"));
     }
 
+    #[test]
+    fn schedule_metrics_and_the_effective_desired_label() {
+        let metrics = Metrics::new();
+        let resource = |status: serde_json::Value| -> Arc<EcsInstancePower> {
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsInstancePower",
+                    "metadata": {"name": "dev"},
+                    "spec": {"instanceId": "i-a", "regionId": "cn-hangzhou",
+                             "desiredState": "Scheduled", "scheduleRef": {"name": "office"}},
+                    "status": status,
+                }))
+                .unwrap(),
+            )
+        };
+        let unmanaged = resource(serde_json::json!({
+            "instanceStatus": "Stopped",
+            "schedule": {"name": "office", "effectiveState": "Unmanaged"},
+        }));
+        let overridden = resource(serde_json::json!({
+            "instanceStatus": "Running",
+            "schedule": {"name": "office", "effectiveState": "Running", "source": "Override",
+                         "override": {"state": "Running", "active": true}},
+        }));
+        let missing = resource(serde_json::json!({
+            "conditions": [{"type": "Ready", "status": "False", "reason": "ScheduleNotFound",
+                            "message": "m", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+            "schedule": {"name": "office", "effectiveState": "Running"},
+        }));
+        metrics.acted("StartInstance", "catch-up");
+        metrics.schedule_transition("Running");
+        metrics.transition_lag(Duration::from_secs(3));
+        metrics.set_schedules(
+            &[("Running", 2), ("Stopped", 0), ("Invalid", 1)],
+            Some("2026-12-23T18:00:00Z".parse().unwrap()),
+        );
+        let text = metrics.render(&[unmanaged, overridden, missing]);
+        for sample in [
+            "ecs_power_resources{desired=\"Unmanaged\",observed=\"Stopped\"} 1",
+            "ecs_power_resources{desired=\"Running\",observed=\"Running\"} 1",
+            "ecs_power_resources{desired=\"Unknown\",observed=\"Unknown\"} 1",
+            "ecs_power_schedule_overrides_active 1",
+            "ecs_power_actions_total{action=\"StartInstance\",cause=\"catch-up\"} 1",
+            "ecs_power_schedule_transitions_total{state=\"Running\"} 1",
+            "ecs_power_schedule_transition_lag_seconds_bucket{le=\"5.0\"} 1",
+            "ecs_power_schedules{state=\"Invalid\"} 1",
+            "ecs_power_schedule_next_transition_timestamp_seconds 1798048800",
+        ] {
+            assert!(text.contains(sample), "missing {sample} in {text}");
+        }
+    }
+
     fn with_conditions(name: &str, conditions: &serde_json::Value) -> Arc<EcsInstancePower> {
         let mut resource: EcsInstancePower = serde_json::from_value(serde_json::json!({
             "apiVersion": "ecspower.dev/v1alpha1",
