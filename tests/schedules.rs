@@ -13,7 +13,9 @@ mod support;
 
 use std::time::Duration;
 
-use ecs_power_operator::api::{CONDITION_READY, CONDITION_STALLED, EcsPowerSchedule};
+use ecs_power_operator::api::{
+    CONDITION_READY, CONDITION_STALLED, EcsPowerSchedule, ScheduleSource,
+};
 use jiff::{SignedDuration, Timestamp};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
@@ -47,7 +49,7 @@ fn schedules(h: &Harness) -> Api<EcsPowerSchedule> {
     Api::namespaced(h.client.clone(), NS)
 }
 
-fn schedule(name: &str, spec: serde_json::Value) -> EcsPowerSchedule {
+fn schedule(name: &str, spec: &serde_json::Value) -> EcsPowerSchedule {
     serde_json::from_value(json!({
         "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsPowerSchedule",
         "metadata": {"name": name, "namespace": NS},
@@ -58,7 +60,7 @@ fn schedule(name: &str, spec: serde_json::Value) -> EcsPowerSchedule {
 
 async fn create_schedule(h: &Harness, name: &str, spec: serde_json::Value) {
     schedules(h)
-        .create(&PostParams::default(), &schedule(name, spec))
+        .create(&PostParams::default(), &schedule(name, &spec))
         .await
         .unwrap();
 }
@@ -124,7 +126,8 @@ async fn a_window_containing_now_starts_moving_it_stops_and_a_holiday_today_keep
     .await;
     h.wait_status("dev-1", Duration::from_secs(30), "holiday source", |s| {
         s.schedule.as_ref().is_some_and(|s| {
-            s.observed_generation == Some(3) && s.source.map(|x| x.as_str()) == Some("Holiday")
+            s.observed_generation == Some(3)
+                && s.source.map(ScheduleSource::as_str) == Some("Holiday")
         })
     })
     .await;
