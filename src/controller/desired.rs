@@ -65,6 +65,9 @@ pub struct Resolution {
     pub hold: Option<PowerState>,
     /// The next `status.schedule` (desiredState `Scheduled` only), `appliedState` not yet updated.
     pub schedule: Option<InstanceScheduleStatus>,
+    /// The `Ready` message when the schedule leaves the instance alone now (its effective state is
+    /// `Unmanaged`); `None` otherwise.
+    pub unmanaged: Option<String>,
 }
 
 /// The effective desired power state of a resource that has no schedule, and the fallback for
@@ -124,6 +127,7 @@ pub fn resolve(
         return Ok(Resolution {
             hold: Some(effective(spec)),
             schedule: None,
+            unmanaged: None,
         });
     };
     let Some(found) = schedule else {
@@ -202,9 +206,19 @@ pub fn resolve(
             .filter(|_| same_schedule)
             .and_then(|s| s.applied_time.clone()),
     };
+    let unmanaged = (applied.effective == EffectiveState::Unmanaged).then(|| {
+        format!(
+            "EcsPowerSchedule {} says {} now and its actions exclude that state: instance {} is \
+             left as it is",
+            reference.name,
+            evaluation.state.as_str(),
+            spec.instance_id
+        )
+    });
     Ok(Resolution {
         hold,
         schedule: Some(status),
+        unmanaged,
     })
 }
 

@@ -221,8 +221,7 @@ async fn finish(
     desired: desired::PowerState,
     happened: Happened,
 ) -> Result<Action, Error> {
-    let unmanaged = steer.unmanaged(obj);
-    let input = (desired, unmanaged.as_deref());
+    let input = (desired, steer.unmanaged.as_deref());
     let mut report = report_step(ctx, obj, previous, input, &happened);
     let notes = steer.apply(&mut report, previous, &happened, ctx);
     count_schedule_and_cause(ctx, obj, previous, steer, &notes, &happened);
@@ -254,6 +253,8 @@ struct Steer {
     schedule: Option<crate::api::InstanceScheduleStatus>,
     /// Keep the previous `status.schedule` (the schedule could not be resolved).
     keep: bool,
+    /// The `Ready` message while the schedule leaves the instance unmanaged.
+    unmanaged: Option<String>,
 }
 
 impl Steer {
@@ -269,22 +270,8 @@ impl Steer {
             hold,
             schedule: resolution.map_or_else(|| previous.schedule.clone(), |r| r.schedule.clone()),
             keep: resolution.is_none(),
+            unmanaged: resolution.and_then(|r| r.unmanaged.clone()),
         }
-    }
-
-    /// The `Ready` message when the schedule leaves the instance alone now (its effective state is
-    /// `Unmanaged`); `None` otherwise.
-    fn unmanaged(&self, obj: &EcsInstancePower) -> Option<String> {
-        let schedule = self.schedule.as_ref().filter(|_| !self.keep)?;
-        if schedule.effective_state.as_deref() != Some(crate::vocabulary::reason::UNMANAGED) {
-            return None;
-        }
-        let state = schedule.state.map_or("Unknown", |s| s.as_str());
-        Some(format!(
-            "EcsPowerSchedule {} says {state} now and its actions exclude that state: instance {} \
-             is left as it is",
-            schedule.name, obj.spec.instance_id
-        ))
     }
 
     /// Puts `status.schedule` into the report: `appliedState` becomes the held state once the
