@@ -20,6 +20,7 @@
 //! - [`gate`]: the write gate at the side-effect edges; [`status`]: the status write.
 //! - [`retry`]: backoff per error class; [`conditions`]: condition bookkeeping.
 
+pub mod clock;
 pub mod conditions;
 pub mod context;
 pub mod credentials;
@@ -33,6 +34,7 @@ pub mod ledger;
 pub mod reconcile;
 pub mod report;
 pub mod retry;
+pub mod schedule_notes;
 pub mod schedule_status;
 pub mod status;
 pub mod view;
@@ -224,6 +226,7 @@ impl Operator {
             synced: synced.clone(),
             resync: settings.resync,
             time_scale: settings.time_scale,
+            clock: clock::Clock::default(),
         });
         Operator {
             controller,

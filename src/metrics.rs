@@ -17,6 +17,16 @@
 //!   reason of each of their `Ready`, `Reconciling` and `Stalled` conditions, also computed at
 //!   scrape time; a resource with no `Ready` condition yet counts as `Ready` `Unknown` with reason
 //!   `NotObserved`. Reasons are the operator's bounded vocabulary, never free text.
+//! - Schedules: `ecs_power_schedules{state}` (`Running`, `Stopped`, `Invalid`) and
+//!   `ecs_power_schedule_next_transition_timestamp_seconds` (the soonest next transition of any
+//!   schedule, Unix time; 0 without one), set by the schedule status loop;
+//!   `ecs_power_schedule_transitions_total{state}`: changes of a resource's effective scheduled
+//!   state; `ecs_power_schedule_transition_lag_seconds`: from a scheduled edge to ECS accepting the
+//!   write call it led to; `ecs_power_schedule_overrides_active`: resources whose
+//!   `scheduleOverride` holds now (scrape time). `ecs_power_actions_total{action,cause}`: write calls
+//!   ECS accepted, by cause (`spec`, `schedule`, `override`, `drift`, `catch-up`). In
+//!   `ecs_power_resources`, `desired` is the effective desired state (`Running`, `Stopped`, or for a
+//!   scheduled resource also `Unmanaged`, and `Unknown` while its schedule is missing or invalid).
 //! - The fleet gateway's (see [`FleetMetrics`]): `ecs_power_fleet_batch_size{action}`,
 //!   `ecs_power_fleet_flushes_total{action,reason}`, `ecs_power_fleet_submit_to_send_seconds{action}`,
 //!   `ecs_power_fleet_intents{kind,state}`, `ecs_power_fleet_limiter_rate{account,region,action}`
@@ -73,6 +83,17 @@ struct ConditionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    action: String,
+    cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScheduleStateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     desired: String,
     observed: String,
@@ -91,6 +112,12 @@ pub struct Metrics {
     resources_by_condition: Family<ConditionLabels, Gauge>,
     leader: Gauge,
     leader_transitions: Counter,
+    actions: Family<CauseLabels, Counter>,
+    schedules: Family<ScheduleStateLabels, Gauge>,
+    schedule_next_transition: Gauge,
+    schedule_transitions: Family<ScheduleStateLabels, Counter>,
+    transition_lag: Histogram,
+    overrides_active: Gauge,
     /// The fleet gateway's metrics.
     pub fleet: FleetMetrics,
     render_lock: std::sync::Mutex<()>,
@@ -387,8 +414,54 @@ impl Metrics {
             "Times this replica acquired the lease",
             leader_transitions.clone(),
         );
+        let actions = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "actions",
+            "Write calls ECS accepted, by action and cause (spec, schedule, override, drift, catch-up)",
+            actions.clone(),
+        );
+        let schedules = Family::<ScheduleStateLabels, Gauge>::default();
+        registry.register(
+            "schedules",
+            "EcsPowerSchedules by state now (Running, Stopped, Invalid)",
+            schedules.clone(),
+        );
+        let schedule_next_transition = Gauge::default();
+        registry.register_with_unit(
+            "schedule_next_transition_timestamp",
+            "Unix time of the soonest next transition of any schedule (0: none)",
+            prometheus_client::registry::Unit::Seconds,
+            schedule_next_transition.clone(),
+        );
+        let schedule_transitions = Family::<ScheduleStateLabels, Counter>::default();
+        registry.register(
+            "schedule_transitions",
+            "Changes of a resource's effective scheduled state, by the new state",
+            schedule_transitions.clone(),
+        );
+        let transition_lag = Histogram::new([
+            0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+        ]);
+        registry.register_with_unit(
+            "schedule_transition_lag",
+            "Time from a scheduled edge to ECS accepting the write call it led to",
+            prometheus_client::registry::Unit::Seconds,
+            transition_lag.clone(),
+        );
+        let overrides_active = Gauge::default();
+        registry.register(
+            "schedule_overrides_active",
+            "Resources whose scheduleOverride holds now",
+            overrides_active.clone(),
+        );
         let fleet = FleetMetrics::register(&mut registry);
         Metrics {
+            actions,
+            schedules,
+            schedule_next_transition,
+            schedule_transitions,
+            transition_lag,
+            overrides_active,
             registry,
             leader,
             leader_transitions,
@@ -441,6 +514,45 @@ impl Metrics {
         self.leader_transitions.inc();
     }
 
+    /// Counts one write call ECS accepted (`StartInstance`, `StopInstance`), by its cause.
+    pub fn acted(&self, action: &str, cause: &str) {
+        self.actions
+            .get_or_create(&CauseLabels {
+                action: action.to_string(),
+                cause: cause.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one change of a resource's effective scheduled state.
+    pub fn schedule_transition(&self, state: &str) {
+        self.schedule_transitions
+            .get_or_create(&ScheduleStateLabels {
+                state: state.to_string(),
+            })
+            .inc();
+    }
+
+    /// Observes the time from a scheduled edge to ECS accepting the write call it led to.
+    pub fn transition_lag(&self, lag: Duration) {
+        self.transition_lag.observe(lag.as_secs_f64());
+    }
+
+    /// Sets the schedule gauges: how many schedules are in each state now (`Running`, `Stopped`,
+    /// `Invalid`) and the soonest next transition of any of them.
+    pub fn set_schedules(&self, by_state: &[(&str, usize)], next: Option<jiff::Timestamp>) {
+        self.schedules.clear();
+        for (state, count) in by_state {
+            self.schedules
+                .get_or_create(&ScheduleStateLabels {
+                    state: (*state).to_string(),
+                })
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+        self.schedule_next_transition
+            .set(next.map_or(0, jiff::Timestamp::as_second));
+    }
+
     /// Renders the text exposition format, refreshing the per-state and per-condition gauges from
     /// `resources` first.
     pub fn render(&self, resources: &[Arc<EcsInstancePower>]) -> String {
@@ -451,6 +563,18 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.resources.clear();
         self.resources_by_condition.clear();
+        let overrides = resources
+            .iter()
+            .filter(|r| {
+                r.status
+                    .as_ref()
+                    .and_then(|s| s.schedule.as_ref())
+                    .and_then(|s| s.override_status.as_ref())
+                    .is_some_and(|o| o.active)
+            })
+            .count();
+        self.overrides_active
+            .set(i64::try_from(overrides).unwrap_or(i64::MAX));
         for r in resources {
             self.count_conditions(r);
             let observed = r
@@ -459,9 +583,7 @@ impl Metrics {
                 .and_then(|s| s.instance_status.clone())
                 .unwrap_or_else(|| "Unknown".into());
             let labels = StateLabels {
-                desired: crate::controller::desired::effective(&r.spec)
-                    .as_str()
-                    .to_string(),
+                desired: crate::controller::desired::label(r).to_string(),
                 observed,
             };
             self.resources.get_or_create(&labels).inc();
@@ -552,6 +674,58 @@ mod tests {
         // The gauge is recomputed at each scrape, not accumulated.
         let text = metrics.render(&[]);
         assert!(!text.contains("observed=\"Unknown\"} 2"));
+    }
+
+    #[test]
+    fn schedule_metrics_and_the_effective_desired_label() {
+        let metrics = Metrics::new();
+        let resource = |status: serde_json::Value| -> Arc<EcsInstancePower> {
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsInstancePower",
+                    "metadata": {"name": "dev"},
+                    "spec": {"instanceId": "i-a", "regionId": "cn-hangzhou",
+                             "desiredState": "Scheduled", "scheduleRef": {"name": "office"}},
+                    "status": status,
+                }))
+                .unwrap(),
+            )
+        };
+        let unmanaged = resource(serde_json::json!({
+            "instanceStatus": "Stopped",
+            "schedule": {"name": "office", "effectiveState": "Unmanaged"},
+        }));
+        let overridden = resource(serde_json::json!({
+            "instanceStatus": "Running",
+            "schedule": {"name": "office", "effectiveState": "Running", "source": "Override",
+                         "override": {"state": "Running", "active": true}},
+        }));
+        let missing = resource(serde_json::json!({
+            "conditions": [{"type": "Ready", "status": "False", "reason": "ScheduleNotFound",
+                            "message": "m", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+            "schedule": {"name": "office", "effectiveState": "Running"},
+        }));
+        metrics.acted("StartInstance", "catch-up");
+        metrics.schedule_transition("Running");
+        metrics.transition_lag(Duration::from_secs(3));
+        metrics.set_schedules(
+            &[("Running", 2), ("Stopped", 0), ("Invalid", 1)],
+            Some("2026-12-23T18:00:00Z".parse().unwrap()),
+        );
+        let text = metrics.render(&[unmanaged, overridden, missing]);
+        for sample in [
+            "ecs_power_resources{desired=\"Unmanaged\",observed=\"Stopped\"} 1",
+            "ecs_power_resources{desired=\"Running\",observed=\"Running\"} 1",
+            "ecs_power_resources{desired=\"Unknown\",observed=\"Unknown\"} 1",
+            "ecs_power_schedule_overrides_active 1",
+            "ecs_power_actions_total{action=\"StartInstance\",cause=\"catch-up\"} 1",
+            "ecs_power_schedule_transitions_total{state=\"Running\"} 1",
+            "ecs_power_schedule_transition_lag_seconds_bucket{le=\"5.0\"} 1",
+            "ecs_power_schedules{state=\"Invalid\"} 1",
+            "ecs_power_schedule_next_transition_timestamp_seconds 1798048800",
+        ] {
+            assert!(text.contains(sample), "missing {sample} in {text}");
+        }
     }
 
     fn with_conditions(name: &str, conditions: &serde_json::Value) -> Arc<EcsInstancePower> {

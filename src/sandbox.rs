@@ -34,7 +34,7 @@ pub const OPERATOR_KEY: (&str, &str) = ("sandbox-operator-key", "sandbox-operato
 pub const TEAM_KEY: (&str, &str) = ("sandbox-team-a-key", "sandbox-team-a-secret");
 
 /// The seeded instances: (id, initial status, locks, what the matching example shows).
-pub const INSTANCES: [(&str, Status, &[&str], &str); 5] = [
+pub const INSTANCES: [(&str, Status, &[&str], &str); 6] = [
     (
         "i-demo0001",
         Status::Stopped,
@@ -64,6 +64,12 @@ pub const INSTANCES: [(&str, Status, &[&str], &str); 5] = [
         Status::Stopped,
         &[],
         "examples/secret-ref.yaml starts it with a Secret's key",
+    ),
+    (
+        "i-demo0006",
+        Status::Stopped,
+        &[],
+        "examples/scheduled.yaml runs it in office hours (examples/schedule-office-hours.yaml)",
     ),
 ];
 
@@ -262,6 +268,12 @@ fn write_banner(out: &mut String, running: &Running) -> std::fmt::Result {
     out.push_str("  kubectl describe ecspower web-1\n");
     out.push_str("  kubectl apply -f examples/stop.yaml -f examples/dry-run.yaml -f examples/locked.yaml -f examples/secret-ref.yaml\n");
     out.push_str("  kubectl get ecspower\n");
+    out.push_str(
+        "  kubectl apply -f examples/schedule-office-hours.yaml -f examples/scheduled.yaml\n",
+    );
+    out.push_str(
+        "  kubectl get ecsps; kubectl get ecspower dev-1 -o wide    # one scheduled instance\n",
+    );
     out.push_str("  kubectl get events --field-selector involvedObject.kind=EcsInstancePower\n");
     writeln!(
         out,

@@ -141,6 +141,8 @@ pub mod action {
     pub const OBSERVE: &str = "Observe";
     /// Event action: the operator looked for the credentials of a resource.
     pub const RESOLVE_CREDENTIALS: &str = "ResolveCredentials";
+    /// Event action: the operator applied a resource's schedule.
+    pub const SCHEDULE: &str = "Schedule";
 }
 
 /// `OperationLocks` reasons that `DescribeInstances` reports and the operator treats specially.

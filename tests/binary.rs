@@ -103,6 +103,58 @@ fn schedule_preview_prints_the_dst_instants_and_exits_2_on_an_invalid_schedule()
     let out = preview("2026-03-29T00:00:00Z", "2026-03-30T00:00:00Z", false);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidTimeZone"));
+    // Overlapping exceptions with different states: exit 2, OverlappingExceptions, no output.
+    std::fs::write(
+        &file,
+        "apiVersion: ecspower.dev/v1alpha1\nkind: EcsPowerSchedule\nmetadata: {name: bad}\n\
+         spec:\n  timeZone: Europe/Berlin\n  runningWindows: []\n  exceptions:\n\
+         \x20 - {name: a, state: Running, start: \"2026-03-29T01:00\", end: \"2026-03-29T05:00\"}\n\
+         \x20 - {name: b, state: Stopped, start: \"2026-03-29T04:00\", end: \"2026-03-29T06:00\"}\n",
+    )
+    .unwrap();
+    let out = preview("2026-03-29T00:00:00Z", "2026-03-30T00:00:00Z", true);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OverlappingExceptions"));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn schedule_preview_prints_the_new_york_spring_forward_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("schedule.yaml");
+    // 02:30 does not exist in New York on 2026-03-08: the first instant after the gap, 03:00 EDT.
+    std::fs::write(
+        &file,
+        "apiVersion: ecspower.dev/v1alpha1\nkind: EcsPowerSchedule\nmetadata: {name: ny}\n\
+         spec:\n  timeZone: America/New_York\n  runningWindows:\n\
+         \x20 - {days: [Sun], start: \"02:30\", end: \"05:00\"}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "schedule",
+            "preview",
+            "--file",
+            file.to_str().unwrap(),
+            "--from",
+            "2026-03-08T00:00:00Z",
+            "--until",
+            "2026-03-09T00:00:00Z",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "{\"time\":\"2026-03-08T07:00:00Z\",\"state\":\"Running\",\"source\":\"Window\"}\n\
+         {\"time\":\"2026-03-08T09:00:00Z\",\"state\":\"Stopped\",\"source\":\"Default\"}\n"
+    );
 }
 
 #[test]

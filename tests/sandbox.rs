@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ecs_power_operator::api::{CONDITION_READY, EcsInstancePower};
+use ecs_power_operator::api::{CONDITION_READY, EcsInstancePower, EcsPowerSchedule};
 use ecs_power_operator::sandbox::{self, SandboxArgs};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
@@ -32,6 +32,13 @@ async fn apply_example(client: &Client, path: &str) {
                 let secret: Secret = serde_yaml::from_value(value).unwrap();
                 Api::<Secret>::namespaced(client.clone(), "default")
                     .create(&PostParams::default(), &secret)
+                    .await
+                    .unwrap();
+            }
+            Some("EcsPowerSchedule") => {
+                let obj: EcsPowerSchedule = serde_yaml::from_value(value).unwrap();
+                Api::<EcsPowerSchedule>::namespaced(client.clone(), "default")
+                    .create(&PostParams::default(), &obj)
                     .await
                     .unwrap();
             }
@@ -63,6 +70,39 @@ async fn wait_ready(client: &Client, name: &str, status: &str, reason: &str) {
             tokio::time::Instant::now() < deadline,
             "{name}: expected Ready={status} {reason}, status is {:?}",
             obj.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `name` is Ready with the reason its schedule's effective state gives, the schedule
+/// evaluated now agrees, and the emulated instance is in that state.
+async fn wait_scheduled(client: &Client, emulator: &ecs_emulator::Emulator, name: &str, id: &str) {
+    let api = Api::<EcsInstancePower>::namespaced(client.clone(), "default");
+    let schedules = Api::<EcsPowerSchedule>::namespaced(client.clone(), "default");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let obj = api.get(name).await.unwrap();
+        let schedule = schedules.get("office-hours").await.unwrap();
+        let compiled = ecs_power_operator::power_schedule::compile(&schedule.spec).unwrap();
+        let now = ecs_power_operator::power_schedule::evaluate(&compiled, jiff::Timestamp::now());
+        let status = obj.status.clone().unwrap_or_default();
+        let effective = status
+            .schedule
+            .as_ref()
+            .and_then(|s| s.effective_state.clone());
+        let ready = status.condition(CONDITION_READY);
+        let instance = emulator.instance(id).map(|i| i.status.as_str().to_string());
+        if effective.as_deref() == Some(now.state.as_str())
+            && ready.is_some_and(|c| c.status == "True" && c.reason == now.state.as_str())
+            && instance.as_deref() == Some(now.state.as_str())
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: expected {:?} by the schedule, status is {status:?}, instance {instance:?}",
+            now.state
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -110,18 +150,28 @@ async fn every_example_reaches_the_state_it_promises() {
                 .is_some_and(|e| e == "yaml")
         })
         .collect();
+    // The schedule and its instance are checked below.
+    let scheduled = [
+        "examples/schedule-office-hours.yaml",
+        "examples/scheduled.yaml",
+    ];
     for path in &listed {
         assert!(
-            examples.iter().any(|(p, ..)| p == path),
+            examples.iter().any(|(p, ..)| p == path) || scheduled.contains(&path.as_str()),
             "{path} is not covered by this test"
         );
     }
     for (path, ..) in examples {
         apply_example(&client, path).await;
     }
+    for path in scheduled {
+        apply_example(&client, path).await;
+    }
     for (_, name, status, reason) in examples {
         wait_ready(&client, name, status, reason).await;
     }
+    // The scheduled instance is in the state office hours give it now, and says so.
+    wait_scheduled(&client, &running.emulator, "dev-1", "i-demo0006").await;
     // The Secret example's calls are signed with the Secret's key, not the operator's.
     let team_calls: Vec<_> = running
         .emulator

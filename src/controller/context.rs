@@ -51,6 +51,8 @@ pub struct Context {
     pub resync: Duration,
     /// `--time-scale`: multiplies backoff, poll and re-check delays.
     pub time_scale: f64,
+    /// The wall clock schedules are evaluated with (the system clock; tests move it forward).
+    pub clock: super::clock::Clock,
 }
 
 impl Context {

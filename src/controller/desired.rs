@@ -10,8 +10,8 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{
-    DesiredState, EcsInstancePowerSpec, EcsInstancePowerStatus, EcsPowerSchedule, Enforcement,
-    InstanceScheduleStatus, NextTransition, OverrideStatus, ScheduledState,
+    DesiredState, EcsInstancePower, EcsInstancePowerSpec, EcsInstancePowerStatus, EcsPowerSchedule,
+    Enforcement, InstanceScheduleStatus, NextTransition, OverrideStatus, ScheduledState,
 };
 use crate::ecs::{ErrorClass, Verdict};
 use crate::power_schedule::instance::{self, EffectiveState, Override, OverrideState};
@@ -65,6 +65,9 @@ pub struct Resolution {
     pub hold: Option<PowerState>,
     /// The next `status.schedule` (desiredState `Scheduled` only), `appliedState` not yet updated.
     pub schedule: Option<InstanceScheduleStatus>,
+    /// The `Ready` message when the schedule leaves the instance alone now (its effective state is
+    /// `Unmanaged`); `None` otherwise.
+    pub unmanaged: Option<String>,
 }
 
 /// The effective desired power state of a resource that has no schedule, and the fallback for
@@ -75,6 +78,37 @@ pub fn effective(spec: &EcsInstancePowerSpec) -> PowerState {
         DesiredState::Running | DesiredState::Scheduled => PowerState::Running,
     }
 }
+
+/// The effective desired state of a resource as its status last reported it, for the metric
+/// label: what `spec.desiredState` says, or for a `Scheduled` resource its
+/// `status.schedule.effectiveState` (`Running`, `Stopped`, `Unmanaged`); `Unknown` while its
+/// schedule is missing, invalid or not yet resolved.
+pub fn label(resource: &EcsInstancePower) -> &str {
+    let spec = &resource.spec;
+    let Some(reference) = spec
+        .schedule_ref
+        .as_ref()
+        .filter(|_| spec.desired_state == DesiredState::Scheduled)
+    else {
+        return effective(spec).as_str();
+    };
+    let Some(status) = &resource.status else {
+        return UNKNOWN;
+    };
+    let unresolved = status
+        .condition(crate::vocabulary::condition::READY)
+        .is_some_and(|c| {
+            c.reason == reason::SCHEDULE_NOT_FOUND || c.reason == reason::SCHEDULE_INVALID
+        });
+    match &status.schedule {
+        Some(s) if s.name == reference.name && !unresolved => {
+            s.effective_state.as_deref().unwrap_or(UNKNOWN)
+        }
+        _ => UNKNOWN,
+    }
+}
+
+const UNKNOWN: &str = "Unknown";
 
 /// Resolves the desired state of a resource at `now`; `schedule` is the referenced
 /// `EcsPowerSchedule` from the cache (`None` when it does not exist).
@@ -93,6 +127,7 @@ pub fn resolve(
         return Ok(Resolution {
             hold: Some(effective(spec)),
             schedule: None,
+            unmanaged: None,
         });
     };
     let Some(found) = schedule else {
@@ -171,9 +206,19 @@ pub fn resolve(
             .filter(|_| same_schedule)
             .and_then(|s| s.applied_time.clone()),
     };
+    let unmanaged = (applied.effective == EffectiveState::Unmanaged).then(|| {
+        format!(
+            "EcsPowerSchedule {} says {} now and its actions exclude that state: instance {} is \
+             left as it is",
+            reference.name,
+            evaluation.state.as_str(),
+            spec.instance_id
+        )
+    });
     Ok(Resolution {
         hold,
         schedule: Some(status),
+        unmanaged,
     })
 }
 

@@ -52,6 +52,7 @@ use super::desired;
 use super::gate::{Admission, Edge};
 use super::ledger::{Due, Inputs};
 use super::report::{self, Outcome, Report, Severity};
+use super::schedule_notes;
 use super::status;
 use super::view::StatusView;
 
@@ -148,7 +149,7 @@ fn resolve_desired(
         &obj.spec,
         ctx.schedule(obj).as_deref(),
         previous,
-        Timestamp::now(),
+        ctx.clock.now(),
     )
 }
 
@@ -220,10 +221,10 @@ async fn finish(
     desired: desired::PowerState,
     happened: Happened,
 ) -> Result<Action, Error> {
-    let unmanaged = steer.unmanaged(obj);
-    let input = (desired, unmanaged.as_deref());
+    let input = (desired, steer.unmanaged.as_deref());
     let mut report = report_step(ctx, obj, previous, input, &happened);
-    steer.apply(&mut report, previous, &happened);
+    let notes = steer.apply(&mut report, previous, &happened, ctx);
+    count_schedule_and_cause(ctx, obj, previous, steer, &notes, &happened);
     if let Happened::Acted(_, _, _, Some(submitted)) = &happened {
         hold_until_settled(&mut report, *submitted);
     }
@@ -233,6 +234,9 @@ async fn finish(
         return Ok(requeue_fenced(ctx));
     }
     if let Some(note) = &report.event {
+        publish(ctx, obj, note).await;
+    }
+    for note in &notes.events {
         publish(ctx, obj, note).await;
     }
     ctx.ledger
@@ -249,6 +253,8 @@ struct Steer {
     schedule: Option<crate::api::InstanceScheduleStatus>,
     /// Keep the previous `status.schedule` (the schedule could not be resolved).
     keep: bool,
+    /// The `Ready` message while the schedule leaves the instance unmanaged.
+    unmanaged: Option<String>,
 }
 
 impl Steer {
@@ -264,32 +270,33 @@ impl Steer {
             hold,
             schedule: resolution.map_or_else(|| previous.schedule.clone(), |r| r.schedule.clone()),
             keep: resolution.is_none(),
+            unmanaged: resolution.and_then(|r| r.unmanaged.clone()),
         }
-    }
-
-    /// The `Ready` message when the schedule leaves the instance alone now (its effective state is
-    /// `Unmanaged`); `None` otherwise.
-    fn unmanaged(&self, obj: &EcsInstancePower) -> Option<String> {
-        let schedule = self.schedule.as_ref().filter(|_| !self.keep)?;
-        if schedule.effective_state.as_deref() != Some(crate::vocabulary::reason::UNMANAGED) {
-            return None;
-        }
-        let state = schedule.state.map_or("Unknown", |s| s.as_str());
-        Some(format!(
-            "EcsPowerSchedule {} says {state} now and its actions exclude that state: instance {} \
-             is left as it is",
-            schedule.name, obj.spec.instance_id
-        ))
     }
 
     /// Puts `status.schedule` into the report: `appliedState` becomes the held state once the
     /// instance is in it or ECS accepted the call; the requeue comes no later than the next
     /// transition (a passed transition is a due observation, so the ledger records that time too).
-    fn apply(&self, report: &mut Report, previous: &EcsInstancePowerStatus, happened: &Happened) {
+    /// Returns what the change of `status.schedule` tells (its Events, lag and lateness).
+    fn apply(
+        &self,
+        report: &mut Report,
+        previous: &EcsInstancePowerStatus,
+        happened: &Happened,
+        ctx: &Context,
+    ) -> schedule_notes::Notes {
         let Some(mut schedule) = self.schedule.clone() else {
-            return;
+            return schedule_notes::Notes::default();
         };
+        let now = ctx.clock.now();
+        let mut notes = schedule_notes::Notes::default();
         if !self.keep {
+            notes = schedule_notes::notes(
+                previous.schedule.as_ref(),
+                &schedule,
+                now,
+                schedule_notes::late_after(ctx.resync),
+            );
             let reached = matches!(
                 happened,
                 Happened::Planned(_, Plan::Ready) | Happened::Acted(_, _, Ok(_), _)
@@ -298,12 +305,11 @@ impl Steer {
                 && schedule.applied_state.as_deref() != Some(hold.as_str())
             {
                 schedule.applied_state = Some(hold.as_str().to_string());
-                schedule.applied_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    Timestamp::now(),
-                ));
+                schedule.applied_time =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
             }
             if let Some(next) = &schedule.next_transition {
-                let until = next.time.0.duration_since(Timestamp::now());
+                let until = next.time.0.duration_since(now);
                 let until = Duration::try_from(until).unwrap_or_default();
                 report.requeue = report.requeue.min(until + Duration::from_millis(50));
             }
@@ -312,6 +318,36 @@ impl Steer {
             report.status.schedule = Some(schedule);
             report.status_changed = true;
         }
+        notes
+    }
+}
+
+/// Counts a change of the effective scheduled state, and a write call ECS accepted by its cause
+/// (with the transition lag when a scheduled edge led to it).
+fn count_schedule_and_cause(
+    ctx: &Context,
+    obj: &EcsInstancePower,
+    previous: &EcsInstancePowerStatus,
+    steer: &Steer,
+    notes: &schedule_notes::Notes,
+    happened: &Happened,
+) {
+    if let Some(state) = &notes.transition {
+        ctx.metrics.schedule_transition(state);
+    }
+    let Happened::Acted(_, call, Ok(outcome), _) = happened else {
+        return;
+    };
+    if outcome.dry_run {
+        return;
+    }
+    let schedule = steer.schedule.as_ref().filter(|_| !steer.keep);
+    let cause = schedule_notes::cause(obj.metadata.generation, previous, schedule, notes.late);
+    ctx.metrics.acted(call.action(), cause.as_str());
+    if let (schedule_notes::Cause::Schedule | schedule_notes::Cause::CatchUp, Some(lag)) =
+        (cause, notes.lag)
+    {
+        ctx.metrics.transition_lag(lag);
     }
 }
 

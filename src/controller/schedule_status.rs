@@ -83,6 +83,8 @@ pub async fn run(ctx: Arc<Context>, resources: Store<EcsInstancePower>) {
     loop {
         tick.tick().await;
         let schedules = ctx.schedules.state();
+        let now = ctx.clock.now();
+        count(&ctx, &schedules, now);
         written.retain(|key, _| ctx.schedules.get(key).is_some());
         if !ctx.gate_allows(Edge::Status) {
             continue;
@@ -100,7 +102,7 @@ pub async fn run(ctx: Arc<Context>, resources: Store<EcsInstancePower>) {
                 })
                 .count();
             let instances = i32::try_from(count).unwrap_or(i32::MAX);
-            let next = status(&obj, instances, Timestamp::now());
+            let next = status(&obj, instances, now);
             if obj.status.as_ref() == Some(&next) || written.get(&key) == Some(&next) {
                 continue;
             }
@@ -113,6 +115,35 @@ pub async fn run(ctx: Arc<Context>, resources: Store<EcsInstancePower>) {
             }
         }
     }
+}
+
+/// Sets the schedule gauges: schedules by state now (`Invalid` when they cannot be compiled) and
+/// the soonest next transition. Every replica keeps them, not only the leader.
+fn count(ctx: &Context, schedules: &[Arc<EcsPowerSchedule>], now: Timestamp) {
+    let (mut running, mut stopped, mut invalid) = (0, 0, 0);
+    let mut soonest: Option<Timestamp> = None;
+    for obj in schedules {
+        let Ok(compiled) = schedule::compile(&obj.spec) else {
+            invalid += 1;
+            continue;
+        };
+        let evaluation = schedule::evaluate(&compiled, now);
+        match evaluation.state {
+            crate::api::ScheduledState::Running => running += 1,
+            crate::api::ScheduledState::Stopped => stopped += 1,
+        }
+        if let Some(next) = evaluation.next() {
+            soonest = Some(soonest.map_or(next.time, |s| s.min(next.time)));
+        }
+    }
+    ctx.metrics.set_schedules(
+        &[
+            (reason::RUNNING, running),
+            (reason::STOPPED, stopped),
+            ("Invalid", invalid),
+        ],
+        soonest,
+    );
 }
 
 /// Patches the schedule's status subresource.

@@ -499,10 +499,26 @@ ALLOWED_UNUSED = {
 }
 
 
+def schedule_example(inst: Install) -> dict:
+    """Applies examples/schedule-office-hours.yaml and waits until the operator has written its
+    status (Ready=True reason Valid, a state and the next transition)."""
+    inst.sb.kubectl("apply", "-f", str(REPO / "examples" / "schedule-office-hours.yaml"))
+
+    def probe():
+        obj = inst.sb.get("-n", "default", "ecspowerschedule", "office-hours")
+        status = obj.get("status") or {}
+        ready = condition(obj, "Ready")
+        done = ready.get("status") == "True" and ready.get("reason") == "Valid" and "nextTransition" in status
+        return (done and status.get("state") in ("Running", "Stopped"), status)
+
+    return wait_until("office-hours status written", probe)
+
+
 def test_operator_needed_exactly_the_granted_rbac(installed):
     op = installed.op
     reconcile_example(installed, "start.yaml", "web-1", "i-demo0001")
     reconcile_example(installed, "secret-ref.yaml", "team-1", "i-demo0005")
+    schedule_example(installed)
     assert not op.proxy.unauthenticated, op.proxy.unauthenticated
     denied = op.proxy.denied()
     assert not denied, "the chart's RBAC refused requests the operator made:\n" + "\n".join(
@@ -532,6 +548,7 @@ def test_operator_needed_exactly_the_granted_rbac(installed):
         ("ecspower.dev", "ecsinstancepowers/status", "patch"),
         ("ecspower.dev", "ecspowerschedules", "list"),
         ("ecspower.dev", "ecspowerschedules", "watch"),
+        ("ecspower.dev", "ecspowerschedules/status", "patch"),  # the schedule status writer
         ("", "secrets", "list"),  # metadata only, see below
         ("", "secrets", "watch"),
         ("", "secrets", "get"),  # the Secret of examples/secret-ref.yaml
@@ -541,9 +558,10 @@ def test_operator_needed_exactly_the_granted_rbac(installed):
         ("coordination.k8s.io", "leases", "update"),
     } <= used, sorted(used)
     # Status is written with merge patches on /status only.
-    assert {d.content_type for d in decisions if d.attrs.resource == "ecsinstancepowers/status"} == {
-        "application/merge-patch+json"
-    }
+    for resource in ("ecsinstancepowers/status", "ecspowerschedules/status"):
+        assert {d.content_type for d in decisions if d.attrs.resource == resource} == {
+            "application/merge-patch+json"
+        }, resource
     # The Secret watch asks for metadata only (PartialObjectMetadata), never Secret data.
     for d in decisions:
         if d.attrs.resource == "secrets" and d.attrs.verb in ("list", "watch"):

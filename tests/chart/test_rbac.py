@@ -26,6 +26,9 @@ def operator_requests(ns: str | None) -> list[tuple[str, str]]:
         ("GET", f"/api/v1{scope}/secrets?watch=true&resourceVersion=12"),
         ("GET", f"/api/v1/namespaces/{team}/secrets/team-a-ecs"),
         ("PATCH", f"{CR}/namespaces/{team}/ecsinstancepowers/web-1/status"),
+        ("GET", f"{CR}{scope}/ecspowerschedules?limit=500"),
+        ("GET", f"{CR}{scope}/ecspowerschedules?watch=true&resourceVersion=12&allowWatchBookmarks=true"),
+        ("PATCH", f"{CR}/namespaces/{team}/ecspowerschedules/office-hours/status"),
         ("POST", f"/apis/events.k8s.io/v1/namespaces/{team}/events"),
         ("PATCH", f"/apis/events.k8s.io/v1/namespaces/{team}/events/web-1.17a2b3c4d5e6f708"),
         # leader election (two replicas by default), in the release namespace
@@ -43,6 +46,9 @@ def never_needed(ns: str | None) -> list[tuple[str, str]]:
     return [
         ("PUT", f"{CR}/namespaces/{team}/ecsinstancepowers/web-1/status"),  # status is merge-patched
         ("PATCH", f"{CR}/namespaces/{team}/ecsinstancepowers/web-1"),  # the spec is the user's
+        ("PATCH", f"{CR}/namespaces/{team}/ecspowerschedules/office-hours"),  # so is a schedule's
+        ("PUT", f"{CR}/namespaces/{team}/ecspowerschedules/office-hours/status"),
+        ("POST", f"{CR}/namespaces/{team}/ecspowerschedules"),
         ("PUT", f"{CR}/namespaces/{team}/ecsinstancepowers/web-1"),
         ("POST", f"{CR}/namespaces/{team}/ecsinstancepowers"),
         ("DELETE", f"{CR}/namespaces/{team}/ecsinstancepowers/web-1"),

@@ -306,13 +306,14 @@ def test_manual_rrsa_projects_the_oidc_token_and_sets_the_env():
 
 # Exactly what the operator does (test_install_on_sandbox.py runs it behind an authorizer that
 # enforces the rules and records every request): list/watch its resources, merge-patch their
-# /status, list/watch Secrets (re-queue on change) and get the one a resource references, and
+# /status, list/watch EcsPowerSchedules and merge-patch their /status, list/watch Secrets (re-queue on change) and get the one a resource references, and
 # write events.k8s.io/v1 Events (kube-runtime's Recorder creates them and patches repeats). No PUT
 # on /status and no core ("") events: nothing in the operator makes those requests.
 OPERATOR_RULES = {
     ("ecspower.dev", "ecsinstancepowers"): {"get", "list", "watch"},
     ("ecspower.dev", "ecsinstancepowers/status"): {"get", "patch"},
     ("ecspower.dev", "ecspowerschedules"): {"list", "watch"},
+    ("ecspower.dev", "ecspowerschedules/status"): {"patch"},
     ("", "secrets"): {"get", "list", "watch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }

@@ -68,6 +68,8 @@ Least privilege, exactly the requests the operator makes (tests/chart/test_insta
 runs it behind an authorizer that enforces these rules):
 - its resources: list + watch (kube-runtime's watcher), get;
 - their status: a merge patch on /status (never a PUT, never the spec), get;
+- EcsPowerSchedules: list + watch (the watch that re-queues the resources following a schedule),
+  and a merge patch on their /status (state, next transition, instances); never the spec;
 - Secrets: list + watch (the watch that re-queues resources when a referenced Secret changes),
   get (the Secret a resource's credentialsSecretRef names); never a write;
 - Events: kube-runtime's Recorder writes events.k8s.io/v1 Events only: create, and patch to count
@@ -83,6 +85,9 @@ runs it behind an authorizer that enforces these rules):
 - apiGroups: ["ecspower.dev"]
   resources: ["ecspowerschedules"]
   verbs: ["list", "watch"]
+- apiGroups: ["ecspower.dev"]
+  resources: ["ecspowerschedules/status"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]

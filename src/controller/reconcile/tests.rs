@@ -144,6 +144,7 @@ fn context(client: Client, ecs: Arc<FakeEcs>) -> Arc<Context> {
         synced: Arc::new(Synced::default()),
         resync: Duration::from_secs(300),
         time_scale: 1.0,
+        clock: crate::controller::clock::Clock::default(),
     })
 }
 
@@ -472,6 +473,7 @@ fn fleet_context(
         synced: Arc::new(Synced::default()),
         resync: ctx.resync,
         time_scale: 1.0,
+        clock: crate::controller::clock::Clock::default(),
     });
     (ctx, triggers)
 }
@@ -664,3 +666,5 @@ async fn through_the_fleet_a_write_the_lease_cannot_cover_is_never_submitted() {
     let calls = ecs.calls.lock().unwrap().clone();
     assert_eq!(calls.last().copied(), Some("StartInstances"), "{calls:?}");
 }
+
+mod schedule;
