@@ -157,6 +157,7 @@ struct Soak {
     later: Vec<(Instant, Later)>,
     /// RSS samples (KiB) per operator process, by log file.
     rss: BTreeMap<String, Vec<(Instant, u64)>>,
+    last_throttle: Option<Instant>,
 }
 
 fn instance(i: usize) -> String {
@@ -234,6 +235,7 @@ impl Soak {
             deleted: BTreeSet::new(),
             later: Vec::new(),
             rss: BTreeMap::new(),
+            last_throttle: None,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while soak.resources().list(&ListParams::default()).await.is_err() {
@@ -286,7 +288,10 @@ impl Soak {
             .env("POD_NAME", format!("replica-{slot}"))
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", OP_KEY)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", OP_SECRET)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("SOAK_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -423,7 +428,13 @@ impl Soak {
                 self.emulator.add_fault(f).unwrap();
                 self.count("ecs: ServiceUnavailable");
             }
-            2 => {
+            // ECS throttles per minute, and the operator then holds that action until the next
+            // minute: a burst at most every two minutes leaves time for the other faults.
+            2 if self
+                .last_throttle
+                .is_none_or(|t| t.elapsed() > Duration::from_secs(120)) =>
+            {
+                self.last_throttle = Some(Instant::now());
                 let mut f = Fault::error("Throttling.User");
                 f.action = Some(single_or_batch(
                     &mut self.rng,
@@ -1020,6 +1031,11 @@ async fn soak_with_faults_from_every_side_keeps_every_invariant() {
         None => writeln!(summary, "operator RSS: no process lived long enough to sample twice").unwrap(),
     }
     eprintln!("{summary}");
+    if std::env::var_os("SOAK_KEEP_LOGS").is_some() {
+        let dir = soak.dir.path().to_path_buf();
+        std::mem::forget(soak.dir);
+        eprintln!("operator logs kept in {}", dir.display());
+    }
     for (what, list) in [
         ("doubled", &verdicts.doubled),
         ("while suspended", &verdicts.while_suspended),

@@ -23,6 +23,8 @@ use tokio::time::Instant;
 
 use crate::api::{EcsInstancePower, EcsInstancePowerStatus};
 
+use super::view::StatusView;
+
 /// What an observation depended on: a change in any part makes the next reconcile observe again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inputs {
@@ -51,10 +53,15 @@ struct Entry {
 }
 
 /// Per-resource record of the last observation: its inputs, when the next one is due, and a
-/// status it could not write.
+/// status it could not write; and the facts of the last status computed for it.
 #[derive(Debug, Default)]
 pub struct Ledger {
     entries: Mutex<HashMap<ObjectRef<EcsInstancePower>, Entry>>,
+    /// The write-gating facts (last accepted write, retry gate) of the last status each resource's
+    /// reconcile computed, with the resource's uid. The controller's cache catches up with a status
+    /// write only when the watch delivers it (seconds later after a broken watch), and a reconcile
+    /// in between must not read the older status and send the same write again.
+    views: Mutex<HashMap<ObjectRef<EcsInstancePower>, (Option<String>, StatusView)>>,
 }
 
 /// Whether a reconcile is due to observe ECS.
@@ -158,15 +165,47 @@ impl Ledger {
         }
     }
 
+    /// Remembers the facts of the status a reconcile of `key` (object `uid`) just computed,
+    /// whether or not its write succeeds.
+    pub fn remember_view(
+        &self,
+        key: ObjectRef<EcsInstancePower>,
+        uid: Option<String>,
+        view: StatusView,
+    ) {
+        self.views_lock().insert(key, (uid, view));
+    }
+
+    /// The facts of the last status computed for this object (same uid), newer than or equal
+    /// to what the controller's cache holds.
+    pub fn view(&self, key: &ObjectRef<EcsInstancePower>, uid: Option<&str>) -> Option<StatusView> {
+        self.views_lock()
+            .get(key)
+            .filter(|(known, _)| known.as_deref() == uid)
+            .map(|(_, view)| view.clone())
+    }
+
     /// Forgets one resource (it was deleted).
     pub fn forget(&self, key: &ObjectRef<EcsInstancePower>) {
         self.lock().remove(key);
+        self.views_lock().remove(key);
     }
 
     /// Keeps only the resources for which `keep` is true (called with the controller's store after
     /// every list, so resources deleted while the watch was down do not accumulate).
     pub fn retain(&self, keep: impl Fn(&ObjectRef<EcsInstancePower>) -> bool) {
         self.lock().retain(|k, _| keep(k));
+        self.views_lock().retain(|k, _| keep(k));
+    }
+
+    fn views_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<EcsInstancePower>, (Option<String>, StatusView)>>
+    {
+        // Single inserts and removes: a poisoned lock leaves the map consistent.
+        self.views
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<EcsInstancePower>, Entry>> {

@@ -125,12 +125,17 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         Some(Err(error)) => return finish(Happened::ObserveFailed(error), steer.desired).await,
         None => return Ok(pending(&ctx, &pass, &previous)),
     };
+    // What the last status this replica computed says, if the cache has not caught up with it.
+    let view = ctx
+        .ledger
+        .view(&pass.key, pass.inputs.uid.as_deref())
+        .unwrap_or_else(|| StatusView::read(&previous));
     let (desired, plan) = plan(
         &obj,
+        &view,
         &resolution,
         &steer,
         observed.as_ref(),
-        prev,
         credentials_changed,
     );
     match act_step(&ctx, &obj, &pass, &creds, plan, observed, &previous).await {
@@ -173,17 +178,17 @@ fn due(ctx: &Context, pass: &Pass) -> Result<bool, Duration> {
 /// and the plan.
 fn plan(
     obj: &EcsInstancePower,
+    view: &StatusView,
     resolution: &desired::Resolution,
     steer: &Steer,
     observed: Option<&InstanceObservation>,
-    previous: &EcsInstancePowerStatus,
     credentials_changed: bool,
 ) -> (desired::PowerState, Plan) {
     let desired = resolution
         .hold
         .or_else(|| observed.and_then(observed_power))
         .unwrap_or(steer.desired);
-    let plan = decide(obj, desired, observed, previous, credentials_changed);
+    let plan = decide(obj, desired, observed, view, credentials_changed);
     if resolution.hold.is_none() && matches!(plan, Plan::Write(_)) {
         return (desired, Plan::Ready);
     }
@@ -228,6 +233,11 @@ async fn finish(
     if let Happened::Acted(_, _, _, Some(submitted)) = &happened {
         hold_until_settled(&mut report, *submitted);
     }
+    ctx.ledger.remember_view(
+        pass.key.clone(),
+        pass.inputs.uid.clone(),
+        StatusView::read(&report.status),
+    );
     log_report(&pass.key, &report);
     let due = pass.started + report.requeue;
     if report.status_changed && !write_status(ctx, obj, pass, due, &report.status).await? {
@@ -613,7 +623,7 @@ fn decide(
     obj: &EcsInstancePower,
     desired: desired::PowerState,
     observed: Option<&InstanceObservation>,
-    previous: &EcsInstancePowerStatus,
+    view: &StatusView,
     credentials_changed: bool,
 ) -> Plan {
     decide::decide(decide::Input {
@@ -621,7 +631,7 @@ fn decide(
         desired,
         generation: obj.metadata.generation,
         observed,
-        status: &StatusView::read(previous),
+        status: view,
         credentials_changed,
         now: Timestamp::now(),
     })

@@ -203,6 +203,29 @@ async fn a_stopped_instance_is_started_and_reported() {
     assert!(obj.status.as_ref().unwrap().retry.is_none());
 }
 
+/// The controller's cache delivers our own status write late (a broken watch relists seconds
+/// later), and the read still lags behind the accepted call: a reconcile on the stale object must
+/// not send the same write again.
+#[tokio::test(start_paused = true)]
+async fn a_reconcile_on_a_cache_behind_our_own_status_write_does_not_write_again() {
+    let client = in_memory_cluster().await;
+    let ecs = Arc::new(FakeEcs::default());
+    *ecs.status.lock().unwrap() = Some(InstanceStatus::Stopped);
+    let ctx = context(client.clone(), ecs.clone());
+    let stale = create(&client, "lag").await;
+    reconcile(stale.clone(), ctx.clone()).await.unwrap();
+    assert_eq!(ecs.calls(), ["DescribeInstances", "StartInstance"]);
+    // DescribeInstances does not show the transition yet.
+    *ecs.status.lock().unwrap() = Some(InstanceStatus::Stopped);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    reconcile(stale, ctx.clone()).await.unwrap();
+    assert_eq!(
+        ecs.calls(),
+        ["DescribeInstances", "StartInstance", "DescribeInstances"],
+        "the second reconcile read the stale status and wrote again"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn no_stock_backs_off_and_is_not_retried_before_the_gate() {
     let client = in_memory_cluster().await;
