@@ -23,8 +23,6 @@ use tokio::time::Instant;
 
 use crate::api::{EcsInstancePower, EcsInstancePowerStatus};
 
-use super::view::StatusView;
-
 /// What an observation depended on: a change in any part makes the next reconcile observe again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inputs {
@@ -52,16 +50,42 @@ struct Entry {
     unwritten: Option<Box<EcsInstancePowerStatus>>,
 }
 
+/// A status this replica wrote that the controller's cache may not hold yet.
+#[derive(Debug)]
+struct Written {
+    /// The object it was written to (a resource created again under the same name is another).
+    uid: Option<String>,
+    /// The object's resourceVersion after the write.
+    resource_version: Option<String>,
+    status: Box<EcsInstancePowerStatus>,
+}
+
 /// Per-resource record of the last observation: its inputs, when the next one is due, and a
-/// status it could not write; and the facts of the last status computed for it.
+/// status it could not write; and statuses written but not yet seen by the cache.
 #[derive(Debug, Default)]
 pub struct Ledger {
     entries: Mutex<HashMap<ObjectRef<EcsInstancePower>, Entry>>,
-    /// The write-gating facts (last accepted write, retry gate) of the last status each resource's
-    /// reconcile computed, with the resource's uid. The controller's cache catches up with a status
-    /// write only when the watch delivers it (seconds later after a broken watch), and a reconcile
-    /// in between must not read the older status and send the same write again.
-    views: Mutex<HashMap<ObjectRef<EcsInstancePower>, (Option<String>, StatusView)>>,
+    /// The controller's cache sees a status write only when the watch delivers it (seconds later
+    /// after a broken watch): a reconcile in between must build on what was written, not on the
+    /// older cached status, or it would send the same write call again. Held until the cache has
+    /// caught up, so it costs memory only for that short while.
+    written: Mutex<HashMap<ObjectRef<EcsInstancePower>, Written>>,
+}
+
+/// Whether the cached object (`cached` resourceVersion) holds a write that answered `written`.
+/// resourceVersions are integers on every etcd-backed API server (and kube-sandbox), compared as
+/// such; should one not be, only the same version counts as caught up (the written status then
+/// stays the base until the next write replaces it, which is still never older than the cache).
+fn caught_up(cached: Option<&str>, written: Option<&str>) -> bool {
+    match (cached, written) {
+        (Some(cached), Some(written)) => match (cached.parse::<u64>(), written.parse::<u64>()) {
+            (Ok(cached), Ok(written)) => cached >= written,
+            _ => cached == written,
+        },
+        // The write's answer had no version: nothing to wait for.
+        (_, None) => true,
+        (None, Some(_)) => false,
+    }
 }
 
 /// Whether a reconcile is due to observe ECS.
@@ -165,45 +189,54 @@ impl Ledger {
         }
     }
 
-    /// Remembers the facts of the status a reconcile of `key` (object `uid`) just computed,
-    /// whether or not its write succeeds.
-    pub fn remember_view(
+    /// Remembers a status written to `obj`, which answered with `resource_version`.
+    pub fn record_written(
         &self,
-        key: ObjectRef<EcsInstancePower>,
-        uid: Option<String>,
-        view: StatusView,
+        obj: &EcsInstancePower,
+        resource_version: Option<String>,
+        status: EcsInstancePowerStatus,
     ) {
-        self.views_lock().insert(key, (uid, view));
+        let written = Written {
+            uid: obj.metadata.uid.clone(),
+            resource_version,
+            status: Box::new(status),
+        };
+        self.written_lock()
+            .insert(ObjectRef::from_obj(obj), written);
     }
 
-    /// The facts of the last status computed for this object (same uid), newer than or equal
-    /// to what the controller's cache holds.
-    pub fn view(&self, key: &ObjectRef<EcsInstancePower>, uid: Option<&str>) -> Option<StatusView> {
-        self.views_lock()
-            .get(key)
-            .filter(|(known, _)| known.as_deref() == uid)
-            .map(|(_, view)| view.clone())
+    /// The status last written to `obj` if the cached `obj` does not hold it yet; dropped once it
+    /// does (or when `obj` is another object under the same name).
+    pub fn written_ahead_of(&self, obj: &EcsInstancePower) -> Option<EcsInstancePowerStatus> {
+        let key = ObjectRef::from_obj(obj);
+        let mut written = self.written_lock();
+        let entry = written.get(&key)?;
+        let cached = obj.metadata.resource_version.as_deref();
+        if entry.uid != obj.metadata.uid || caught_up(cached, entry.resource_version.as_deref()) {
+            written.remove(&key);
+            return None;
+        }
+        Some((*entry.status).clone())
     }
 
     /// Forgets one resource (it was deleted).
     pub fn forget(&self, key: &ObjectRef<EcsInstancePower>) {
         self.lock().remove(key);
-        self.views_lock().remove(key);
+        self.written_lock().remove(key);
     }
 
     /// Keeps only the resources for which `keep` is true (called with the controller's store after
     /// every list, so resources deleted while the watch was down do not accumulate).
     pub fn retain(&self, keep: impl Fn(&ObjectRef<EcsInstancePower>) -> bool) {
         self.lock().retain(|k, _| keep(k));
-        self.views_lock().retain(|k, _| keep(k));
+        self.written_lock().retain(|k, _| keep(k));
     }
 
-    fn views_lock(
+    fn written_lock(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<EcsInstancePower>, (Option<String>, StatusView)>>
-    {
+    ) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<EcsInstancePower>, Written>> {
         // Single inserts and removes: a poisoned lock leaves the map consistent.
-        self.views
+        self.written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -385,5 +418,46 @@ mod tests {
             ledger.check(&key("a"), &inputs(1, None), now),
             Due::Now { .. }
         ));
+    }
+
+    #[test]
+    fn the_cache_has_caught_up_with_a_write_at_or_after_its_version() {
+        assert!(caught_up(Some("12"), Some("12")));
+        assert!(caught_up(Some("13"), Some("12")));
+        assert!(!caught_up(Some("11"), Some("12")));
+        // Numbers are compared as numbers, not as text.
+        assert!(!caught_up(Some("9"), Some("10")));
+        assert!(!caught_up(None, Some("10")));
+        assert!(caught_up(Some("5"), None));
+        // Not numbers: only the same version counts.
+        assert!(caught_up(Some("abc"), Some("abc")));
+        assert!(!caught_up(Some("abd"), Some("abc")));
+    }
+
+    #[test]
+    fn a_written_status_is_the_base_until_the_cache_holds_it() {
+        let ledger = Ledger::default();
+        let mut obj: EcsInstancePower = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsInstancePower",
+            "metadata": {"name": "a", "namespace": "ns", "uid": "u1", "resourceVersion": "7"},
+            "spec": {"instanceId": "i-a", "regionId": "cn-hangzhou", "desiredState": "Running"}
+        }))
+        .unwrap();
+        let written = EcsInstancePowerStatus {
+            instance_status: Some("Starting".into()),
+            ..EcsInstancePowerStatus::default()
+        };
+        ledger.record_written(&obj, Some("9".into()), written.clone());
+        assert_eq!(ledger.written_ahead_of(&obj), Some(written.clone()));
+        // Another object under the same name: not its status.
+        let mut other = obj.clone();
+        other.metadata.uid = Some("u2".into());
+        assert_eq!(ledger.written_ahead_of(&other), None);
+        ledger.record_written(&obj, Some("9".into()), written);
+        obj.metadata.resource_version = Some("9".into());
+        assert_eq!(ledger.written_ahead_of(&obj), None);
+        // Dropped once caught up.
+        obj.metadata.resource_version = Some("7".into());
+        assert_eq!(ledger.written_ahead_of(&obj), None);
     }
 }

@@ -125,17 +125,12 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         Some(Err(error)) => return finish(Happened::ObserveFailed(error), steer.desired).await,
         None => return Ok(pending(&ctx, &pass, &previous)),
     };
-    // What the last status this replica computed says, if the cache has not caught up with it.
-    let view = ctx
-        .ledger
-        .view(&pass.key, pass.inputs.uid.as_deref())
-        .unwrap_or_else(|| StatusView::read(&previous));
     let (desired, plan) = plan(
         &obj,
-        &view,
         &resolution,
         &steer,
         observed.as_ref(),
+        prev,
         credentials_changed,
     );
     match act_step(&ctx, &obj, &pass, &creds, plan, observed, &previous).await {
@@ -178,17 +173,17 @@ fn due(ctx: &Context, pass: &Pass) -> Result<bool, Duration> {
 /// and the plan.
 fn plan(
     obj: &EcsInstancePower,
-    view: &StatusView,
     resolution: &desired::Resolution,
     steer: &Steer,
     observed: Option<&InstanceObservation>,
+    previous: &EcsInstancePowerStatus,
     credentials_changed: bool,
 ) -> (desired::PowerState, Plan) {
     let desired = resolution
         .hold
         .or_else(|| observed.and_then(observed_power))
         .unwrap_or(steer.desired);
-    let plan = decide(obj, desired, observed, view, credentials_changed);
+    let plan = decide(obj, desired, observed, previous, credentials_changed);
     if resolution.hold.is_none() && matches!(plan, Plan::Write(_)) {
         return (desired, Plan::Ready);
     }
@@ -233,11 +228,6 @@ async fn finish(
     if let Happened::Acted(_, _, _, Some(submitted)) = &happened {
         hold_until_settled(&mut report, *submitted);
     }
-    ctx.ledger.remember_view(
-        pass.key.clone(),
-        pass.inputs.uid.clone(),
-        StatusView::read(&report.status),
-    );
     log_report(&pass.key, &report);
     let due = pass.started + report.requeue;
     if report.status_changed && !write_status(ctx, obj, pass, due, &report.status).await? {
@@ -452,12 +442,15 @@ async fn write_pending(
             ctx.client.clone(),
             obj.namespace().as_deref().unwrap_or_default(),
         );
-        if let Err(err) = within(admission, status::write(&api, obj, &pending))
+        match within(admission, status::write(&api, obj, &pending))
             .await
             .and_then(|r| r.map_err(Error::WriteStatus))
         {
-            ctx.ledger.keep_unwritten(key, pending);
-            return Err(err);
+            Ok(version) => ctx.ledger.record_written(obj, version, pending),
+            Err(err) => {
+                ctx.ledger.keep_unwritten(key, pending);
+                return Err(err);
+            }
         }
         debug!(resource = %key, "wrote the status a previous reconcile could not write");
     }
@@ -466,8 +459,8 @@ async fn write_pending(
     Ok(Action::requeue(remaining))
 }
 
-/// The status this reconcile builds on: one computed earlier but not written (the patch failed)
-/// is newer than the cached one.
+/// The status this reconcile builds on: one computed earlier but not written (the patch failed),
+/// or one written that the cache does not hold yet, is newer than the cached one.
 fn previous_status(
     ctx: &Context,
     key: &ObjectRef<EcsInstancePower>,
@@ -475,6 +468,7 @@ fn previous_status(
 ) -> EcsInstancePowerStatus {
     ctx.ledger
         .take_unwritten(key)
+        .or_else(|| ctx.ledger.written_ahead_of(obj))
         .unwrap_or_else(|| obj.status.clone().unwrap_or_default())
 }
 
@@ -623,7 +617,7 @@ fn decide(
     obj: &EcsInstancePower,
     desired: desired::PowerState,
     observed: Option<&InstanceObservation>,
-    view: &StatusView,
+    previous: &EcsInstancePowerStatus,
     credentials_changed: bool,
 ) -> Plan {
     decide::decide(decide::Input {
@@ -631,7 +625,7 @@ fn decide(
         desired,
         generation: obj.metadata.generation,
         observed,
-        status: view,
+        status: &StatusView::read(previous),
         credentials_changed,
         now: Timestamp::now(),
     })
@@ -815,14 +809,19 @@ async fn write_status(
         return Ok(false);
     };
     let api = Api::namespaced(ctx.client.clone(), &pass.namespace);
-    if let Err(err) = within(admission, status::write(&api, obj, new))
+    match within(admission, status::write(&api, obj, new))
         .await
         .and_then(|r| r.map_err(Error::WriteStatus))
     {
-        keep();
-        return Err(err);
+        Ok(version) => {
+            ctx.ledger.record_written(obj, version, new.clone());
+            Ok(true)
+        }
+        Err(err) => {
+            keep();
+            Err(err)
+        }
     }
-    Ok(true)
 }
 
 /// **publish event**: an event is a courtesy; losing one (or a closed gate) does not fail the

@@ -60,20 +60,22 @@ pub fn merge_patch(status: &EcsInstancePowerStatus) -> Result<Value, serde_json:
 ///
 /// # Errors
 /// [`WriteError`] when the status cannot be encoded or the API server refuses the patch.
+/// Returns the resourceVersion of the object as written.
 pub async fn write(
     api: &Api<EcsInstancePower>,
     obj: &EcsInstancePower,
     status: &EcsInstancePowerStatus,
-) -> Result<(), WriteError> {
+) -> Result<Option<String>, WriteError> {
     let patch = merge_patch(status).map_err(WriteError::Encode)?;
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(WriteError::Kube)?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(WriteError::Kube)?;
+    Ok(written.metadata.resource_version)
 }
 
 /// Why the status could not be written.
