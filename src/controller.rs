@@ -31,6 +31,8 @@ pub mod ecs_handle;
 mod fixtures;
 pub mod gate;
 pub mod ledger;
+#[cfg(test)]
+mod props;
 pub mod reconcile;
 pub mod report;
 pub mod retry;
