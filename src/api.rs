@@ -430,12 +430,12 @@ pub fn crds_yaml() -> Result<Vec<(String, String)>, serde_yaml::Error> {
         EcsPowerSchedule::crd(),
         EcsPowerAccessPolicy::crd(),
     ]
-        .into_iter()
-        .map(|crd| {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            Ok((name, serde_yaml::to_string(&crd)?))
-        })
-        .collect()
+    .into_iter()
+    .map(|crd| {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        Ok((name, serde_yaml::to_string(&crd)?))
+    })
+    .collect()
 }
 
 /// What `ecs-power-operator crd` prints: every CRD, as one YAML stream (`---` between documents).

@@ -1,13 +1,18 @@
 //! The controller: kube-runtime's `Controller` over `EcsInstancePower`, plus a watch on Secrets'
-//! metadata so that creating or fixing a referenced Secret re-queues the resources that use it, and
-//! a watch on `EcsPowerSchedule`s that does the same for the resources that follow a schedule.
+//! metadata so that creating or fixing a referenced Secret re-queues the resources that use it, a
+//! watch on `EcsPowerSchedule`s that does the same for the resources that follow a schedule, and
+//! watches on the `EcsPowerAccessPolicy` and on Namespace metadata that re-queue the resources the
+//! policy governs (all of them, or those of the relabelled namespace). A resource created or
+//! deleted re-queues the others naming its instance, so a claim changes hands at once.
 //!
 //! ```text
-//! watch EcsInstancePower ─┐
-//! watch Secret metadata ──┤
-//! watch EcsPowerSchedule ─┴─► Controller ─► reconcile: due (ledger) → credentials → observe (ECS)
-//!                               → desired → decide (pure) → act (ECS) → report (pure)
-//!                               → write status → publish event
+//! watch EcsInstancePower ────┐
+//! watch Secret metadata ─────┤
+//! watch EcsPowerSchedule ────┤
+//! watch EcsPowerAccessPolicy ┤
+//! watch Namespace metadata ──┴─► Controller ─► reconcile: due (ledger) → desired → access
+//!                               → credentials → observe (ECS) → decide (pure) → act (ECS)
+//!                               → report (pure) → write status → publish event
 //! ```
 //!
 //! - [`reconcile`]: the pipeline as named steps; [`decide`] and [`report`] are pure and
@@ -17,9 +22,12 @@
 //! - [`credentials`]: which credentials sign a resource's calls; [`ecs_handle`]: the ECS calls,
 //!   behind a trait; the fleet gateway ([`crate::fleet::gateway`]) batches and paces them and
 //!   re-queues resources through `reconcile_on`.
+//! - [`access`]: the claim of an instance and the access policy, checked before observing and
+//!   right before every write (and, through the gateway's write check, every batch entry).
 //! - [`gate`]: the write gate at the side-effect edges; [`status`]: the status write.
 //! - [`retry`]: backoff per error class; [`conditions`]: condition bookkeeping.
 
+pub mod access;
 pub mod conditions;
 pub mod context;
 pub mod credentials;
@@ -43,7 +51,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -51,11 +59,12 @@ use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, info, warn};
 
-use crate::api::{EcsInstancePower, EcsPowerSchedule};
+use crate::api::{EcsInstancePower, EcsPowerAccessPolicy, EcsPowerSchedule};
 use crate::ecs::{EcsClient, OperatorCredentials};
 use crate::fleet::{Fleet, FleetConfig, RateLimits};
 use crate::metrics::Metrics;
 
+pub use access::PolicyScope;
 pub use context::Context;
 use ledger::Ledger;
 
@@ -76,6 +85,8 @@ pub struct Settings {
     pub rate_limits: RateLimits,
     /// `--ecs-batch-size`: instance IDs per batch call (1 turns batching off).
     pub batch_size: usize,
+    /// Which resources the access policy governs (`--access-policy-for-secrets`).
+    pub access_scope: PolicyScope,
 }
 
 /// A built controller, ready to [`run`](Operator::run).
@@ -94,12 +105,29 @@ pub struct Operator {
 pub struct Synced {
     resources: AtomicBool,
     secrets: AtomicBool,
+    policies: AtomicBool,
+    namespaces: AtomicBool,
 }
 
 impl Synced {
     /// Whether the Secret metadata cache holds its first list.
     pub fn secrets_synced(&self) -> bool {
         self.secrets.load(Ordering::Relaxed)
+    }
+
+    /// Whether the caches of the access policy and of Namespace metadata hold their first list
+    /// (before, no resource is judged: an empty cache would refuse every one).
+    pub fn access_synced(&self) -> bool {
+        self.policies.load(Ordering::Relaxed) && self.namespaces.load(Ordering::Relaxed)
+    }
+
+    /// Only the access caches synced (for tests that build a context by hand).
+    #[cfg(test)]
+    pub(crate) fn access_only() -> Self {
+        let synced = Synced::default();
+        synced.policies.store(true, Ordering::Relaxed);
+        synced.namespaces.store(true, Ordering::Relaxed);
+        synced
     }
 
     /// Whether the resource cache holds its first list.
@@ -113,9 +141,10 @@ impl Synced {
             self.resources.load(Ordering::Relaxed),
             self.secrets.load(Ordering::Relaxed),
         ) {
-            (true, true) => None,
+            (true, true) if self.access_synced() => None,
             (false, _) => Some("the first list of EcsInstancePower resources"),
             (true, false) => Some("the first list of Secret metadata"),
+            (true, true) => Some("the first list of EcsPowerAccessPolicies and Namespace metadata"),
         }
     }
 }
@@ -157,20 +186,103 @@ impl Operator {
             trigger,
         );
         fleet.log_config();
+        // Who may control which instance: the claims (over the resource cache), the access
+        // policy and the namespaces' labels.
+        let (policy_store, policy_writer) = reflector::store();
+        let (namespace_store, namespace_writer) = reflector::store();
+        let access = access::AccessGuard::new(
+            store.clone(),
+            policy_store,
+            namespace_store,
+            settings.access_scope,
+        );
+        fleet.set_write_check(Arc::new(access.clone()));
+        // A resource created or deleted re-queues the others naming its instance (a claim changes
+        // hands at once).
+        let (claims_tx, claims_rx) = tokio::sync::mpsc::unbounded_channel();
         let events = reflector::reflector(
             writer,
             watcher(resources, watcher::Config::default().any_semantic()).default_backoff(),
         )
         .inspect({
-            let (synced, ledger, store, fleet) =
-                (synced.clone(), ledger.clone(), store.clone(), fleet.clone());
-            move |event| on_resource_event(event, &synced, &ledger, &fleet, &store)
+            let (synced, ledger, store, fleet, access) = (
+                synced.clone(),
+                ledger.clone(),
+                store.clone(),
+                fleet.clone(),
+                access.clone(),
+            );
+            move |event| {
+                on_resource_event(event, &synced, &ledger, &fleet, &store);
+                for claimant in claim_changes(event, &access) {
+                    let _ = claims_tx.send(claimant);
+                }
+            }
         });
-        let triggers = futures::stream::unfold(triggers, |mut rx| async move {
-            rx.recv().await.map(|resource| (resource, rx))
-        });
+        let triggers = futures::stream::select(
+            futures::stream::unfold(triggers, |mut rx| async move {
+                rx.recv().await.map(|resource| (resource, rx))
+            }),
+            futures::stream::unfold(claims_rx, |mut rx| async move {
+                rx.recv().await.map(|resource| (resource, rx))
+            }),
+        );
         let controller =
             Controller::for_stream(events.applied_objects(), store.clone()).reconcile_on(triggers);
+
+        // The access policy (cluster-scoped; only `default` counts): any change re-queues every
+        // resource it governs, a deletion included (they turn NotGranted at once).
+        let policies: Api<EcsPowerAccessPolicy> = Api::all(client.clone());
+        let policy_changes = reflector::reflector(
+            policy_writer,
+            watcher(policies, watcher::Config::default().any_semantic())
+                .default_backoff()
+                .inspect({
+                    let synced = synced.clone();
+                    move |event| {
+                        if matches!(event, Ok(watcher::Event::InitDone)) {
+                            synced.policies.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }),
+        )
+        .filter_map(|event| std::future::ready(changed_object(event)));
+        let governed = access.clone();
+        let controller = controller.watches_stream(policy_changes, move |_policy| {
+            let resources = governed.governed(None);
+            debug!(
+                resources = resources.len(),
+                "access policy changed; re-queueing"
+            );
+            resources
+        });
+        // Namespace metadata (labels select namespaces in rules): a change re-queues the governed
+        // resources of that namespace. Only the watched namespace when there is one.
+        let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+        let namespace_config = match &settings.watch_namespace {
+            Some(ns) => watcher::Config::default()
+                .any_semantic()
+                .fields(&format!("metadata.name={ns}")),
+            None => watcher::Config::default().any_semantic(),
+        };
+        let namespace_changes = reflector::reflector(
+            namespace_writer,
+            watcher(namespaces, namespace_config)
+                .default_backoff()
+                .inspect({
+                    let synced = synced.clone();
+                    move |event| {
+                        if matches!(event, Ok(watcher::Event::InitDone)) {
+                            synced.namespaces.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }),
+        )
+        .filter_map(|event| std::future::ready(changed_object(event)));
+        let governed = access.clone();
+        let controller = controller.watches_stream(namespace_changes, move |namespace| {
+            governed.governed(Some(&namespace.name_any()))
+        });
 
         let (secret_store, secret_writer) = reflector::store();
         // Metadata only: the operator never caches Secret data, it reads a Secret when it needs it.
@@ -215,6 +327,7 @@ impl Operator {
             gate: Arc::new(gate::WriteGate::default()),
             secrets: secret_store,
             schedules: schedule_store,
+            access,
             synced: synced.clone(),
             resync: settings.resync,
             time_scale: settings.time_scale,
@@ -354,6 +467,13 @@ fn on_secret_event(
 fn changed_schedule(
     event: Result<watcher::Event<EcsPowerSchedule>, watcher::Error>,
 ) -> Option<Result<EcsPowerSchedule, watcher::Error>> {
+    changed_object(event)
+}
+
+/// The object a watch event is about, deletions included; the markers of a relist carry none.
+fn changed_object<K>(
+    event: Result<watcher::Event<K>, watcher::Error>,
+) -> Option<Result<K, watcher::Error>> {
     match event {
         Ok(
             watcher::Event::Apply(schedule)
@@ -363,6 +483,30 @@ fn changed_schedule(
         Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
         Err(error) => Some(Err(error)),
     }
+}
+
+/// The other resources naming the instance of a resource just created or deleted: the claim of
+/// that instance may have changed hands. (A status write or an edit changes no claim: the
+/// instance ID is immutable and creation times never change.)
+fn claim_changes(
+    event: &Result<watcher::Event<EcsInstancePower>, watcher::Error>,
+    access: &access::AccessGuard,
+) -> Vec<ObjectRef<EcsInstancePower>> {
+    let (obj, deleted) = match event {
+        Ok(watcher::Event::Delete(obj)) => (obj, true),
+        Ok(watcher::Event::Apply(obj)) if obj.status.is_none() => (obj, false),
+        _ => return Vec::new(),
+    };
+    let me = ObjectRef::from_obj(obj);
+    let others: Vec<ObjectRef<EcsInstancePower>> = access
+        .claimants(&obj.spec.instance_id)
+        .into_iter()
+        .filter(|r| *r != me)
+        .collect();
+    if !others.is_empty() {
+        debug!(resource = %me, deleted, others = others.len(), "claim of an instance may have changed; re-queueing");
+    }
+    others
 }
 
 /// The resources in the cache whose `scheduleRef` names this schedule (same namespace): a change

@@ -149,6 +149,8 @@ pub mod action {
     pub const OBSERVE: &str = "Observe";
     /// Event action: the operator looked for the credentials of a resource.
     pub const RESOLVE_CREDENTIALS: &str = "ResolveCredentials";
+    /// Event action: the operator checked the instance's claim and the access policy.
+    pub const CHECK_ACCESS: &str = "CheckAccess";
 }
 
 /// `OperationLocks` reasons that `DescribeInstances` reports and the operator treats specially.

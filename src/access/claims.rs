@@ -21,7 +21,12 @@ pub struct Claimant<'a> {
 impl Claimant<'_> {
     /// The ordering key: older first, then namespace, then name.
     fn key(&self) -> (bool, Option<Timestamp>, &str, &str) {
-        (self.created.is_none(), self.created, self.namespace, self.name)
+        (
+            self.created.is_none(),
+            self.created,
+            self.namespace,
+            self.name,
+        )
     }
 }
 
@@ -31,7 +36,10 @@ pub fn owner<'a, 'b>(claimants: impl IntoIterator<Item = &'b Claimant<'a>>) -> O
 where
     'a: 'b,
 {
-    claimants.into_iter().min_by(|a, b| a.key().cmp(&b.key())).copied()
+    claimants
+        .into_iter()
+        .min_by(|a, b| a.key().cmp(&b.key()))
+        .copied()
 }
 
 #[cfg(test)]
@@ -86,8 +94,15 @@ mod tests {
             let mut reversed = claimants.clone();
             reversed.reverse();
             let backward = owner(&reversed).unwrap();
-            assert_eq!((forward.namespace, forward.name), (namespace, name), "{what}");
-            assert_eq!(forward, backward, "{what}: the listing order changed the owner");
+            assert_eq!(
+                (forward.namespace, forward.name),
+                (namespace, name),
+                "{what}"
+            );
+            assert_eq!(
+                forward, backward,
+                "{what}: the listing order changed the owner"
+            );
         }
         assert!(owner(&[]).is_none());
     }

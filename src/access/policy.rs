@@ -85,9 +85,9 @@ impl Denial {
             Denial::NoPolicy => format!(
                 "there is no EcsPowerAccessPolicy named {ACCESS_POLICY_NAME} (deny by default)"
             ),
-            Denial::NoRule => format!(
-                "no rule of EcsPowerAccessPolicy {ACCESS_POLICY_NAME} grants it"
-            ),
+            Denial::NoRule => {
+                format!("no rule of EcsPowerAccessPolicy {ACCESS_POLICY_NAME} grants it")
+            }
         };
         format!(
             "namespace {} may not {} instance {} in region {} with the operator's own credentials: \
@@ -139,7 +139,9 @@ pub fn invalid_rules(rules: &[AccessRule]) -> Vec<(usize, String)> {
             Some(format!("rule #{} has no name", index + 1))
         } else if !seen.insert(rule.name.as_str()) {
             Some(format!("rule {} is defined more than once", rule.name))
-        } else if rule.instance_ids.is_empty() && rule.instance_tags.is_empty() && !rule.any_instance
+        } else if rule.instance_ids.is_empty()
+            && rule.instance_tags.is_empty()
+            && !rule.any_instance
         {
             Some(format!(
                 "rule {} names no instances: set instanceIds, instanceTags or anyInstance: true",
@@ -203,7 +205,12 @@ fn judge(rule: &AccessRule, request: &Request<'_>) -> RuleVerdict {
     }
     match request.tags {
         None => RuleVerdict::NeedTags,
-        Some(tags) if rule.instance_tags.iter().all(|(k, v)| tags.get(k) == Some(v)) => {
+        Some(tags)
+            if rule
+                .instance_tags
+                .iter()
+                .all(|(k, v)| tags.get(k) == Some(v)) =>
+        {
             RuleVerdict::Allow
         }
         Some(_) => RuleVerdict::Deny,

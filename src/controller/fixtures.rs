@@ -23,3 +23,32 @@ pub fn seen(status: InstanceStatus, locks: &[&str]) -> InstanceObservation {
         tags: std::collections::BTreeMap::new(),
     }
 }
+
+/// An access guard over empty caches but one policy, `default`, with these rules.
+#[allow(clippy::unwrap_used)]
+pub fn access_with_rules(rules: serde_json::Value) -> crate::controller::access::AccessGuard {
+    use kube::runtime::{reflector, watcher};
+    let (resources, _) = reflector::store();
+    let (namespaces, _) = reflector::store();
+    let (policies, mut writer) = reflector::store();
+    let policy: crate::api::EcsPowerAccessPolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsPowerAccessPolicy",
+        "metadata": {"name": "default", "resourceVersion": "1"},
+        "spec": {"rules": rules},
+    }))
+    .unwrap();
+    writer.apply_watcher_event(&watcher::Event::Apply(policy));
+    crate::controller::access::AccessGuard::new(
+        resources,
+        policies,
+        namespaces,
+        crate::controller::access::PolicyScope::OperatorCredentials,
+    )
+}
+
+/// An access guard whose policy grants everything (the old behaviour).
+pub fn access_granting_everything() -> crate::controller::access::AccessGuard {
+    access_with_rules(serde_json::json!([
+        {"name": "everything", "allNamespaces": true, "anyInstance": true}
+    ]))
+}

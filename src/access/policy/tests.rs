@@ -92,9 +92,24 @@ fn the_decision_table() {
             ask("team-a"),
             Verdict::Deny(Denial::NoPolicy),
         ),
-        ("an empty policy grants nothing", Some(vec![]), ask("team-a"), NO_RULE),
-        ("listed by name", Some(vec![rule("r")]), ask("team-a"), allow("r")),
-        ("another namespace", Some(vec![rule("r")]), ask("team-b"), NO_RULE),
+        (
+            "an empty policy grants nothing",
+            Some(vec![]),
+            ask("team-a"),
+            NO_RULE,
+        ),
+        (
+            "listed by name",
+            Some(vec![rule("r")]),
+            ask("team-a"),
+            allow("r"),
+        ),
+        (
+            "another namespace",
+            Some(vec![rule("r")]),
+            ask("team-b"),
+            NO_RULE,
+        ),
         (
             "labels match",
             Some(vec![labelled(&[("team", "a")])]),
@@ -305,7 +320,11 @@ fn invalid_rules_are_named() {
     let indexes: Vec<usize> = problems.iter().map(|(i, _)| *i).collect();
     assert_eq!(indexes, vec![1, 2, 3]);
     assert!(problems[1].1.contains("loose"), "{}", problems[1].1);
-    assert!(problems[2].1.contains("more than once"), "{}", problems[2].1);
+    assert!(
+        problems[2].1.contains("more than once"),
+        "{}",
+        problems[2].1
+    );
 }
 
 #[test]
@@ -401,7 +420,12 @@ fn oracle_grants(
         && all.iter().position(|r| r.name == rule.name) == all.iter().position(|r| r == rule)
         && (rule.any_instance || !rule.instance_ids.is_empty() || !rule.instance_tags.is_empty())
         && rule.actions.as_ref().is_none_or(|a| !a.is_empty());
-    valid && region_id_grant(rule, request) && rule.instance_tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+    valid
+        && region_id_grant(rule, request)
+        && rule
+            .instance_tags
+            .iter()
+            .all(|(k, v)| tags.get(k) == Some(v))
 }
 
 /// The part of a rule that needs no tags: namespace, region, action and instance ID.
@@ -420,7 +444,8 @@ fn region_id_grant(rule: &AccessRule, request: &Request<'_>) -> bool {
             .actions
             .as_ref()
             .is_none_or(|a| a.contains(&request.action))
-        && (rule.instance_ids.is_empty() || rule.instance_ids.iter().any(|i| i == request.instance_id))
+        && (rule.instance_ids.is_empty()
+            || rule.instance_ids.iter().any(|i| i == request.instance_id))
 }
 
 /// What the reconcile does with the decision: decide before observing; on `NeedTags` read the
@@ -456,7 +481,11 @@ fn random_policies_never_grant_outside_a_rule_and_id_or_region_denials_never_rea
             .map(|i| random_rule(&mut rng, i))
             .collect();
         let spec = spec(rules);
-        let name = if rng.random_bool(0.9) { "default" } else { "other" };
+        let name = if rng.random_bool(0.9) {
+            "default"
+        } else {
+            "other"
+        };
         let labels = some_tags(&mut rng);
         let instance_tags = some_tags(&mut rng);
         let request = Request {
@@ -478,11 +507,17 @@ fn random_policies_never_grant_outside_a_rule_and_id_or_region_denials_never_rea
                 .rules
                 .iter()
                 .any(|r| oracle_grants(r, &spec.rules, &request, &instance_tags));
-        assert_eq!(wrote, granted, "policy {spec:?}, request {request:?}, tags {instance_tags:?}");
-        let reachable = name == "default"
-            && spec.rules.iter().any(|r| region_id_grant(r, &request));
+        assert_eq!(
+            wrote, granted,
+            "policy {spec:?}, request {request:?}, tags {instance_tags:?}"
+        );
+        let reachable =
+            name == "default" && spec.rules.iter().any(|r| region_id_grant(r, &request));
         if !reachable {
-            assert!(!read, "an ID or region denial read the instance: {spec:?}, {request:?}");
+            assert!(
+                !read,
+                "an ID or region denial read the instance: {spec:?}, {request:?}"
+            );
         }
         allowed += usize::from(wrote);
         read_for_tags += usize::from(read && !wrote);

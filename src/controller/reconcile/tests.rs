@@ -140,7 +140,8 @@ fn context(client: Client, ecs: Arc<FakeEcs>) -> Arc<Context> {
         gate: Arc::new(WriteGate::default()),
         secrets,
         schedules,
-        synced: Arc::new(Synced::default()),
+        access: crate::controller::fixtures::access_granting_everything(),
+        synced: Arc::new(Synced::access_only()),
         resync: Duration::from_secs(300),
         time_scale: 1.0,
     })
@@ -468,7 +469,8 @@ fn fleet_context(
         gate: Arc::new(WriteGate::default()),
         secrets: ctx.secrets.clone(),
         schedules: ctx.schedules.clone(),
-        synced: Arc::new(Synced::default()),
+        access: ctx.access.clone(),
+        synced: Arc::new(Synced::access_only()),
         resync: ctx.resync,
         time_scale: 1.0,
     });
