@@ -239,11 +239,16 @@ impl Ha {
             .await
             .unwrap();
         let client = client_for(&sandbox.kubeconfig_yaml()).await;
-        let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-            Api::all(client.clone());
-        crds.create(&PostParams::default(), &EcsInstancePower::crd())
+        ecs_power_operator::sandbox::install_crd(&client)
             .await
             .unwrap();
+        // One rule granting everything: these tests are about leadership, not access.
+        ecs_power_operator::sandbox::install_access_policy(
+            &client,
+            serde_json::json!([{"name": "everything", "allNamespaces": true, "anyInstance": true}]),
+        )
+        .await
+        .unwrap();
         let ha = Ha {
             replicas: Vec::new(),
             emulator,
