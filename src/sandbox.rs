@@ -221,7 +221,10 @@ pub async fn client(sandbox: &Sandbox) -> anyhow::Result<Client> {
 ///
 /// # Errors
 /// When the API server refuses the policy.
-pub async fn install_access_policy(client: &Client, rules: serde_json::Value) -> anyhow::Result<()> {
+pub async fn install_access_policy(
+    client: &Client,
+    rules: serde_json::Value,
+) -> anyhow::Result<()> {
     let api: Api<crate::api::EcsPowerAccessPolicy> = Api::all(client.clone());
     let policy = serde_json::json!({
         "apiVersion": "ecspower.dev/v1alpha1",
