@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CHART=charts/ecs-power-operator
-CRD_FILES="ecsinstancepowers.ecspower.dev.yaml ecspowerschedules.ecspower.dev.yaml"
+CRD_FILES="ecsinstancepowers.ecspower.dev.yaml ecspowerschedules.ecspower.dev.yaml ecspoweraccesspolicies.ecspower.dev.yaml"
 RELEASE=ecs-power-operator
 NAMESPACE=ecs-power-operator
 HELM=.tools/bin/helm
@@ -73,6 +73,7 @@ resources:
   - namespace.yaml
   - crds/ecsinstancepowers.ecspower.dev.yaml
   - crds/ecspowerschedules.ecspower.dev.yaml
+  - crds/ecspoweraccesspolicies.ecspower.dev.yaml
   - ecs-power-operator.yaml
 YAML
 

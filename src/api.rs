@@ -473,6 +473,13 @@ mod tests {
             "crds/ecspowerschedules.ecspower.dev.yaml is stale: regenerate it with \
              `cargo run -- crd --name ecspowerschedules.ecspower.dev > crds/ecspowerschedules.ecspower.dev.yaml`"
         );
+        let committed = include_str!("../crds/ecspoweraccesspolicies.ecspower.dev.yaml");
+        assert_eq!(generated[2].0, "ecspoweraccesspolicies.ecspower.dev");
+        assert_eq!(
+            generated[2].1, committed,
+            "crds/ecspoweraccesspolicies.ecspower.dev.yaml is stale: regenerate it with \
+             `cargo run -- crd --name ecspoweraccesspolicies.ecspower.dev > crds/ecspoweraccesspolicies.ecspower.dev.yaml`"
+        );
     }
 
     #[test]

@@ -23,11 +23,13 @@
 //!   behind a trait; the fleet gateway ([`crate::fleet::gateway`]) batches and paces them and
 //!   re-queues resources through `reconcile_on`.
 //! - [`access`]: the claim of an instance and the access policy, checked before observing and
-//!   right before every write (and, through the gateway's write check, every batch entry).
+//!   right before every write (and, through the gateway's write check, every batch entry);
+//!   [`access_status`]: the policy's status.
 //! - [`gate`]: the write gate at the side-effect edges; [`status`]: the status write.
 //! - [`retry`]: backoff per error class; [`conditions`]: condition bookkeeping.
 
 pub mod access;
+pub mod access_status;
 pub mod conditions;
 pub mod context;
 pub mod credentials;
@@ -387,6 +389,7 @@ impl Operator {
             self.context.clone(),
             self.resources.clone(),
         ));
+        let access_status = tokio::spawn(access_status::run(self.context.clone()));
         let gauges = tokio::spawn({
             let fleet = fleet.clone();
             async move {
@@ -412,7 +415,8 @@ impl Operator {
                     Err(controller::Error::QueueError(err)) => warn!(
                         error = %err,
                         "a watch failed (retrying with backoff): is the CRD installed (`ecs-power-operator crd | \
-                         kubectl apply -f -`), and does RBAC allow list/watch on ecsinstancepowers and secrets?"
+                         kubectl apply -f -`), and does RBAC allow list/watch on ecsinstancepowers, secrets, \
+                         ecspowerschedules, ecspoweraccesspolicies and namespaces?"
                     ),
                     Err(err) => debug!(error = %err, "reconcile did not complete"),
                     Ok(_) => {}
@@ -422,6 +426,7 @@ impl Operator {
             .await;
         gauges.abort();
         schedule_status.abort();
+        access_status.abort();
         fleet.shutdown();
         info!("controller stopped");
     }

@@ -246,6 +246,30 @@ async fn a_namespace_without_a_grant_gets_not_granted_and_no_ecs_call_and_one_wi
     assert!(status.instance_status.is_none(), "{status:?}");
     wait_warning(&h.client, "team-b", "box", "NotGranted").await;
     assert_eq!(named(&h.emulator.call_log(), "i-teamb"), 0);
+    // The policy's status: valid, and the rule's usage.
+    let policies = Api::<EcsPowerAccessPolicy>::all(h.client.clone());
+    let reported = support::eventually(Duration::from_secs(15), || async {
+        let status = policies.get("default").await.unwrap().status?;
+        let usage: Vec<(String, i32, i32)> = status
+            .rules
+            .iter()
+            .map(|r| (r.name.clone(), r.resources, r.denied))
+            .collect();
+        let valid = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True" && c.reason == "Valid");
+        (valid
+            && status.observed_generation == Some(1)
+            && usage == vec![("team-a-boxes".to_string(), 1, 0)])
+        .then_some(())
+    })
+    .await;
+    assert!(
+        reported.is_some(),
+        "policy status: {:?}",
+        policies.get("default").await.unwrap().status
+    );
     h.stop().await;
 }
 

@@ -182,13 +182,19 @@ pub fn selects_namespace(
                 .all(|(k, v)| labels.get(k) == Some(v)))
 }
 
-enum RuleVerdict {
+/// What one rule says about a request (validity aside: see [`invalid_rules`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleVerdict {
+    /// The rule allows it.
     Allow,
+    /// The rule does not allow it.
     Deny,
+    /// The rule allows it if the instance carries its tags (not known yet).
     NeedTags,
 }
 
-fn judge(rule: &AccessRule, request: &Request<'_>) -> RuleVerdict {
+/// What one rule says about a request, whether or not the rule is valid.
+pub fn judge(rule: &AccessRule, request: &Request<'_>) -> RuleVerdict {
     let selected = selects_namespace(rule, request.namespace, request.namespace_labels)
         && (rule.regions.is_empty() || rule.regions.iter().any(|r| r == request.region))
         && rule

@@ -175,6 +175,21 @@ impl AccessGuard {
             .collect()
     }
 
+    /// The policy that counts (`default`), from the cache.
+    pub fn policy(&self) -> Option<std::sync::Arc<EcsPowerAccessPolicy>> {
+        self.policies.get(&ObjectRef::new(ACCESS_POLICY_NAME))
+    }
+
+    /// The resources (in the cache) the policy governs.
+    pub fn governed_resources(&self) -> Vec<std::sync::Arc<EcsInstancePower>> {
+        self.resources.state_filter(|r| self.governs(r))
+    }
+
+    /// A namespace's labels, from the cache (empty when unknown).
+    pub fn labels_of(&self, namespace: &str) -> BTreeMap<String, String> {
+        self.namespace_labels(namespace)
+    }
+
     fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
         self.namespaces
             .get(&ObjectRef::new(namespace))
