@@ -1,7 +1,7 @@
 //! Who may control which instance, end to end in one process (kube-sandbox, ecs-emulator, the
 //! operator): one owner per instance ID, and the `EcsPowerAccessPolicy` for the operator's own
 //! credentials. The emulator's call log is the oracle: a claimed or refused resource makes no ECS
-//! call at all (not even DescribeInstances for an ID or region denial).
+//! call at all (not even `DescribeInstances` for an ID or region denial).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod support;

@@ -47,8 +47,8 @@ where
 mod tests {
     use super::*;
 
-    fn at(second: i64) -> Option<Timestamp> {
-        Some(Timestamp::from_second(1_800_000_000 + second).unwrap())
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + second).unwrap()
     }
 
     fn c<'a>(created: Option<Timestamp>, namespace: &'a str, name: &'a str) -> Claimant<'a> {
@@ -62,30 +62,34 @@ mod tests {
     #[test]
     fn the_oldest_owns_ties_go_by_namespace_then_name_and_order_of_listing_does_not_matter() {
         let table: [(&str, Vec<Claimant<'_>>, (&str, &str)); 6] = [
-            ("alone", vec![c(at(5), "a", "x")], ("a", "x")),
+            ("alone", vec![c(Some(at(5)), "a", "x")], ("a", "x")),
             (
                 "older wins across namespaces",
-                vec![c(at(5), "a", "new"), c(at(1), "z", "old")],
+                vec![c(Some(at(5)), "a", "new"), c(Some(at(1)), "z", "old")],
                 ("z", "old"),
             ),
             (
                 "same second: namespace first",
-                vec![c(at(1), "team-b", "a"), c(at(1), "team-a", "z")],
+                vec![c(Some(at(1)), "team-b", "a"), c(Some(at(1)), "team-a", "z")],
                 ("team-a", "z"),
             ),
             (
                 "same second and namespace: name",
-                vec![c(at(1), "ns", "web-2"), c(at(1), "ns", "web-1")],
+                vec![c(Some(at(1)), "ns", "web-2"), c(Some(at(1)), "ns", "web-1")],
                 ("ns", "web-1"),
             ),
             (
                 "no creation time sorts last",
-                vec![c(None, "a", "a"), c(at(9), "z", "z")],
+                vec![c(None, "a", "a"), c(Some(at(9)), "z", "z")],
                 ("z", "z"),
             ),
             (
                 "three",
-                vec![c(at(3), "a", "a"), c(at(2), "b", "b"), c(at(2), "b", "a")],
+                vec![
+                    c(Some(at(3)), "a", "a"),
+                    c(Some(at(2)), "b", "b"),
+                    c(Some(at(2)), "b", "a"),
+                ],
                 ("b", "a"),
             ),
         ];

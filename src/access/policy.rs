@@ -11,7 +11,7 @@
 //!   carries all of `instanceTags`) or it sets `anyInstance`.
 //! - An invalid rule (no name, a repeated name, no instance condition, an empty action list)
 //!   grants nothing; the other rules still count.
-//! - Tags are known only after a DescribeInstances: while unknown, a decision that only a tag rule
+//! - Tags are known only after a `DescribeInstances`: while unknown, a decision that only a tag rule
 //!   could allow is [`Verdict::NeedTags`]; every other denial needs no ECS call at all. A missing
 //!   instance is judged with no tags, so its denial reads exactly like a mismatch.
 
@@ -32,7 +32,7 @@ pub struct Request<'a> {
     pub instance_id: &'a str,
     /// The action asked for.
     pub action: AccessAction,
-    /// The instance's ECS tags once DescribeInstances answered (empty for a missing instance);
+    /// The instance's ECS tags once `DescribeInstances` answered (empty for a missing instance);
     /// `None` before.
     pub tags: Option<&'a BTreeMap<String, String>>,
 }
@@ -56,7 +56,7 @@ pub enum Verdict {
     },
     /// Refused.
     Deny(Denial),
-    /// Only a tag rule could allow it: read the instance's tags first (a DescribeInstances).
+    /// Only a tag rule could allow it: read the instance's tags first (a `DescribeInstances`).
     NeedTags,
 }
 

@@ -175,7 +175,7 @@ mod tests {
     use super::*;
     use crate::api::AccessAction;
 
-    fn policy(rules: serde_json::Value) -> EcsPowerAccessPolicy {
+    fn policy(rules: &serde_json::Value) -> EcsPowerAccessPolicy {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsPowerAccessPolicy",
             "metadata": {"name": "default", "generation": 3},
@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn usage_per_rule_and_validity() {
-        let p = policy(serde_json::json!([
+        let p = policy(&serde_json::json!([
             {"name": "team-a", "namespaces": {"names": ["team-a"]}, "instanceIds": ["i-a1", "i-a2"]},
             {"name": "stop-only", "namespaces": {"names": ["team-b"]}, "anyInstance": true,
              "actions": ["Stop"]},
@@ -239,7 +239,7 @@ mod tests {
             .collect();
         assert_eq!(usage, vec![("team-a", 1, 1), ("stop-only", 1, 1)]);
 
-        let bad = policy(serde_json::json!([
+        let bad = policy(&serde_json::json!([
             {"name": "loose", "allNamespaces": true},
             {"name": "ok", "allNamespaces": true, "anyInstance": true},
         ]));

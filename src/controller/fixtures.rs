@@ -24,9 +24,10 @@ pub fn seen(status: InstanceStatus, locks: &[&str]) -> InstanceObservation {
     }
 }
 
-/// An access guard over empty caches but one policy, `default`, with these rules.
+/// An access guard over empty caches but one policy, `default`, whose one rule grants every
+/// namespace every instance (the behaviour before the policy existed).
 #[allow(clippy::unwrap_used)]
-pub fn access_with_rules(rules: serde_json::Value) -> crate::controller::access::AccessGuard {
+pub fn access_granting_everything() -> crate::controller::access::AccessGuard {
     use kube::runtime::{reflector, watcher};
     let (resources, _) = reflector::store();
     let (namespaces, _) = reflector::store();
@@ -34,7 +35,7 @@ pub fn access_with_rules(rules: serde_json::Value) -> crate::controller::access:
     let policy: crate::api::EcsPowerAccessPolicy = serde_json::from_value(serde_json::json!({
         "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsPowerAccessPolicy",
         "metadata": {"name": "default", "resourceVersion": "1"},
-        "spec": {"rules": rules},
+        "spec": {"rules": [{"name": "everything", "allNamespaces": true, "anyInstance": true}]},
     }))
     .unwrap();
     writer.apply_watcher_event(&watcher::Event::Apply(policy));
@@ -44,11 +45,4 @@ pub fn access_with_rules(rules: serde_json::Value) -> crate::controller::access:
         namespaces,
         crate::controller::access::PolicyScope::OperatorCredentials,
     )
-}
-
-/// An access guard whose policy grants everything (the old behaviour).
-pub fn access_granting_everything() -> crate::controller::access::AccessGuard {
-    access_with_rules(serde_json::json!([
-        {"name": "everything", "allNamespaces": true, "anyInstance": true}
-    ]))
 }

@@ -293,6 +293,9 @@ struct WriteItem {
     tags: Option<BTreeMap<String, String>>,
 }
 
+/// One write entry's answer, by its id.
+type WriteAnswer = (WriteId, WriteResult);
+
 /// What a write call said about one intent.
 #[derive(Debug, Clone)]
 pub struct WriteResult {
@@ -1031,7 +1034,7 @@ impl Fleet {
         &self,
         call: WriteCall,
         items: Vec<(WriteId, WriteItem)>,
-    ) -> (Vec<(WriteId, WriteItem)>, Vec<(WriteId, WriteResult)>) {
+    ) -> (Vec<(WriteId, WriteItem)>, Vec<WriteAnswer>) {
         let Some(check) = self.write_check() else {
             return (items, Vec::new());
         };

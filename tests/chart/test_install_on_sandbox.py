@@ -403,7 +403,10 @@ def test_every_object_is_accepted_and_stored(installed):
         assert {"Namespace", "ClusterRole", "ClusterRoleBinding"} <= kinds
         assert inst.output.count("serverside-applied") == len(inst.objects), inst.output
     else:
-        assert {"Role", "RoleBinding"} <= kinds and not {"ClusterRole", "ClusterRoleBinding"} & kinds
+        assert {"Role", "RoleBinding"} <= kinds
+        # Cluster-wide only the access model's cluster-scoped reads (the policy, Namespace metadata).
+        cluster_wide = [d["metadata"]["name"] for d in inst.objects if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+        assert cluster_wide == ["ecs-power-operator-access"] * 2, cluster_wide
         assert "STATUS: deployed" in inst.output, inst.output
         # Helm's release record, stored as a (protobuf-encoded) Secret.
         releases = inst.sb.get("-n", NAMESPACE, "secrets", "-l", "owner=helm,name=ecs-power-operator")["items"]

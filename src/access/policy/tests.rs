@@ -449,7 +449,7 @@ fn region_id_grant(rule: &AccessRule, request: &Request<'_>) -> bool {
 }
 
 /// What the reconcile does with the decision: decide before observing; on `NeedTags` read the
-/// instance (a DescribeInstances) and decide again with its tags; write only on `Allow`. Returns
+/// instance (a `DescribeInstances`) and decide again with its tags; write only on `Allow`. Returns
 /// (read the instance, wrote).
 fn pipeline(
     policy: Option<Policy<'_>>,
