@@ -232,8 +232,9 @@ impl Operator {
         let controller =
             Controller::for_stream(events.applied_objects(), store.clone()).reconcile_on(triggers);
 
-        // The access policy (cluster-scoped; only `default` counts): any change re-queues every
-        // resource it governs, a deletion included (they turn NotGranted at once).
+        // The access policy (cluster-scoped; only `default` counts): a change of its spec (a new
+        // generation), its creation or its deletion re-queues every resource it governs (they turn
+        // NotGranted at once on deletion). Its own status writes re-queue nothing.
         let policies: Api<EcsPowerAccessPolicy> = Api::all(client.clone());
         let policy_changes = reflector::reflector(
             policy_writer,
@@ -248,7 +249,10 @@ impl Operator {
                     }
                 }),
         )
-        .filter_map(|event| std::future::ready(changed_object(event)));
+        .filter_map({
+            let seen = std::sync::Mutex::new(std::collections::HashMap::new());
+            move |event| std::future::ready(changed_policy(event, &seen))
+        });
         let governed = access.clone();
         let controller = controller.watches_stream(policy_changes, move |_policy| {
             let resources = governed.governed(None);
@@ -475,6 +479,29 @@ fn changed_schedule(
     changed_object(event)
 }
 
+/// The policy a watch event is about when what it grants may have changed: created, deleted, or
+/// a new generation (`seen`: the last generation per name; a status write keeps the generation).
+fn changed_policy(
+    event: Result<watcher::Event<EcsPowerAccessPolicy>, watcher::Error>,
+    seen: &std::sync::Mutex<std::collections::HashMap<String, (Option<String>, Option<i64>)>>,
+) -> Option<Result<EcsPowerAccessPolicy, watcher::Error>> {
+    let mut seen = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match event {
+        Ok(watcher::Event::Delete(policy)) => {
+            seen.remove(&policy.name_any());
+            Some(Ok(policy))
+        }
+        Ok(watcher::Event::Apply(policy) | watcher::Event::InitApply(policy)) => {
+            let version = (policy.metadata.uid.clone(), policy.metadata.generation);
+            (seen.insert(policy.name_any(), version.clone()) != Some(version)).then_some(Ok(policy))
+        }
+        Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+        Err(error) => Some(Err(error)),
+    }
+}
+
 /// The object a watch event is about, deletions included; the markers of a relist carry none.
 fn changed_object<K>(
     event: Result<watcher::Event<K>, watcher::Error>,
@@ -561,4 +588,34 @@ fn secret_users(
         debug!(secret = %name, resources = users.len(), "referenced Secret changed; re-queueing");
     }
     users
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn policy(uid: &str, generation: i64, resource_version: &str) -> EcsPowerAccessPolicy {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsPowerAccessPolicy",
+            "metadata": {"name": "default", "uid": uid, "generation": generation,
+                         "resourceVersion": resource_version},
+            "spec": {"rules": []},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_new_generation_a_new_policy_or_a_deletion_re_queues_the_governed_resources() {
+        let seen = std::sync::Mutex::new(std::collections::HashMap::new());
+        let mut changed = |event| changed_policy(Ok(event), &seen).is_some();
+        assert!(changed(watcher::Event::InitApply(policy("u1", 1, "10"))));
+        // Its own status write: a new resourceVersion, the same generation.
+        assert!(!changed(watcher::Event::Apply(policy("u1", 1, "11"))));
+        assert!(changed(watcher::Event::Apply(policy("u1", 2, "12"))));
+        assert!(changed(watcher::Event::Delete(policy("u1", 2, "13"))));
+        // Deleted and created again: another object, generation 1 again.
+        assert!(changed(watcher::Event::Apply(policy("u2", 1, "14"))));
+        assert!(!changed(watcher::Event::InitDone));
+    }
 }

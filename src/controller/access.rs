@@ -118,16 +118,23 @@ impl AccessGuard {
     }
 
     /// What the check depends on, as one string for the ledger: a change (a new owner, an edited
-    /// policy, relabelled namespace) makes the next reconcile observe at once.
+    /// policy, a relabelled namespace) makes the next reconcile observe at once.
     pub fn fingerprint(&self, obj: &EcsInstancePower) -> String {
         let owner = self.other_owner(obj).unwrap_or_default();
         if !self.governs(obj) {
             return format!("owner={owner}");
         }
+        // The policy's identity and generation: its status writes change neither.
         let policy = self
             .policies
             .get(&ObjectRef::new(ACCESS_POLICY_NAME))
-            .and_then(|p| p.metadata.resource_version.clone())
+            .map(|p| {
+                format!(
+                    "{}@{}",
+                    p.metadata.uid.as_deref().unwrap_or_default(),
+                    p.metadata.generation.unwrap_or_default()
+                )
+            })
             .unwrap_or_default();
         let namespace = obj.namespace().unwrap_or_default();
         let labels = self.namespace_labels(&namespace);

@@ -38,8 +38,8 @@ pub struct Inputs {
     /// The referenced EcsPowerSchedule's `resourceVersion` (`None` without a reference; `Some("")`
     /// when it does not exist), so a created or changed schedule is observed at once.
     pub schedule: Option<String>,
-    /// What the instance's claim and the access policy depend on (the owner, the policy's
-    /// `resourceVersion`, the namespace's labels), so a change of either is observed at once.
+    /// What the instance's claim and the access policy depend on (the owner, the policy's uid and
+    /// generation, the namespace's labels), so a change of either is observed at once.
     pub access: String,
 }
 
