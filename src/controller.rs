@@ -479,11 +479,14 @@ fn changed_schedule(
     changed_object(event)
 }
 
+/// The last (uid, generation) seen per policy name.
+type PolicyVersions = std::collections::HashMap<String, (Option<String>, Option<i64>)>;
+
 /// The policy a watch event is about when what it grants may have changed: created, deleted, or
 /// a new generation (`seen`: the last generation per name; a status write keeps the generation).
 fn changed_policy(
     event: Result<watcher::Event<EcsPowerAccessPolicy>, watcher::Error>,
-    seen: &std::sync::Mutex<std::collections::HashMap<String, (Option<String>, Option<i64>)>>,
+    seen: &std::sync::Mutex<PolicyVersions>,
 ) -> Option<Result<EcsPowerAccessPolicy, watcher::Error>> {
     let mut seen = seen
         .lock()
@@ -608,7 +611,7 @@ mod tests {
     #[test]
     fn only_a_new_generation_a_new_policy_or_a_deletion_re_queues_the_governed_resources() {
         let seen = std::sync::Mutex::new(std::collections::HashMap::new());
-        let mut changed = |event| changed_policy(Ok(event), &seen).is_some();
+        let changed = |event| changed_policy(Ok(event), &seen).is_some();
         assert!(changed(watcher::Event::InitApply(policy("u1", 1, "10"))));
         // Its own status write: a new resourceVersion, the same generation.
         assert!(!changed(watcher::Event::Apply(policy("u1", 1, "11"))));
