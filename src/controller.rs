@@ -251,7 +251,11 @@ impl Operator {
         )
         .filter_map({
             let seen = std::sync::Mutex::new(std::collections::HashMap::new());
-            move |event| std::future::ready(changed_policy(event, &seen))
+            move |event| {
+                std::future::ready(
+                    changed_policy(event, &seen).and_then(|r| logged(r, "EcsPowerAccessPolicy")),
+                )
+            }
         });
         let governed = access.clone();
         let controller = controller.watches_stream(policy_changes, move |_policy| {
@@ -284,7 +288,9 @@ impl Operator {
                     }
                 }),
         )
-        .filter_map(|event| std::future::ready(changed_object(event)));
+        .filter_map(|event| {
+            std::future::ready(changed_object(event).and_then(|r| logged(r, "Namespace")))
+        });
         let governed = access.clone();
         let controller = controller.watches_stream(namespace_changes, move |namespace| {
             governed.governed(Some(&namespace.name_any()))
@@ -477,6 +483,28 @@ fn changed_schedule(
     event: Result<watcher::Event<EcsPowerSchedule>, watcher::Error>,
 ) -> Option<Result<EcsPowerSchedule, watcher::Error>> {
     changed_object(event)
+}
+
+/// A watch error of the access model's watches is logged here and not passed on: each watch backs
+/// off and relists on its own, and an error handed to the controller would pause (back off) all
+/// of its triggers, the resources' own watch included.
+fn logged<K>(result: Result<K, watcher::Error>, what: &str) -> Option<Result<K, watcher::Error>> {
+    match result {
+        Ok(obj) => Some(Ok(obj)),
+        Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+            debug!(watch = what, error = %status, "watch expired (410 Gone); relisting");
+            None
+        }
+        Err(error) => {
+            warn!(
+                watch = what,
+                error = %error,
+                "a watch failed (retrying with backoff): are the CRDs installed, and does RBAC allow \
+                 list/watch on ecspoweraccesspolicies and namespaces?"
+            );
+            None
+        }
+    }
 }
 
 /// The last (uid, generation) seen per policy name.

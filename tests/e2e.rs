@@ -1192,10 +1192,22 @@ spec:
         ))
         .await;
     }
-    let wait_reason = |ns: &'static str, name: &'static str, type_: &'static str, reason: &'static str| async move {
-        let condition = format!(r#"--for=jsonpath={{.status.conditions[?(@.type=="{type_}")].reason}}={reason}"#);
+    let wait_reason = |ns: &'static str,
+                       name: &'static str,
+                       type_: &'static str,
+                       reason: &'static str| async move {
+        let condition = format!(
+            r#"--for=jsonpath={{.status.conditions[?(@.type=="{type_}")].reason}}={reason}"#
+        );
         let out = k
-            .ok(&["wait", "-n", ns, &condition, &format!("ecspower/{name}"), "--timeout=20s"])
+            .ok(&[
+                "wait",
+                "-n",
+                ns,
+                &condition,
+                &format!("ecspower/{name}"),
+                "--timeout=20s",
+            ])
             .await;
         assert!(out.contains("condition met"), "{out}");
     };
@@ -1207,13 +1219,17 @@ spec:
         table.contains("NotGranted") && table.contains("InstanceClaimed"),
         "{table}"
     );
-    let copy: Value =
-        serde_json::from_str(&k.ok(&["get", "ecspower", "copy", "-n", "team-b", "-o", "json"]).await)
-            .unwrap();
+    let copy: Value = serde_json::from_str(
+        &k.ok(&["get", "ecspower", "copy", "-n", "team-b", "-o", "json"])
+            .await,
+    )
+    .unwrap();
     assert!(message(&copy, "Ready").contains("team-a/box"), "{copy:#}");
-    let boxed: Value =
-        serde_json::from_str(&k.ok(&["get", "ecspower", "box", "-n", "team-b", "-o", "json"]).await)
-            .unwrap();
+    let boxed: Value = serde_json::from_str(
+        &k.ok(&["get", "ecspower", "box", "-n", "team-b", "-o", "json"])
+            .await,
+    )
+    .unwrap();
     for needle in ["team-b", "i-teamb", "cn-hangzhou", "Start"] {
         assert!(message(&boxed, "Ready").contains(needle), "{boxed:#}");
     }

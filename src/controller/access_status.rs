@@ -142,7 +142,16 @@ pub async fn run(ctx: Arc<Context>) {
                     .is_some_and(|c| c.reason == reason::NOT_GRANTED),
             })
             .collect();
-        let next = status(&policy, &governed, Timestamp::now());
+        // The status last written is newer than a cache that has not seen it yet: building on it
+        // keeps the condition's lastTransitionTime, so a lagging cache causes no rewrite.
+        let mut base = (*policy).clone();
+        if let Some(written) = written
+            .as_ref()
+            .filter(|w| w.observed_generation == policy.metadata.generation)
+        {
+            base.status = Some(written.clone());
+        }
+        let next = status(&base, &governed, Timestamp::now());
         if policy.status.as_ref() == Some(&next) || written.as_ref() == Some(&next) {
             continue;
         }
