@@ -137,6 +137,13 @@ async fn main() {
     ecs_power_operator::sandbox::install_crd(&client)
         .await
         .unwrap();
+    // One rule granting everything: the benchmark measures the operator, not the access policy.
+    ecs_power_operator::sandbox::install_access_policy(
+        &client,
+        serde_json::json!([{"name": "everything", "allNamespaces": true, "anyInstance": true}]),
+    )
+    .await
+    .unwrap();
 
     let resync_arg = format!("{}s", resync.as_secs());
     let concurrency_arg = concurrency.to_string();
@@ -317,6 +324,13 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
     ecs_power_operator::sandbox::install_crd(&client)
         .await
         .unwrap();
+    // One rule granting everything: the benchmark measures the operator, not the access policy.
+    ecs_power_operator::sandbox::install_access_policy(
+        &client,
+        serde_json::json!([{"name": "everything", "allNamespaces": true, "anyInstance": true}]),
+    )
+    .await
+    .unwrap();
     // Long enough for one sweep of the fleet (⌈n/100⌉ calls at the describe rate) to fit.
     let resync = if full {
         Duration::from_secs(60)

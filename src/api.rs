@@ -1,5 +1,6 @@
-//! The custom resources: `EcsInstancePower` (here) and `EcsPowerSchedule` (the `schedule`
-//! submodule), the API contract users write and read.
+//! The custom resources: `EcsInstancePower` (here), `EcsPowerSchedule` (the `schedule`
+//! submodule) and `EcsPowerAccessPolicy` (the `access_policy` submodule), the API contract users
+//! write and read.
 //!
 //! Everything here is data: the spec users declare, the status the controller reports, and the CRD
 //! generated from both. Doc comments on fields become `kubectl explain` text, so they are written for
@@ -17,6 +18,7 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod access_policy;
 mod schedule;
 
 pub use crate::ecs::StoppedMode;
@@ -26,6 +28,7 @@ pub use crate::vocabulary::condition::READY as CONDITION_READY;
 pub use crate::vocabulary::condition::RECONCILING as CONDITION_RECONCILING;
 /// Condition type: progress needs someone to act.
 pub use crate::vocabulary::condition::STALLED as CONDITION_STALLED;
+pub use access_policy::*;
 pub use schedule::*;
 
 /// Keeps one Alibaba Cloud ECS instance in the declared power state.
@@ -422,13 +425,17 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 ///
 /// When a generated CRD cannot be serialised as YAML (a bug).
 pub fn crds_yaml() -> Result<Vec<(String, String)>, serde_yaml::Error> {
-    [EcsInstancePower::crd(), EcsPowerSchedule::crd()]
-        .into_iter()
-        .map(|crd| {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            Ok((name, serde_yaml::to_string(&crd)?))
-        })
-        .collect()
+    [
+        EcsInstancePower::crd(),
+        EcsPowerSchedule::crd(),
+        EcsPowerAccessPolicy::crd(),
+    ]
+    .into_iter()
+    .map(|crd| {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        Ok((name, serde_yaml::to_string(&crd)?))
+    })
+    .collect()
 }
 
 /// What `ecs-power-operator crd` prints: every CRD, as one YAML stream (`---` between documents).
@@ -465,6 +472,13 @@ mod tests {
             generated[1].1, committed,
             "crds/ecspowerschedules.ecspower.dev.yaml is stale: regenerate it with \
              `cargo run -- crd --name ecspowerschedules.ecspower.dev > crds/ecspowerschedules.ecspower.dev.yaml`"
+        );
+        let committed = include_str!("../crds/ecspoweraccesspolicies.ecspower.dev.yaml");
+        assert_eq!(generated[2].0, "ecspoweraccesspolicies.ecspower.dev");
+        assert_eq!(
+            generated[2].1, committed,
+            "crds/ecspoweraccesspolicies.ecspower.dev.yaml is stale: regenerate it with \
+             `cargo run -- crd --name ecspoweraccesspolicies.ecspower.dev > crds/ecspoweraccesspolicies.ecspower.dev.yaml`"
         );
     }
 

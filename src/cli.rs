@@ -145,6 +145,12 @@ pub struct RunArgs {
     #[arg(long, env = "ECS_POWER_TIME_SCALE", default_value_t = 1.0, value_parser = parse_time_scale, hide = true, global = true)]
     pub time_scale: f64,
 
+    /// Apply the `EcsPowerAccessPolicy` to every resource, those with `credentialsSecretRef` too
+    /// (default: only to resources on the operator's own credentials, since a Secret's RAM
+    /// identity scopes the others). `--access-policy-for-secrets` alone means `true`.
+    #[arg(long, env = "ACCESS_POLICY_FOR_SECRETS", num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, global = true)]
+    pub access_policy_for_secrets: bool,
+
     /// Elect a leader among the replicas through a `coordination.k8s.io/v1` Lease: only the
     /// leader calls ECS and writes; the others keep their caches warm and take over when it
     /// goes. `--leader-elect` alone means `true`.

@@ -1,13 +1,18 @@
 //! The controller: kube-runtime's `Controller` over `EcsInstancePower`, plus a watch on Secrets'
-//! metadata so that creating or fixing a referenced Secret re-queues the resources that use it, and
-//! a watch on `EcsPowerSchedule`s that does the same for the resources that follow a schedule.
+//! metadata so that creating or fixing a referenced Secret re-queues the resources that use it, a
+//! watch on `EcsPowerSchedule`s that does the same for the resources that follow a schedule, and
+//! watches on the `EcsPowerAccessPolicy` and on Namespace metadata that re-queue the resources the
+//! policy governs (all of them, or those of the relabelled namespace). A resource created or
+//! deleted re-queues the others naming its instance, so a claim changes hands at once.
 //!
 //! ```text
-//! watch EcsInstancePower ─┐
-//! watch Secret metadata ──┤
-//! watch EcsPowerSchedule ─┴─► Controller ─► reconcile: due (ledger) → credentials → observe (ECS)
-//!                               → desired → decide (pure) → act (ECS) → report (pure)
-//!                               → write status → publish event
+//! watch EcsInstancePower ────┐
+//! watch Secret metadata ─────┤
+//! watch EcsPowerSchedule ────┤
+//! watch EcsPowerAccessPolicy ┤
+//! watch Namespace metadata ──┴─► Controller ─► reconcile: due (ledger) → desired → access
+//!                               → credentials → observe (ECS) → decide (pure) → act (ECS)
+//!                               → report (pure) → write status → publish event
 //! ```
 //!
 //! - [`reconcile`]: the pipeline as named steps; [`decide`] and [`report`] are pure and
@@ -17,9 +22,14 @@
 //! - [`credentials`]: which credentials sign a resource's calls; [`ecs_handle`]: the ECS calls,
 //!   behind a trait; the fleet gateway ([`crate::fleet::gateway`]) batches and paces them and
 //!   re-queues resources through `reconcile_on`.
+//! - [`access`]: the claim of an instance and the access policy, checked before observing and
+//!   right before every write (and, through the gateway's write check, every batch entry);
+//!   [`access_status`]: the policy's status.
 //! - [`gate`]: the write gate at the side-effect edges; [`status`]: the status write.
 //! - [`retry`]: backoff per error class; [`conditions`]: condition bookkeeping.
 
+pub mod access;
+pub mod access_status;
 pub mod clock;
 pub mod conditions;
 pub mod context;
@@ -47,7 +57,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -55,11 +65,12 @@ use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, info, warn};
 
-use crate::api::{EcsInstancePower, EcsPowerSchedule};
+use crate::api::{EcsInstancePower, EcsPowerAccessPolicy, EcsPowerSchedule};
 use crate::ecs::{EcsClient, OperatorCredentials};
 use crate::fleet::{Fleet, FleetConfig, RateLimits};
 use crate::metrics::Metrics;
 
+pub use access::PolicyScope;
 pub use context::Context;
 use ledger::Ledger;
 
@@ -80,6 +91,8 @@ pub struct Settings {
     pub rate_limits: RateLimits,
     /// `--ecs-batch-size`: instance IDs per batch call (1 turns batching off).
     pub batch_size: usize,
+    /// Which resources the access policy governs (`--access-policy-for-secrets`).
+    pub access_scope: PolicyScope,
 }
 
 /// A built controller, ready to [`run`](Operator::run).
@@ -98,12 +111,29 @@ pub struct Operator {
 pub struct Synced {
     resources: AtomicBool,
     secrets: AtomicBool,
+    policies: AtomicBool,
+    namespaces: AtomicBool,
 }
 
 impl Synced {
     /// Whether the Secret metadata cache holds its first list.
     pub fn secrets_synced(&self) -> bool {
         self.secrets.load(Ordering::Relaxed)
+    }
+
+    /// Whether the caches of the access policy and of Namespace metadata hold their first list
+    /// (before, no resource is judged: an empty cache would refuse every one).
+    pub fn access_synced(&self) -> bool {
+        self.policies.load(Ordering::Relaxed) && self.namespaces.load(Ordering::Relaxed)
+    }
+
+    /// Only the access caches synced (for tests that build a context by hand).
+    #[cfg(test)]
+    pub(crate) fn access_only() -> Self {
+        let synced = Synced::default();
+        synced.policies.store(true, Ordering::Relaxed);
+        synced.namespaces.store(true, Ordering::Relaxed);
+        synced
     }
 
     /// Whether the resource cache holds its first list.
@@ -117,9 +147,10 @@ impl Synced {
             self.resources.load(Ordering::Relaxed),
             self.secrets.load(Ordering::Relaxed),
         ) {
-            (true, true) => None,
+            (true, true) if self.access_synced() => None,
             (false, _) => Some("the first list of EcsInstancePower resources"),
             (true, false) => Some("the first list of Secret metadata"),
+            (true, true) => Some("the first list of EcsPowerAccessPolicies and Namespace metadata"),
         }
     }
 }
@@ -161,21 +192,114 @@ impl Operator {
             trigger,
         );
         fleet.log_config();
+        // Who may control which instance: the claims (over the resource cache), the access
+        // policy and the namespaces' labels.
+        let (policy_store, policy_writer) = reflector::store();
+        let (namespace_store, namespace_writer) = reflector::store();
+        let access = access::AccessGuard::new(
+            store.clone(),
+            policy_store,
+            namespace_store,
+            settings.access_scope,
+        );
+        fleet.set_write_check(Arc::new(access.clone()));
+        // A resource created or deleted re-queues the others naming its instance (a claim changes
+        // hands at once).
+        let (claims_tx, claims_rx) = tokio::sync::mpsc::unbounded_channel();
         let events = reflector::reflector(
             writer,
             watcher(resources, watcher::Config::default().any_semantic()).default_backoff(),
         )
         .inspect({
-            let (synced, ledger, store, fleet) =
-                (synced.clone(), ledger.clone(), store.clone(), fleet.clone());
-            move |event| on_resource_event(event, &synced, &ledger, &fleet, &store)
+            let (synced, ledger, store, fleet, access) = (
+                synced.clone(),
+                ledger.clone(),
+                store.clone(),
+                fleet.clone(),
+                access.clone(),
+            );
+            move |event| {
+                on_resource_event(event, &synced, &ledger, &fleet, &store);
+                for claimant in claim_changes(event, &access) {
+                    let _ = claims_tx.send(claimant);
+                }
+            }
         })
-        .filter_map(|event| std::future::ready(logged(Watched::Resources, event)));
-        let triggers = futures::stream::unfold(triggers, |mut rx| async move {
-            rx.recv().await.map(|resource| (resource, rx))
-        });
+        .filter_map(|event| std::future::ready(logged(event, "EcsInstancePower")));
+        let triggers = futures::stream::select(
+            futures::stream::unfold(triggers, |mut rx| async move {
+                rx.recv().await.map(|resource| (resource, rx))
+            }),
+            futures::stream::unfold(claims_rx, |mut rx| async move {
+                rx.recv().await.map(|resource| (resource, rx))
+            }),
+        );
         let controller =
             Controller::for_stream(events.applied_objects(), store.clone()).reconcile_on(triggers);
+
+        // The access policy (cluster-scoped; only `default` counts): a change of its spec (a new
+        // generation), its creation or its deletion re-queues every resource it governs (they turn
+        // NotGranted at once on deletion). Its own status writes re-queue nothing.
+        let policies: Api<EcsPowerAccessPolicy> = Api::all(client.clone());
+        let policy_changes = reflector::reflector(
+            policy_writer,
+            watcher(policies, watcher::Config::default().any_semantic())
+                .default_backoff()
+                .inspect({
+                    let synced = synced.clone();
+                    move |event| {
+                        if matches!(event, Ok(watcher::Event::InitDone)) {
+                            synced.policies.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }),
+        )
+        .filter_map({
+            let seen = std::sync::Mutex::new(std::collections::HashMap::new());
+            move |event| {
+                std::future::ready(
+                    changed_policy(event, &seen).and_then(|r| logged(r, "EcsPowerAccessPolicy")),
+                )
+            }
+        });
+        let governed = access.clone();
+        let controller = controller.watches_stream(policy_changes, move |_policy| {
+            let resources = governed.governed(None);
+            debug!(
+                resources = resources.len(),
+                "access policy changed; re-queueing"
+            );
+            resources
+        });
+        // Namespace metadata (labels select namespaces in rules): a change re-queues the governed
+        // resources of that namespace. Only the watched namespace when there is one.
+        let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+        let namespace_config = match &settings.watch_namespace {
+            Some(ns) => watcher::Config::default()
+                .any_semantic()
+                .fields(&format!("metadata.name={ns}")),
+            None => watcher::Config::default().any_semantic(),
+        };
+        let namespace_changes = reflector::reflector(
+            namespace_writer,
+            watcher(namespaces, namespace_config)
+                .default_backoff()
+                .inspect({
+                    let synced = synced.clone();
+                    move |event| {
+                        if matches!(event, Ok(watcher::Event::InitDone)) {
+                            synced.namespaces.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }),
+        )
+        .filter_map(|event| {
+            std::future::ready(changed_object(event).and_then(|r| logged(r, "Namespace")))
+        });
+        let governed = access.clone();
+        let controller = controller.watches_stream(namespace_changes, move |namespace| {
+            governed.governed(Some(&namespace.name_any()))
+        });
 
         let (secret_store, secret_writer) = reflector::store();
         // Metadata only: the operator never caches Secret data, it reads a Secret when it needs it.
@@ -189,7 +313,7 @@ impl Operator {
                 }),
         )
         .touched_objects()
-        .filter_map(|secret| std::future::ready(logged(Watched::Secrets, secret)));
+        .filter_map(|secret| std::future::ready(logged(secret, "Secret")));
         let users_store = store.clone();
         let controller = controller.watches_stream(secret_changes, move |secret| {
             secret_users(&users_store, &secret)
@@ -205,9 +329,7 @@ impl Operator {
             watcher(schedules, watcher::Config::default().any_semantic()).default_backoff(),
         )
         .filter_map(|event| {
-            std::future::ready(
-                logged(Watched::Schedules, event).and_then(|event| changed_schedule(event.ok()?)),
-            )
+            std::future::ready(changed_schedule(event).and_then(|r| logged(r, "EcsPowerSchedule")))
         });
         let users_store = store.clone();
         let controller = controller.watches_stream(schedule_changes, move |schedule| {
@@ -225,6 +347,7 @@ impl Operator {
             gate: Arc::new(gate::WriteGate::default()),
             secrets: secret_store,
             schedules: schedule_store,
+            access,
             synced: synced.clone(),
             resync: settings.resync,
             time_scale: settings.time_scale,
@@ -285,6 +408,7 @@ impl Operator {
             self.context.clone(),
             self.resources.clone(),
         ));
+        let access_status = tokio::spawn(access_status::run(self.context.clone()));
         let gauges = tokio::spawn({
             let fleet = fleet.clone();
             async move {
@@ -313,6 +437,7 @@ impl Operator {
             .await;
         gauges.abort();
         schedule_status.abort();
+        access_status.abort();
         fleet.shutdown();
         info!("controller stopped");
     }
@@ -356,59 +481,110 @@ fn on_secret_event(
 /// The schedule a watch event is about, deletions included (its users then report
 /// `ScheduleNotFound` at once); the markers of a relist carry none.
 fn changed_schedule(
-    event: watcher::Event<EcsPowerSchedule>,
+    event: Result<watcher::Event<EcsPowerSchedule>, watcher::Error>,
 ) -> Option<Result<EcsPowerSchedule, watcher::Error>> {
-    match event {
-        watcher::Event::Apply(schedule)
-        | watcher::Event::InitApply(schedule)
-        | watcher::Event::Delete(schedule) => Some(Ok(schedule)),
-        watcher::Event::Init | watcher::Event::InitDone => None,
-    }
+    changed_object(event)
 }
 
-/// A watch feeding the controller.
-#[derive(Debug, Clone, Copy)]
-enum Watched {
-    Resources,
-    Secrets,
-    Schedules,
-}
-
-impl Watched {
-    /// What to check when this watch keeps failing.
-    fn hint(self) -> &'static str {
-        match self {
-            Watched::Resources => {
-                "is the CRD installed (`ecs-power-operator crd | kubectl apply -f -`), and does \
-                 RBAC allow list/watch on ecsinstancepowers?"
-            }
-            Watched::Secrets => "does RBAC allow list/watch on secrets?",
-            Watched::Schedules => {
-                "is the EcsPowerSchedule CRD installed (`ecs-power-operator crd | kubectl apply -f -`), and does \
-                 RBAC allow list/watch on ecspowerschedules?"
-            }
-        }
-    }
-}
-
-/// A watch's item for the controller, its error logged here instead: the watcher retries with
-/// backoff on its own, and an error never enters the controller's queue. kube-runtime's applier
-/// splits its queue into objects and errors over one shared peekable stream; while a watch kept
-/// failing (a CRD not installed, a missing RBAC rule), the gateway's re-queues were seen held back
-/// until that watch's next backoff wake-up, seconds later. 410 Gone (the watch fell behind etcd's
-/// compaction) is routine: the watcher relists.
-fn logged<T>(watch: Watched, item: Result<T, watcher::Error>) -> Option<Result<T, watcher::Error>> {
-    match item {
-        Ok(item) => Some(Ok(item)),
+/// A watch's item for the controller, its error logged here instead: each watch backs off and
+/// relists on its own, and an error never enters the controller's queue. kube-runtime's applier
+/// splits its queue into objects and errors over one shared peekable stream; while any watch kept
+/// failing (a CRD not installed, a missing RBAC rule), the other triggers (the gateway's
+/// re-queues, a new leader's first reconciles) were seen held back until that watch's next backoff
+/// wake-up, seconds later. 410 Gone (the watch fell behind etcd's compaction) is routine.
+fn logged<K>(result: Result<K, watcher::Error>, what: &str) -> Option<Result<K, watcher::Error>> {
+    match result {
+        Ok(obj) => Some(Ok(obj)),
         Err(watcher::Error::WatchError(status)) if status.code == 410 => {
-            debug!(?watch, error = %status, "watch expired (410 Gone); relisting");
+            debug!(watch = what, error = %status, "watch expired (410 Gone); relisting");
             None
         }
         Err(error) => {
-            warn!(?watch, %error, "a watch failed (retrying with backoff): {}", watch.hint());
+            warn!(watch = what, error = %error, "a watch failed (retrying with backoff): {}", hint(what));
             None
         }
     }
+}
+
+/// What to check when the watch of `what` keeps failing.
+fn hint(what: &str) -> &'static str {
+    match what {
+        "EcsInstancePower" => {
+            "is the CRD installed (`ecs-power-operator crd | kubectl apply -f -`), and does RBAC allow \
+             list/watch on ecsinstancepowers?"
+        }
+        "Secret" => "does RBAC allow list/watch on secrets?",
+        "Namespace" => "does RBAC allow list/watch on namespaces?",
+        _ => {
+            "are the CRDs installed (`ecs-power-operator crd | kubectl apply -f -`), and does RBAC \
+             allow list/watch on ecspowerschedules and ecspoweraccesspolicies?"
+        }
+    }
+}
+
+/// The last (uid, generation) seen per policy name.
+type PolicyVersions = std::collections::HashMap<String, (Option<String>, Option<i64>)>;
+
+/// The policy a watch event is about when what it grants may have changed: created, deleted, or
+/// a new generation (`seen`: the last generation per name; a status write keeps the generation).
+fn changed_policy(
+    event: Result<watcher::Event<EcsPowerAccessPolicy>, watcher::Error>,
+    seen: &std::sync::Mutex<PolicyVersions>,
+) -> Option<Result<EcsPowerAccessPolicy, watcher::Error>> {
+    let mut seen = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match event {
+        Ok(watcher::Event::Delete(policy)) => {
+            seen.remove(&policy.name_any());
+            Some(Ok(policy))
+        }
+        Ok(watcher::Event::Apply(policy) | watcher::Event::InitApply(policy)) => {
+            let version = (policy.metadata.uid.clone(), policy.metadata.generation);
+            (seen.insert(policy.name_any(), version.clone()) != Some(version)).then_some(Ok(policy))
+        }
+        Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+        Err(error) => Some(Err(error)),
+    }
+}
+
+/// The object a watch event is about, deletions included; the markers of a relist carry none.
+fn changed_object<K>(
+    event: Result<watcher::Event<K>, watcher::Error>,
+) -> Option<Result<K, watcher::Error>> {
+    match event {
+        Ok(
+            watcher::Event::Apply(schedule)
+            | watcher::Event::InitApply(schedule)
+            | watcher::Event::Delete(schedule),
+        ) => Some(Ok(schedule)),
+        Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+        Err(error) => Some(Err(error)),
+    }
+}
+
+/// The other resources naming the instance of a resource just created or deleted: the claim of
+/// that instance may have changed hands. (A status write or an edit changes no claim: the
+/// instance ID is immutable and creation times never change.)
+fn claim_changes(
+    event: &Result<watcher::Event<EcsInstancePower>, watcher::Error>,
+    access: &access::AccessGuard,
+) -> Vec<ObjectRef<EcsInstancePower>> {
+    let (obj, deleted) = match event {
+        Ok(watcher::Event::Delete(obj)) => (obj, true),
+        Ok(watcher::Event::Apply(obj)) if obj.status.is_none() => (obj, false),
+        _ => return Vec::new(),
+    };
+    let me = ObjectRef::from_obj(obj);
+    let others: Vec<ObjectRef<EcsInstancePower>> = access
+        .claimants(&obj.spec.instance_id)
+        .into_iter()
+        .filter(|r| *r != me)
+        .collect();
+    if !others.is_empty() {
+        debug!(resource = %me, deleted, others = others.len(), "claim of an instance may have changed; re-queueing");
+    }
+    others
 }
 
 /// The resources in the cache whose `scheduleRef` names this schedule (same namespace): a change
@@ -458,4 +634,34 @@ fn secret_users(
         debug!(secret = %name, resources = users.len(), "referenced Secret changed; re-queueing");
     }
     users
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn policy(uid: &str, generation: i64, resource_version: &str) -> EcsPowerAccessPolicy {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsPowerAccessPolicy",
+            "metadata": {"name": "default", "uid": uid, "generation": generation,
+                         "resourceVersion": resource_version},
+            "spec": {"rules": []},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_new_generation_a_new_policy_or_a_deletion_re_queues_the_governed_resources() {
+        let seen = std::sync::Mutex::new(std::collections::HashMap::new());
+        let changed = |event| changed_policy(Ok(event), &seen).is_some();
+        assert!(changed(watcher::Event::InitApply(policy("u1", 1, "10"))));
+        // Its own status write: a new resourceVersion, the same generation.
+        assert!(!changed(watcher::Event::Apply(policy("u1", 1, "11"))));
+        assert!(changed(watcher::Event::Apply(policy("u1", 2, "12"))));
+        assert!(changed(watcher::Event::Delete(policy("u1", 2, "13"))));
+        // Deleted and created again: another object, generation 1 again.
+        assert!(changed(watcher::Event::Apply(policy("u2", 1, "14"))));
+        assert!(!changed(watcher::Event::InitDone));
+    }
 }

@@ -1,7 +1,9 @@
 //! ecs-power-operator: keeps Alibaba Cloud ECS instances in the power state declared by
 //! `EcsInstancePower` custom resources.
 //!
-//! - [`api`]: the custom resource (spec, status, CRD).
+//! - [`access`]: who may control which instance: one owner per instance ID, and the access
+//!   policy for the operator's own credentials (pure decisions).
+//! - [`api`]: the custom resources (spec, status, CRD).
 //! - [`ecs`]: the ECS OpenAPI client (signature, errors and their classification, credentials).
 //! - [`controller`]: observe → decide → act → report, on kube-runtime's `Controller`.
 //! - [`fleet`]: fleet scale on ECS's rate limits: the adaptive rate limiter, its configuration and
@@ -14,6 +16,7 @@
 //! - [`cli`] and [`run`]: the binary's command line and process assembly; `sandbox` (feature
 //!   `sandbox`, on by default): the operator with an in-memory API server and a local ECS endpoint.
 
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod controller;

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::cli::RunArgs;
 use crate::controller::gate::WriteGate;
-use crate::controller::{Operator, Settings};
+use crate::controller::{Operator, PolicyScope, Settings};
 use crate::ecs::{EcsClient, EcsClientConfig, OperatorCredentials};
 use crate::leadership::Elector;
 use crate::metrics::Metrics;
@@ -130,6 +130,11 @@ pub async fn start_with(
         time_scale: args.time_scale,
         rate_limits: args.rate_limits()?,
         batch_size: usize::from(args.ecs_batch_size),
+        access_scope: if args.access_policy_for_secrets {
+            PolicyScope::AllResources
+        } else {
+            PolicyScope::OperatorCredentials
+        },
         reporter: Reporter {
             controller: CONTROLLER_NAME.to_string(),
             instance: std::env::var("POD_NAME").ok(),

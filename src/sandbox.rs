@@ -1,7 +1,8 @@
 //! `ecs-power-operator sandbox`: the whole product on one machine, with no cluster and no cloud
 //! account. One process runs kube-sandbox (an in-memory Kubernetes API server),
 //! ecs-emulator (a local ECS endpoint seeded with a few instances) and the operator, installs the
-//! CRD, writes a kubeconfig and prints what to type next.
+//! CRDs and an `EcsPowerAccessPolicy` granting the demo namespace ([`DEMO_NAMESPACE`]) the
+//! operator's own credentials, writes a kubeconfig and prints what to type next.
 //!
 //! Everything is in memory and gone on Ctrl-C. The operator runs exactly as `run` does, only with
 //! the emulator's endpoint and key.
@@ -34,7 +35,7 @@ pub const OPERATOR_KEY: (&str, &str) = ("sandbox-operator-key", "sandbox-operato
 pub const TEAM_KEY: (&str, &str) = ("sandbox-team-a-key", "sandbox-team-a-secret");
 
 /// The seeded instances: (id, initial status, locks, what the matching example shows).
-pub const INSTANCES: [(&str, Status, &[&str], &str); 6] = [
+pub const INSTANCES: [(&str, Status, &[&str], &str); 7] = [
     (
         "i-demo0001",
         Status::Stopped,
@@ -71,7 +72,26 @@ pub const INSTANCES: [(&str, Status, &[&str], &str); 6] = [
         &[],
         "examples/scheduled.yaml runs it in office hours (examples/schedule-office-hours.yaml)",
     ),
+    (
+        "i-demo0007",
+        Status::Stopped,
+        &[],
+        "examples/not-granted.yaml: namespace team-b has no grant, NotGranted",
+    ),
 ];
+
+/// The namespace the sandbox's access policy grants (every example but not-granted.yaml uses it).
+pub const DEMO_NAMESPACE: &str = "default";
+
+/// The rules of the sandbox's `EcsPowerAccessPolicy`: the demo namespace may start and stop every
+/// instance with the operator's own credentials; no other namespace may.
+pub fn demo_rules() -> serde_json::Value {
+    serde_json::json!([{
+        "name": "sandbox-demo",
+        "namespaces": {"names": [DEMO_NAMESPACE]},
+        "anyInstance": true,
+    }])
+}
 
 /// Flags of `sandbox`.
 #[derive(Debug, Clone, Args)]
@@ -166,6 +186,7 @@ pub async fn start(args: &SandboxArgs) -> anyhow::Result<Running> {
 
     let client = client(&sandbox).await?;
     install_crd(&client).await?;
+    install_access_policy(&client, demo_rules()).await?;
 
     let cli = Cli::try_parse_from([
         "ecs-power-operator",
@@ -202,13 +223,42 @@ pub async fn client(sandbox: &Sandbox) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-/// Installs the operator's CRD and waits until it is established.
+/// Creates (or replaces the spec of) the `EcsPowerAccessPolicy` named `default` with these rules.
 ///
 /// # Errors
-/// When the API server refuses the CRD or does not establish it within 10 s.
+/// When the API server refuses the policy.
+pub async fn install_access_policy(
+    client: &Client,
+    rules: serde_json::Value,
+) -> anyhow::Result<()> {
+    let api: Api<crate::api::EcsPowerAccessPolicy> = Api::all(client.clone());
+    let policy = serde_json::json!({
+        "apiVersion": "ecspower.dev/v1alpha1",
+        "kind": "EcsPowerAccessPolicy",
+        "metadata": {"name": crate::api::ACCESS_POLICY_NAME},
+        "spec": {"rules": rules},
+    });
+    api.patch(
+        crate::api::ACCESS_POLICY_NAME,
+        &kube::api::PatchParams::apply("ecs-power-operator-sandbox").force(),
+        &kube::api::Patch::Apply(&policy),
+    )
+    .await
+    .context("cannot install the EcsPowerAccessPolicy")?;
+    Ok(())
+}
+
+/// Installs the operator's CRDs and waits until they are established.
+///
+/// # Errors
+/// When the API server refuses a CRD or does not establish it within 10 s.
 pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [EcsInstancePower::crd(), crate::api::EcsPowerSchedule::crd()] {
+    for crd in [
+        EcsInstancePower::crd(),
+        crate::api::EcsPowerSchedule::crd(),
+        crate::api::EcsPowerAccessPolicy::crd(),
+    ] {
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.create(&PostParams::default(), &crd)
             .await
@@ -267,6 +317,8 @@ fn write_banner(out: &mut String, running: &Running) -> std::fmt::Result {
     out.push_str("  kubectl get ecspower -w\n");
     out.push_str("  kubectl describe ecspower web-1\n");
     out.push_str("  kubectl apply -f examples/stop.yaml -f examples/dry-run.yaml -f examples/locked.yaml -f examples/secret-ref.yaml\n");
+    out.push_str("  kubectl apply -f examples/not-granted.yaml   # namespace team-b has no grant: NotGranted\n");
+    out.push_str("  kubectl get ecspoweraccesspolicy default -o yaml   # who may use the operator's credentials\n");
     out.push_str("  kubectl get ecspower\n");
     out.push_str(
         "  kubectl apply -f examples/schedule-office-hours.yaml -f examples/scheduled.yaml\n",

@@ -108,6 +108,14 @@ pub mod reason {
     /// Ready=True: the schedule's `actions` exclude the state it names now, so the operator leaves
     /// the instance alone (`StopOnly` while Running, `StartOnly` while Stopped).
     pub const UNMANAGED: &str = "Unmanaged";
+    /// Another resource (the oldest naming the instance) owns the instance: this one makes no ECS
+    /// call.
+    pub const INSTANCE_CLAIMED: &str = "InstanceClaimed";
+    /// The access policy grants this namespace no use of the operator's own credentials for this
+    /// instance, region and action: no ECS call.
+    pub const NOT_GRANTED: &str = "NotGranted";
+    /// Access policy Ready=False: a rule is invalid (it grants nothing).
+    pub const INVALID: &str = "Invalid";
     /// Schedule Ready=True: the schedule is valid.
     pub const VALID: &str = "Valid";
     /// Schedule Ready=False: the time zone is not a known IANA name.
@@ -143,6 +151,8 @@ pub mod action {
     pub const RESOLVE_CREDENTIALS: &str = "ResolveCredentials";
     /// Event action: the operator applied a resource's schedule.
     pub const SCHEDULE: &str = "Schedule";
+    /// Event action: the operator checked the instance's claim and the access policy.
+    pub const CHECK_ACCESS: &str = "CheckAccess";
 }
 
 /// `OperationLocks` reasons that `DescribeInstances` reports and the operator treats specially.

@@ -16,12 +16,13 @@ fn crd_prints_the_committed_files() {
     let files = [
         "ecsinstancepowers.ecspower.dev",
         "ecspowerschedules.ecspower.dev",
+        "ecspoweraccesspolicies.ecspower.dev",
     ];
     let committed: Vec<String> = files
         .iter()
         .map(|name| std::fs::read_to_string(format!("crds/{name}.yaml")).unwrap())
         .collect();
-    // `crd`: both, as one YAML stream (for `kubectl apply -f -`).
+    // `crd`: all of them, as one YAML stream (for `kubectl apply -f -`).
     let out = Command::new(BIN).arg("crd").output().unwrap();
     assert!(out.status.success());
     assert_eq!(

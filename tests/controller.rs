@@ -652,7 +652,9 @@ async fn metrics_health_and_readiness_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_a_log_line_at_trace_level() {
-    let h = Harness::start(vec![stopped("i-logs")]).await;
+    // Two instances: one resource per instance (a second resource naming the same instance
+    // would be InstanceClaimed and never reach ECS with its wrong secret).
+    let h = Harness::start(vec![stopped("i-logs"), stopped("i-logs2")]).await;
     h.create_secret(
         "team-ecs",
         &[("accessKeyId", TEAM_AK), ("accessKeySecret", TEAM_SECRET)],
@@ -668,7 +670,7 @@ async fn no_secret_reaches_a_log_line_at_trace_level() {
     .await;
     h.create("a", json!({"instanceId": "i-logs", "regionId": "cn-hangzhou", "credentialsSecretRef": {"name": "team-ecs"}}))
         .await;
-    h.create("b", json!({"instanceId": "i-logs", "regionId": "cn-hangzhou", "credentialsSecretRef": {"name": "wrong"}}))
+    h.create("b", json!({"instanceId": "i-logs2", "regionId": "cn-hangzhou", "credentialsSecretRef": {"name": "wrong"}}))
         .await;
     h.wait_ready("a", "True", "Running").await;
     h.wait_ready("b", "False", "CredentialsRejected").await;

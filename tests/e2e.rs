@@ -1151,3 +1151,116 @@ async fn kubectl_get_prints_the_printer_columns() {
         }
     }
 }
+
+/// The access model through kubectl: a namespace without a grant gets `NotGranted` (printer column,
+/// `kubectl describe`-visible Warning event, no ECS call naming its instance), a granted one
+/// converges, a second resource for an owned instance is `InstanceClaimed`, the policy reports its
+/// usage, and the CRD refuses a policy not named `default`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_policy_and_claims_as_kubectl_shows_them() {
+    let env = Env::start(
+        r"
+transitionDelay: 300ms
+instances:
+  - {id: i-teama, region: cn-hangzhou, status: Stopped}
+  - {id: i-teamb, region: cn-hangzhou, status: Stopped}
+",
+    )
+    .await;
+    let k = &env.kubectl;
+    k.apply(
+        "apiVersion: ecspower.dev/v1alpha1
+kind: EcsPowerAccessPolicy
+metadata:
+  name: default
+spec:
+  rules:
+  - {name: team-a-boxes, namespaces: {names: [team-a]}, regions: [cn-hangzhou], instanceIds: [i-teama]}
+",
+    )
+    .await;
+    k.ok(&["create", "namespace", "team-a"]).await;
+    k.ok(&["create", "namespace", "team-b"]).await;
+    for (ns, name, id) in [
+        ("team-a", "box", "i-teama"),
+        ("team-b", "box", "i-teamb"),
+        ("team-b", "copy", "i-teama"),
+    ] {
+        k.apply(&format!(
+            "apiVersion: ecspower.dev/v1alpha1\nkind: EcsInstancePower\nmetadata:\n  name: {name}\n  \
+             namespace: {ns}\nspec:\n  instanceId: {id}\n  regionId: cn-hangzhou\n"
+        ))
+        .await;
+    }
+    let wait_reason = |ns: &'static str,
+                       name: &'static str,
+                       type_: &'static str,
+                       reason: &'static str| async move {
+        let condition = format!(
+            r#"--for=jsonpath={{.status.conditions[?(@.type=="{type_}")].reason}}={reason}"#
+        );
+        let out = k
+            .ok(&[
+                "wait",
+                "-n",
+                ns,
+                &condition,
+                &format!("ecspower/{name}"),
+                "--timeout=20s",
+            ])
+            .await;
+        assert!(out.contains("condition met"), "{out}");
+    };
+    wait_reason("team-a", "box", "Ready", "Running").await;
+    wait_reason("team-b", "box", "Stalled", "NotGranted").await;
+    wait_reason("team-b", "copy", "Stalled", "InstanceClaimed").await;
+    let table = k.ok(&["get", "ecspower", "-n", "team-b"]).await;
+    assert!(
+        table.contains("NotGranted") && table.contains("InstanceClaimed"),
+        "{table}"
+    );
+    let copy: Value = serde_json::from_str(
+        &k.ok(&["get", "ecspower", "copy", "-n", "team-b", "-o", "json"])
+            .await,
+    )
+    .unwrap();
+    assert!(message(&copy, "Ready").contains("team-a/box"), "{copy:#}");
+    let boxed: Value = serde_json::from_str(
+        &k.ok(&["get", "ecspower", "box", "-n", "team-b", "-o", "json"])
+            .await,
+    )
+    .unwrap();
+    for needle in ["team-b", "i-teamb", "cn-hangzhou", "Start"] {
+        assert!(message(&boxed, "Ready").contains(needle), "{boxed:#}");
+    }
+    let events = k.ok(&["get", "events", "-n", "team-b", "-o", "json"]).await;
+    assert!(
+        events.contains("\"NotGranted\"") && events.contains("\"Warning\""),
+        "{events}"
+    );
+    assert!(
+        env.all_calls("i-teamb").is_empty(),
+        "{:?}",
+        env.all_calls("i-teamb")
+    );
+    assert_eq!(env.starts("i-teama").len(), 1);
+    // The policy's status counts the resource its rule grants.
+    let out = k
+        .ok(&[
+            "wait",
+            "--for=jsonpath={.status.rules[0].resources}=1",
+            "ecspoweraccesspolicy/default",
+            "--timeout=20s",
+        ])
+        .await;
+    assert!(out.contains("condition met"), "{out}");
+    let refused = k
+        .fails(
+            &["apply", "-f", "-"],
+            Some(
+                "apiVersion: ecspower.dev/v1alpha1\nkind: EcsPowerAccessPolicy\nmetadata:\n  name: team-a\nspec:\n  rules: []\n",
+            ),
+        )
+        .await;
+    assert!(refused.contains("named default"), "{refused}");
+}

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use ecs_emulator::{AccessKey, CallRecord, Config, Emulator};
 use ecs_power_operator::api::EcsInstancePower;
 use k8s_openapi::api::coordination::v1::Lease;
+use kube::Client;
+use kube::CustomResourceExt;
 use kube::api::{Api, PostParams};
-use kube::{Client, CustomResourceExt};
 use kube_sandbox::Sandbox;
 use support::process::{Proxy, Replica, client_for};
 use tempfile::TempDir;
@@ -84,6 +85,27 @@ impl Ha {
         crds.create(&PostParams::default(), &EcsInstancePower::crd())
             .await
             .unwrap();
+        crds.create(
+            &PostParams::default(),
+            &ecs_power_operator::api::EcsPowerAccessPolicy::crd(),
+        )
+        .await
+        .unwrap();
+        // One rule granting everything: these tests are about leadership, not access (retried
+        // until the policy's CRD is served).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Err(e) = ecs_power_operator::sandbox::install_access_policy(
+            &client,
+            serde_json::json!([{"name": "everything", "allNamespaces": true, "anyInstance": true}]),
+        )
+        .await
+        {
+            assert!(
+                Instant::now() < deadline,
+                "cannot install the access policy: {e:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         let ha = Ha {
             replicas: Vec::new(),
             emulator,

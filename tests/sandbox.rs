@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ecs_power_operator::api::{CONDITION_READY, EcsInstancePower, EcsPowerSchedule};
 use ecs_power_operator::sandbox::{self, SandboxArgs};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
@@ -27,7 +27,18 @@ async fn apply_example(client: &Client, path: &str) {
     let text = std::fs::read_to_string(path).unwrap();
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let value = serde_yaml::Value::deserialize(doc).unwrap();
+        let namespace = value["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
         match value["kind"].as_str() {
+            Some("Namespace") => {
+                let ns: Namespace = serde_yaml::from_value(value).unwrap();
+                Api::<Namespace>::all(client.clone())
+                    .create(&PostParams::default(), &ns)
+                    .await
+                    .unwrap();
+            }
             Some("Secret") => {
                 let secret: Secret = serde_yaml::from_value(value).unwrap();
                 Api::<Secret>::namespaced(client.clone(), "default")
@@ -44,7 +55,7 @@ async fn apply_example(client: &Client, path: &str) {
             }
             Some("EcsInstancePower") => {
                 let obj: EcsInstancePower = serde_yaml::from_value(value).unwrap();
-                Api::<EcsInstancePower>::namespaced(client.clone(), "default")
+                Api::<EcsInstancePower>::namespaced(client.clone(), &namespace)
                     .create(&PostParams::default(), &obj)
                     .await
                     .unwrap();
@@ -54,8 +65,13 @@ async fn apply_example(client: &Client, path: &str) {
     }
 }
 
-async fn wait_ready(client: &Client, name: &str, status: &str, reason: &str) {
-    let api = Api::<EcsInstancePower>::namespaced(client.clone(), "default");
+async fn wait_ready(client: &Client, path: &str, name: &str, status: &str, reason: &str) {
+    let namespace = if path.ends_with("not-granted.yaml") {
+        "team-b"
+    } else {
+        "default"
+    };
+    let api = Api::<EcsInstancePower>::namespaced(client.clone(), namespace);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let obj = api.get(name).await.unwrap();
@@ -140,6 +156,12 @@ async fn every_example_reaches_the_state_it_promises() {
             "InstanceLockedForSecurity",
         ),
         ("examples/secret-ref.yaml", "team-1", "True", "Running"),
+        (
+            "examples/not-granted.yaml",
+            "build-box",
+            "False",
+            "NotGranted",
+        ),
     ];
     let listed: Vec<String> = std::fs::read_dir("examples")
         .unwrap()
@@ -167,11 +189,20 @@ async fn every_example_reaches_the_state_it_promises() {
     for path in scheduled {
         apply_example(&client, path).await;
     }
-    for (_, name, status, reason) in examples {
-        wait_ready(&client, name, status, reason).await;
+    for (path, name, status, reason) in examples {
+        wait_ready(&client, path, name, status, reason).await;
     }
     // The scheduled instance is in the state office hours give it now, and says so.
     wait_scheduled(&client, &running.emulator, "dev-1", "i-demo0006").await;
+    // The denied example made no ECS call at all.
+    assert!(
+        running
+            .emulator
+            .call_log()
+            .iter()
+            .all(|c| !c.instance_ids.iter().any(|i| i == "i-demo0007")),
+        "an ECS call named the instance of examples/not-granted.yaml"
+    );
     // The Secret example's calls are signed with the Secret's key, not the operator's.
     let team_calls: Vec<_> = running
         .emulator

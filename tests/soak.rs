@@ -33,12 +33,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ecs_emulator::{AccessKey, CallRecord, Config, Emulator, Fault, Status, TransportFault};
-use ecs_power_operator::api::{EcsInstancePower, EcsPowerSchedule};
+use ecs_power_operator::api::EcsInstancePower;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt};
 use kube_sandbox::Sandbox;
 use kube_sandbox::faults::{FaultAnswer, FaultRule};
 use support::process::{Proxy, Replica, client_for};
@@ -211,10 +210,16 @@ impl Soak {
             .unwrap();
         let proxy = Proxy::start(sandbox.addr()).await;
         let client = client_for(&sandbox.kubeconfig_yaml()).await;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in [EcsInstancePower::crd(), EcsPowerSchedule::crd()] {
-            crds.create(&PostParams::default(), &crd).await.unwrap();
-        }
+        ecs_power_operator::sandbox::install_crd(&client)
+            .await
+            .unwrap();
+        // Every namespace may use the operator's credentials: the soak is about faults, not access.
+        ecs_power_operator::sandbox::install_access_policy(
+            &client,
+            serde_json::json!([{"name": "everything", "allNamespaces": true, "anyInstance": true}]),
+        )
+        .await
+        .unwrap();
         let soak = Soak {
             desired: (0..settings.resources)
                 .map(|_| if rng.chance(50) { "Running" } else { "Stopped" })

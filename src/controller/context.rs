@@ -1,6 +1,6 @@
 //! What every reconcile shares: the Kubernetes client, the event recorder, the ECS handle, the fleet
-//! gateway, the operator's own credentials, metrics, the ledger of observations, the write gate and the cache
-//! of referenced Secrets' metadata. Built once by [`crate::controller::Operator`].
+//! gateway, the operator's own credentials, metrics, the ledger of observations, the write gate, the
+//! access guard and the cache of referenced Secrets' metadata. Built once by [`crate::controller::Operator`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 
 use super::Synced;
+use super::access::AccessGuard;
 use super::ecs_handle::EcsHandle;
 use super::gate::{Admission, Edge, WriteGate};
 use super::ledger::Ledger;
@@ -45,6 +46,8 @@ pub struct Context {
     pub schedules: Store<EcsPowerSchedule>,
     /// Side effects pass here first.
     pub gate: Arc<WriteGate>,
+    /// Who may control which instance: the claims and the access policy.
+    pub access: AccessGuard,
     /// Whether the watches have synced.
     pub synced: Arc<Synced>,
     /// `--resync-interval`.

@@ -23,3 +23,26 @@ pub fn seen(status: InstanceStatus, locks: &[&str]) -> InstanceObservation {
         tags: std::collections::BTreeMap::new(),
     }
 }
+
+/// An access guard over empty caches but one policy, `default`, whose one rule grants every
+/// namespace every instance (the behaviour before the policy existed).
+#[allow(clippy::unwrap_used)]
+pub fn access_granting_everything() -> crate::controller::access::AccessGuard {
+    use kube::runtime::{reflector, watcher};
+    let (resources, _) = reflector::store();
+    let (namespaces, _) = reflector::store();
+    let (policies, mut writer) = reflector::store();
+    let policy: crate::api::EcsPowerAccessPolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsPowerAccessPolicy",
+        "metadata": {"name": "default", "resourceVersion": "1"},
+        "spec": {"rules": [{"name": "everything", "allNamespaces": true, "anyInstance": true}]},
+    }))
+    .unwrap();
+    writer.apply_watcher_event(&watcher::Event::Apply(policy));
+    crate::controller::access::AccessGuard::new(
+        resources,
+        policies,
+        namespaces,
+        crate::controller::access::PolicyScope::OperatorCredentials,
+    )
+}

@@ -38,6 +38,9 @@ pub struct Inputs {
     /// The referenced EcsPowerSchedule's `resourceVersion` (`None` without a reference; `Some("")`
     /// when it does not exist), so a created or changed schedule is observed at once.
     pub schedule: Option<String>,
+    /// What the instance's claim and the access policy depend on (the owner, the policy's uid and
+    /// generation, the namespace's labels), so a change of either is observed at once.
+    pub access: String,
 }
 
 #[derive(Debug)]
@@ -264,6 +267,7 @@ mod tests {
             generation: Some(generation),
             credentials: credentials.map(str::to_string),
             schedule: None,
+            access: String::new(),
         }
     }
 

@@ -1,10 +1,16 @@
 //! One reconcile of one `EcsInstancePower`, as a list of named steps:
 //!
 //! ```text
-//! due (ledger) → desired (schedule) → credentials → collect (fleet) → observe (ECS)
-//!              → decide (pure) → act (ECS) → report (pure) → write status → publish event
+//! due (ledger) → desired (schedule) → access (claim, policy) → credentials → collect (fleet)
+//!              → observe (ECS) → [access, with tags] → decide (pure) → act (ECS: access again
+//!              right before the write) → report (pure) → write status → publish event
 //!              → record (ledger)
 //! ```
+//!
+//! **access** refuses a resource that does not own its instance (`InstanceClaimed`) or that the
+//! access policy does not grant (`NotGranted`) before any ECS call; a grant that only a tag rule
+//! could give is checked again once observe has read the instance's tags, and a refusal then
+//! copies nothing observed into the status.
 //!
 //! With the fleet gateway in the context, **collect** reports a write that finished since the last
 //! reconcile, **observe** reads the gateway's observed-state cache (or submits a batched read) and
@@ -45,6 +51,7 @@ use crate::fleet::gateway::{self, Collected, FinishedWrite, WriteId, WriteReques
 use crate::fleet::{Fleet, Group, Lane, Need, Observed};
 use crate::vocabulary::{condition, reason};
 
+use super::access::{Check, access_action};
 use super::context::Context;
 use super::credentials::{self, Problem};
 use super::decide::{self, Plan, WriteCall};
@@ -95,6 +102,11 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     if !ctx.may_call_ecs() {
         return Ok(requeue_following(&ctx, &pass.key));
     }
+    if !ctx.synced.access_synced() {
+        // Judged only once the access policy and the namespaces are known.
+        ctx.metrics.reconciled("pending");
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     let credentials_changed = match due(&ctx, &pass) {
         Ok(credentials_changed) => credentials_changed,
         Err(remaining) => return write_pending(&ctx, &obj, &pass.key, remaining).await,
@@ -108,6 +120,14 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     let resolution = match resolution {
         Ok(resolution) => resolution,
         Err(problem) => return finish(Happened::NoCredentials(problem), steer.desired).await,
+    };
+    let wanted = access_action(steer.desired.toward());
+    let need_tags = match ctx.access.check(&obj, wanted, None) {
+        Check::Allowed => false,
+        Check::NeedTags => true,
+        Check::Refused(problem) => {
+            return finish(refused(&ctx, &pass, problem), steer.desired).await;
+        }
     };
     let creds = match resolve_credentials(&ctx, &obj, &pass.namespace).await? {
         Ok(creds) => creds,
@@ -125,6 +145,13 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
         Some(Err(error)) => return finish(Happened::ObserveFailed(error), steer.desired).await,
         None => return Ok(pending(&ctx, &pass, &previous)),
     };
+    if need_tags {
+        let no_tags = std::collections::BTreeMap::new();
+        let tags = observed.as_ref().map_or(&no_tags, |o| &o.tags);
+        if let Some(problem) = refusal(ctx.access.check(&obj, wanted, Some(tags))) {
+            return finish(refused(&ctx, &pass, problem), steer.desired).await;
+        }
+    }
     let (desired, plan) = plan(
         &obj,
         &resolution,
@@ -207,7 +234,47 @@ async fn act_step(
         Acted::Done(result) => Ok(Happened::Acted(observed, call, result, None)),
         Acted::Fenced => Err(requeue_fenced(ctx)),
         Acted::Pending => Err(pending(ctx, pass, previous)),
+        Acted::Refused(problem) => Ok(refused(ctx, pass, problem)),
     }
+}
+
+/// **access**, refused: the resource makes no ECS call; its instance leaves the gateway's sweep
+/// and a write it queued is cancelled (one already sealed into a batch is withdrawn by the
+/// gateway's own check).
+fn refused(ctx: &Context, pass: &Pass, problem: Problem) -> Happened {
+    if let Some(fleet) = &ctx.fleet {
+        fleet.untrack(&pass.key);
+    }
+    Happened::Refused(problem)
+}
+
+/// The problem of a refusal; a check that still needs tags once they are known refuses too.
+fn refusal(check: Check) -> Option<Problem> {
+    match check {
+        Check::Allowed => None,
+        Check::Refused(problem) => Some(problem),
+        Check::NeedTags => Some(Problem {
+            verdict: crate::ecs::Verdict {
+                reason: reason::NOT_GRANTED.to_string(),
+                class: crate::ecs::ErrorClass::Terminal,
+            },
+            message: "the access policy could not decide with the instance's tags".to_string(),
+        }),
+    }
+}
+
+/// The access check of a write call, right before it is made (or submitted to a batch): the
+/// claim and the policy may have changed since the reconcile began.
+fn write_refused(
+    ctx: &Context,
+    obj: &EcsInstancePower,
+    call: WriteCall,
+    observed: Option<&InstanceObservation>,
+) -> Option<Problem> {
+    refusal(
+        ctx.access
+            .check(obj, access_action(call), observed.map(|o| &o.tags)),
+    )
 }
 
 /// The tail of every observing reconcile: **report** → **write status** → **publish event** →
@@ -223,6 +290,9 @@ async fn finish(
 ) -> Result<Action, Error> {
     let input = (desired, steer.unmanaged.as_deref());
     let mut report = report_step(ctx, obj, previous, input, &happened);
+    if let (Happened::Refused(_), Some(event)) = (&happened, report.event.as_mut()) {
+        event.action = crate::vocabulary::action::CHECK_ACCESS.to_string();
+    }
     let notes = steer.apply(&mut report, previous, &happened, ctx);
     count_schedule_and_cause(ctx, obj, previous, steer, &notes, &happened);
     if let Happened::Acted(_, _, _, Some(submitted)) = &happened {
@@ -387,6 +457,8 @@ impl Pass {
 /// What observe, decide and act produced, owned (the report step borrows it).
 enum Happened {
     NoCredentials(Problem),
+    /// The claim or the access policy refused the resource: no ECS call, nothing observed kept.
+    Refused(Problem),
     ObserveFailed(EcsError),
     Planned(Option<InstanceObservation>, Plan),
     /// The write call, what it answered, and for an ambiguous answer when it was submitted.
@@ -413,6 +485,8 @@ enum Acted {
     Fenced,
     /// Submitted to the gateway (or waiting for the account): the gateway re-queues the resource.
     Pending,
+    /// The claim or the access policy refused the write right before it.
+    Refused(Problem),
 }
 
 /// **due**, its inputs: what an observation depends on.
@@ -422,6 +496,7 @@ fn ledger_inputs(ctx: &Context, obj: &EcsInstancePower) -> Inputs {
         generation: obj.metadata.generation,
         credentials: ctx.secret_version(obj),
         schedule: ctx.schedule_version(obj),
+        access: ctx.access.fingerprint(obj),
     }
 }
 
@@ -650,6 +725,9 @@ async fn act(
     let Some(admission) = ctx.gate_admit(Edge::Act) else {
         return Acted::Fenced;
     };
+    if let Some(problem) = write_refused(ctx, obj, call, observed) {
+        return Acted::Refused(problem);
+    }
     let spec = &obj.spec;
     let single = spec.dry_run
         || (call == WriteCall::Start && spec.init_local_disk)
@@ -699,6 +777,11 @@ async fn act(
     } else {
         admission
     };
+    // The same for the access policy: a grant revoked while this call waited stops it.
+    // (An unused permit is dropped: nothing was sent.)
+    if let Some(problem) = write_refused(ctx, obj, call, observed) {
+        return Acted::Refused(problem);
+    }
     let result = single_call(ctx, obj, creds, call, admission).await;
     if let (Some(permit), Some(fleet)) = (permit, &ctx.fleet) {
         fleet.report_single(permit, &result);
@@ -775,7 +858,9 @@ fn report_step(
         unmanaged,
     };
     let outcome = match happened {
-        Happened::NoCredentials(problem) => Outcome::NoCredentials(problem),
+        Happened::NoCredentials(problem) | Happened::Refused(problem) => {
+            Outcome::NoCredentials(problem)
+        }
         Happened::ObserveFailed(error) => Outcome::ObserveFailed(error),
         Happened::Planned(observed, plan) => Outcome::Planned {
             observed: observed.as_ref(),

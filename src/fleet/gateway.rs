@@ -24,8 +24,12 @@
 //!   after the reconcile's own admission, a write batch is admitted again when it is sent and
 //!   carries that admission's deadline (inside the lease's validity under leader election), and
 //!   a closed gate holds read batches and sweep rounds, so a follower makes no ECS call.
+//! - Every write entry passes the [`WriteCheck`] (see [`Fleet::set_write_check`]: the instance's
+//!   claim and the access policy) again right before its batch is sent: an entry it refuses is
+//!   withdrawn (never sent, and its resource is re-queued), so a revoked grant stops the next
+//!   write even when it was already queued.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -150,6 +154,19 @@ impl FleetEcs for EcsClient {
     }
 }
 
+/// The last check of a write entry, right before its batch is sent: whether `resource` may still
+/// make `call` (it still owns its instance and the access policy still grants it; `tags` are the
+/// instance's tags from the observation the write was decided on).
+pub trait WriteCheck: Send + Sync {
+    /// Whether the entry may be sent.
+    fn admits(
+        &self,
+        resource: &ResourceRef,
+        call: WriteCall,
+        tags: Option<&BTreeMap<String, String>>,
+    ) -> bool;
+}
+
 /// Who signs and where: calls of one group may share a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Group {
@@ -270,7 +287,14 @@ pub struct WriteId {
 struct WriteItem {
     instance_id: String,
     creds: Credentials,
+    /// The resource (for the write check).
+    resource: ResourceRef,
+    /// The instance's tags as observed when the write was decided.
+    tags: Option<BTreeMap<String, String>>,
 }
+
+/// One write entry's answer, by its id.
+type WriteAnswer = (WriteId, WriteResult);
 
 /// What a write call said about one intent.
 #[derive(Debug, Clone)]
@@ -438,6 +462,8 @@ struct State {
     accounts: HashMap<String, Account>,
     /// Resources re-queued by the gateway and not yet reconciled.
     news: HashSet<ResourceRef>,
+    /// Write entries the write check withdrew before their batch was sent (never sent).
+    withdrawn: HashSet<WriteId>,
 }
 
 /// The fleet gateway; see the module documentation.
@@ -455,6 +481,8 @@ pub struct Fleet {
     /// The write gate: a sweep round, a read batch and a write batch are sent only while it lets
     /// this replica call ECS (a follower makes no ECS call at all).
     gate: Mutex<Arc<WriteGate>>,
+    /// The last check of every write entry (none: every entry is sent).
+    check: Mutex<Option<Arc<dyn WriteCheck>>>,
 }
 
 struct Observer {
@@ -537,6 +565,7 @@ impl Fleet {
                 fallback_logged: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 gate: Mutex::new(Arc::new(WriteGate::default())),
+                check: Mutex::new(None),
             }
         })
     }
@@ -560,6 +589,18 @@ impl Fleet {
     /// Puts the gateway behind `gate` (open by default; leader election gives a leased one).
     pub fn set_gate(&self, gate: Arc<WriteGate>) {
         *self.gate.lock().unwrap_or_else(PoisonError::into_inner) = gate;
+    }
+
+    /// Checks every write entry right before its batch is sent (the claim and access policy).
+    pub fn set_write_check(&self, check: Arc<dyn WriteCheck>) {
+        *self.check.lock().unwrap_or_else(PoisonError::into_inner) = Some(check);
+    }
+
+    fn write_check(&self) -> Option<Arc<dyn WriteCheck>> {
+        self.check
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn gate(&self) -> Arc<WriteGate> {
@@ -775,6 +816,7 @@ impl Fleet {
             let _ = self.writes.cancel(&id);
             state.writes.remove(&uid);
             state.ambiguous.remove(&uid);
+            state.withdrawn.remove(&id);
         }
     }
 
@@ -903,8 +945,9 @@ impl Fleet {
         key: WriteKey,
         items: Vec<(WriteId, WriteItem)>,
     ) -> Answer<WriteId, WriteResult> {
+        let (items, withdrawn) = self.check_entries(key.call, items);
         let Some((_, first)) = items.first() else {
-            return Answer::Results(Vec::new());
+            return Answer::Results(withdrawn);
         };
         // Two resources naming one instance share its entry (ECS refuses repeated IDs).
         let mut ids: Vec<&str> = Vec::with_capacity(items.len());
@@ -967,7 +1010,7 @@ impl Fleet {
                 return Answer::Results(results);
             }
         };
-        let results = items
+        let mut results: Vec<(WriteId, WriteResult)> = items
             .into_iter()
             .filter_map(|(id, item)| {
                 let result = outcome.results.get(&item.instance_id)?.clone();
@@ -980,7 +1023,41 @@ impl Fleet {
                 ))
             })
             .collect();
+        results.extend(withdrawn);
         Answer::Results(results)
+    }
+
+    /// The write check of every entry of a batch about to be sent: the admitted entries, and an
+    /// answer for each withdrawn one (recorded as withdrawn: its resource's collect step finds
+    /// nothing, and its reconcile reports the refusal).
+    fn check_entries(
+        &self,
+        call: WriteCall,
+        items: Vec<(WriteId, WriteItem)>,
+    ) -> (Vec<(WriteId, WriteItem)>, Vec<WriteAnswer>) {
+        let Some(check) = self.write_check() else {
+            return (items, Vec::new());
+        };
+        let (admitted, refused): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .partition(|(_, item)| check.admits(&item.resource, call, item.tags.as_ref()));
+        if refused.is_empty() {
+            return (admitted, Vec::new());
+        }
+        let mut state = self.lock();
+        let withdrawn = refused
+            .into_iter()
+            .map(|(id, item)| {
+                debug!(resource = %item.resource, ?call, "write entry withdrawn: no longer allowed");
+                state.withdrawn.insert(id.clone());
+                let placeholder = WriteResult {
+                    result: Ok(InstanceResult::Missing),
+                    request_id: None,
+                };
+                (id, placeholder)
+            })
+            .collect();
+        (admitted, withdrawn)
     }
 
     /// **collect**: a finished write of this resource (reported now), a write still queued or in
@@ -1003,6 +1080,10 @@ impl Fleet {
                     return Collected::Nothing;
                 };
                 self.writes.forget(&id);
+                if state.withdrawn.remove(&id) {
+                    // Never sent: the write check refused it (the reconcile checks again).
+                    return Collected::Nothing;
+                }
                 let Some(finished) = finish_write(id.call, pending, outcome) else {
                     return Collected::Nothing;
                 };
@@ -1066,6 +1147,8 @@ impl Fleet {
         let item = WriteItem {
             instance_id: request.instance_id,
             creds: request.creds,
+            tags: request.observed.as_ref().map(|o| o.tags.clone()),
+            resource: request.resource.clone(),
         };
         let mut ticket = self.writes.submit(key, request.lane, request.id, item);
         if !ticket.joined() {

@@ -27,8 +27,13 @@ def test_chart_installs_the_crd():
     crds = [d for d in render(include_crds=True) if d["kind"] == "CustomResourceDefinition"]
     assert sorted(crds, key=lambda c: c["metadata"]["name"]) == [
         yaml.safe_load(CHART_CRD.read_text()),
+        yaml.safe_load((CHART_CRD.parent / "ecspoweraccesspolicies.ecspower.dev.yaml").read_text()),
         yaml.safe_load(CHART_SCHEDULE_CRD.read_text()),
     ]
+    policy = crds[[c["metadata"]["name"] for c in crds].index("ecspoweraccesspolicies.ecspower.dev")]
+    assert policy["spec"]["scope"] == "Cluster"
+    root = policy["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert {"rule": "self.metadata.name == 'default'"}.items() <= root["x-kubernetes-validations"][0].items()
     schedule = crds[[c["metadata"]["name"] for c in crds].index("ecspowerschedules.ecspower.dev")]
     assert schedule["spec"]["names"]["shortNames"] == ["ecsps"]
     assert schedule["spec"]["scope"] == "Namespaced"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import kubernetes_validate.utils as kv
 import pytest
@@ -44,7 +45,11 @@ def test_kustomization_lists_every_manifest():
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
     assert kustomization["kind"] == "Kustomization"
     manifests = {
-        k for k in files_under(DEPLOY) if k.endswith(".yaml") and k != "kustomization.yaml" and not k.startswith("argocd/")
+        k
+        for k in files_under(DEPLOY)
+        if k.endswith(".yaml")
+        and k not in ("kustomization.yaml", "access-policy.yaml")  # the policy: applied after its CRD
+        and not k.startswith("argocd/")
     }
     assert set(kustomization["resources"]) == manifests
 
@@ -84,6 +89,19 @@ def test_deploy_reads_operator_credentials_from_an_optional_secret():
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     ref = env["ALIBABA_CLOUD_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": "ecs-power-operator-credentials", "key": "accessKeyId", "optional": True}
-    assert {d["metadata"].get("namespace") for d in docs if d["kind"] not in ("ClusterRole", "ClusterRoleBinding")} == {
+    cluster_scoped = ("ClusterRole", "ClusterRoleBinding", "EcsPowerAccessPolicy")
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] not in cluster_scoped} == {
         "ecs-power-operator"
     }
+
+
+def test_deploy_ships_an_example_access_policy_valid_against_its_crd():
+    (policy,) = [d for d in yaml.safe_load_all((DEPLOY / "access-policy.yaml").read_text()) if d]
+    assert policy["kind"] == "EcsPowerAccessPolicy"
+    assert policy["metadata"]["name"] == "default"
+    assert "namespace" not in policy["metadata"]
+    crd = yaml.safe_load((DEPLOY / "crds" / "ecspoweraccesspolicies.ecspower.dev.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    jsonschema.validate(policy["spec"], schema)
+    (rule,) = policy["spec"]["rules"]
+    assert rule["namespaces"]["names"] == ["team-a"] and rule["instanceTags"]

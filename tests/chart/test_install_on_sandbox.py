@@ -329,7 +329,20 @@ def install_deploy(sb: Sandbox) -> tuple[list[dict], str]:
     return objects, out
 
 
-HELM_SETS = ("operator.watchNamespace=default", f"credentials.existingSecret={CREDENTIALS_SECRET}")
+HELM_SETS = (
+    "operator.watchNamespace=default",
+    f"credentials.existingSecret={CREDENTIALS_SECRET}",
+    # The access policy grants the examples' namespace the operator's own credentials (deny by
+    # default otherwise).
+    "accessPolicy.rules[0].name=examples",
+    "accessPolicy.rules[0].namespaces.names[0]=default",
+    "accessPolicy.rules[0].anyInstance=true",
+)
+
+# What a user of deploy/ does before relying on the operator's credentials (docs/credentials.md):
+# a rule for the namespace of the examples, next to deploy/'s example rule.
+GRANT_EXAMPLES = '{"spec":{"rules":[{"name":"examples","namespaces":{"names":["default"]},"anyInstance":true}]}}'
+
 
 
 def install_helm(sb: Sandbox) -> tuple[list[dict], str]:
@@ -353,6 +366,11 @@ def installed(request, tmp_path_factory):
         objects, out = install_deploy(sb) if how == "deploy" else install_helm(sb)
         sb.kubectl("wait", "--for=condition=Established", "--timeout=10s", "crd/ecsinstancepowers.ecspower.dev")
         sb.kubectl("wait", "--for=condition=Established", "--timeout=10s", "crd/ecspowerschedules.ecspower.dev")
+        sb.kubectl("wait", "--for=condition=Established", "--timeout=10s", "crd/ecspoweraccesspolicies.ecspower.dev")
+        if how == "deploy":
+            # As docs/install.md tells users: the policy once its CRD is established, then a rule.
+            sb.kubectl("apply", "--server-side", "-f", str(DEPLOY / "access-policy.yaml"))
+            sb.kubectl("patch", "ecspoweraccesspolicy", "default", "--type=merge", "-p", GRANT_EXAMPLES)
         # As docs/install.md tells users (kubectl sends this typed create as protobuf).
         sb.kubectl(
             "-n", NAMESPACE, "create", "secret", "generic", CREDENTIALS_SECRET,
@@ -385,7 +403,10 @@ def test_every_object_is_accepted_and_stored(installed):
         assert {"Namespace", "ClusterRole", "ClusterRoleBinding"} <= kinds
         assert inst.output.count("serverside-applied") == len(inst.objects), inst.output
     else:
-        assert {"Role", "RoleBinding"} <= kinds and not {"ClusterRole", "ClusterRoleBinding"} & kinds
+        assert {"Role", "RoleBinding"} <= kinds
+        # Cluster-wide only the access model's cluster-scoped reads (the policy, Namespace metadata).
+        cluster_wide = [d["metadata"]["name"] for d in inst.objects if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+        assert cluster_wide == ["ecs-power-operator-access"] * 2, cluster_wide
         assert "STATUS: deployed" in inst.output, inst.output
         # Helm's release record, stored as a (protobuf-encoded) Secret.
         releases = inst.sb.get("-n", NAMESPACE, "secrets", "-l", "owner=helm,name=ecs-power-operator")["items"]
@@ -549,6 +570,11 @@ def test_operator_needed_exactly_the_granted_rbac(installed):
         ("ecspower.dev", "ecspowerschedules", "list"),
         ("ecspower.dev", "ecspowerschedules", "watch"),
         ("ecspower.dev", "ecspowerschedules/status", "patch"),  # the schedule status writer
+        ("ecspower.dev", "ecspoweraccesspolicies", "list"),
+        ("ecspower.dev", "ecspoweraccesspolicies", "watch"),
+        ("ecspower.dev", "ecspoweraccesspolicies/status", "patch"),
+        ("", "namespaces", "list"),  # metadata only: rules select namespaces by labels
+        ("", "namespaces", "watch"),
         ("", "secrets", "list"),  # metadata only, see below
         ("", "secrets", "watch"),
         ("", "secrets", "get"),  # the Secret of examples/secret-ref.yaml
@@ -567,12 +593,24 @@ def test_operator_needed_exactly_the_granted_rbac(installed):
         if d.attrs.resource == "secrets" and d.attrs.verb in ("list", "watch"):
             assert "as=PartialObjectMetadata" in d.accept, (d.target, d.accept)
     # Namespaced install: every request stays in the watched namespace, but for the Lease, which
-    # lives in the release namespace (changed on purpose with leader election on by default).
+    # lives in the release namespace (changed on purpose with leader election on by default), and
+    # the cluster-scoped access policy and Namespace metadata (only the watched namespace's, by a
+    # field selector).
     assert {d.attrs.namespace for d in decisions if d.attrs.resource == "leases"} == {NAMESPACE}
+    cluster_scoped = {"namespaces", "ecspoweraccesspolicies", "ecspoweraccesspolicies/status"}
     if installed.watch_namespace:
-        assert {d.attrs.namespace for d in decisions if d.attrs.resource != "leases"} == {
-            installed.watch_namespace
-        }, sorted({(d.attrs.namespace, d.target) for d in decisions})
+        assert {
+            d.attrs.namespace for d in decisions if d.attrs.resource not in cluster_scoped | {"leases"}
+        } == {installed.watch_namespace}, sorted({(d.attrs.namespace, d.target) for d in decisions})
+        for d in decisions:
+            if d.attrs.resource == "namespaces":
+                assert f"metadata.name%3D{installed.watch_namespace}" in d.target or (
+                    f"metadata.name={installed.watch_namespace}" in d.target
+                ), d.target
+    # Namespace metadata is watched as metadata only (PartialObjectMetadata).
+    for d in decisions:
+        if d.attrs.resource == "namespaces":
+            assert "as=PartialObjectMetadata" in d.accept, (d.target, d.accept)
 
 
 @pytest.mark.parametrize("installed", ["deploy"], indirect=True)

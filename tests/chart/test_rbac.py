@@ -25,6 +25,12 @@ def operator_requests(ns: str | None) -> list[tuple[str, str]]:
         ("GET", f"/api/v1{scope}/secrets"),
         ("GET", f"/api/v1{scope}/secrets?watch=true&resourceVersion=12"),
         ("GET", f"/api/v1/namespaces/{team}/secrets/team-a-ecs"),
+        # the access model (cluster-scoped): the policy, its status, Namespace metadata
+        ("GET", f"{CR}/ecspoweraccesspolicies?limit=500"),
+        ("GET", f"{CR}/ecspoweraccesspolicies?watch=true&resourceVersion=12"),
+        ("PATCH", f"{CR}/ecspoweraccesspolicies/default/status"),
+        ("GET", "/api/v1/namespaces" + (f"?fieldSelector=metadata.name%3D{ns}" if ns else "")),
+        ("GET", "/api/v1/namespaces?watch=true&resourceVersion=12"),
         ("PATCH", f"{CR}/namespaces/{team}/ecsinstancepowers/web-1/status"),
         ("GET", f"{CR}{scope}/ecspowerschedules?limit=500"),
         ("GET", f"{CR}{scope}/ecspowerschedules?watch=true&resourceVersion=12&allowWatchBookmarks=true"),
@@ -58,7 +64,11 @@ def never_needed(ns: str | None) -> list[tuple[str, str]]:
         ("POST", f"/api/v1/namespaces/{team}/events"),  # core events: the Recorder uses events.k8s.io
         ("DELETE", f"/apis/events.k8s.io/v1/namespaces/{team}/events/x"),
         ("GET", f"/api/v1/namespaces/{team}/configmaps"),
-        ("GET", "/api/v1/namespaces"),
+        ("GET", f"/api/v1/namespaces/{team}"),  # Namespaces are listed and watched, never read one by one
+        ("PATCH", f"/api/v1/namespaces/{team}"),
+        ("PATCH", f"{CR}/ecspoweraccesspolicies/default"),  # the policy's spec is the admin's
+        ("DELETE", f"{CR}/ecspoweraccesspolicies/default"),
+        ("POST", f"{CR}/ecspoweraccesspolicies"),
         ("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/ecs-power-operator"),
         ("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"),
         ("POST", "/api/v1/pods"),  # non-discovery write
@@ -96,8 +106,10 @@ def test_namespaced_mode_reaches_no_other_namespace():
     grants = grants_of(render(sets=("operator.watchNamespace=team-a",)))
     for method, url in operator_requests("team-b") + operator_requests(None):
         attrs = request_attributes(method, url)
-        # The Lease lives in the release namespace (checked below).
-        if attrs.is_resource and attrs.namespace != "team-a" and attrs.resource != "leases":
+        # The Lease lives in the release namespace (checked below); the access policy and Namespace
+        # metadata are cluster-scoped (a ClusterRole in both modes).
+        cluster_scoped = attrs.resource in ("namespaces", "ecspoweraccesspolicies", "ecspoweraccesspolicies/status")
+        if attrs.is_resource and attrs.namespace != "team-a" and attrs.resource != "leases" and not cluster_scoped:
             assert authorize(grants, attrs) is None, f"{method} {url} is allowed outside team-a"
 
 

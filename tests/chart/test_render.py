@@ -3,6 +3,7 @@ least-privilege RBAC in cluster and namespaced mode, RRSA, and the opt-in object
 
 from __future__ import annotations
 
+import jsonschema
 import pytest
 import yaml
 
@@ -29,8 +30,11 @@ def chart_yaml() -> dict:
 def test_default_install_renders_exactly_the_operator_objects():
     assert kinds(render()) == [
         "ClusterRole",
+        "ClusterRole",  # the access model's cluster-scoped reads
+        "ClusterRoleBinding",
         "ClusterRoleBinding",
         "Deployment",
+        "EcsPowerAccessPolicy",  # deny by default: accessPolicy.rules is empty
         "PodDisruptionBudget",
         "Role",  # the Lease, for leader election (two replicas by default)
         "RoleBinding",
@@ -318,6 +322,13 @@ OPERATOR_RULES = {
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+# Cluster-scoped, in both modes: the access policy (and its status) and Namespace metadata.
+ACCESS_RULES = {
+    ("ecspower.dev", "ecspoweraccesspolicies"): {"list", "watch"},
+    ("ecspower.dev", "ecspoweraccesspolicies/status"): {"patch"},
+    ("", "namespaces"): {"list", "watch"},
+}
+ACCESS_ROLE = f"{RELEASE}-access"
 
 
 def grants(role: dict) -> dict[tuple[str, str], set[str]]:
@@ -341,9 +352,10 @@ def test_rbac_has_no_wildcards(configuration):
 
 def test_cluster_mode_grants_exactly_the_operator_rules():
     docs = render()
-    role = find(docs, "ClusterRole")
+    role = find(docs, "ClusterRole", RELEASE)
     assert grants(role) == OPERATOR_RULES
-    binding = find(docs, "ClusterRoleBinding")
+    assert grants(find(docs, "ClusterRole", ACCESS_ROLE)) == ACCESS_RULES
+    binding = find(docs, "ClusterRoleBinding", RELEASE)
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",
@@ -371,7 +383,15 @@ def test_secrets_are_read_only_and_events_create_and_patch(configuration):
 
 def test_namespaced_mode_uses_a_role_in_the_watched_namespace():
     docs = render("namespaced-values.yaml")
-    assert "ClusterRole" not in kinds(docs) and "ClusterRoleBinding" not in kinds(docs)
+    # The only cluster-wide grant: the access model's cluster-scoped reads.
+    assert [d["metadata"]["name"] for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")] == [
+        ACCESS_ROLE,
+        ACCESS_ROLE,
+    ]
+    assert grants(find(docs, "ClusterRole", ACCESS_ROLE)) == ACCESS_RULES
+    assert find(docs, "ClusterRoleBinding", ACCESS_ROLE)["subjects"] == [
+        {"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}
+    ]
     role = find(docs, "Role", "ecs-power-operator")
     assert role["metadata"]["namespace"] == "team-a"
     assert grants(role) == OPERATOR_RULES
@@ -407,7 +427,8 @@ def test_existing_service_account_is_used_when_not_created():
     docs = render(sets=("serviceAccount.create=false", "serviceAccount.name=preexisting"))
     assert "ServiceAccount" not in kinds(docs)
     assert find(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "preexisting"
-    assert find(docs, "ClusterRoleBinding")["subjects"][0]["name"] == "preexisting"
+    assert find(docs, "ClusterRoleBinding", RELEASE)["subjects"][0]["name"] == "preexisting"
+    assert find(docs, "ClusterRoleBinding", ACCESS_ROLE)["subjects"][0]["name"] == "preexisting"
 
 
 # --- Service, ServiceMonitor, NetworkPolicy -------------------------------------------------------
@@ -535,3 +556,31 @@ def test_notes_explain_the_credential_mode():
     assert "exchanged at sts-vpc.cn-hangzhou.aliyuncs.com." in notes(
         *manual, "rrsa.manual.stsRegion=cn-hangzhou", "rrsa.manual.vpcEndpoint=true"
     )
+
+
+# --- EcsPowerAccessPolicy -------------------------------------------------------------------------
+
+
+def test_access_policy_is_rendered_from_values_and_valid_against_its_crd():
+    crd = yaml.safe_load((CHART / "crds" / "ecspoweraccesspolicies.ecspower.dev.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    # Default: the policy exists with no rule (deny by default).
+    policy = find(render(), "EcsPowerAccessPolicy")
+    assert policy["metadata"]["name"] == "default" and "namespace" not in policy["metadata"]
+    assert policy["spec"] == {"rules": []}
+    # The rule that restores the behaviour of earlier versions.
+    docs = render(
+        sets=(
+            "accessPolicy.rules[0].name=everything",
+            "accessPolicy.rules[0].allNamespaces=true",
+            "accessPolicy.rules[0].anyInstance=true",
+        )
+    )
+    spec = find(docs, "EcsPowerAccessPolicy")["spec"]
+    assert spec == {"rules": [{"name": "everything", "allNamespaces": True, "anyInstance": True}]}
+    jsonschema.validate(spec, schema)
+    # Managed elsewhere: not rendered; applied to Secret credentials too: the flag's env twin.
+    assert "EcsPowerAccessPolicy" not in kinds(render(sets=("accessPolicy.create=false",)))
+    assert "ACCESS_POLICY_FOR_SECRETS" not in env_of(render())
+    env = env_of(render(sets=("accessPolicy.applyToSecretCredentials=true",)))
+    assert env["ACCESS_POLICY_FOR_SECRETS"]["value"] == "true"

@@ -47,6 +47,23 @@ pub fn schedule_crd_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/ecspowerschedules.ecspower.dev.yaml")
 }
 
+/// The committed access policy CRD, as users install it.
+pub fn access_policy_crd_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/ecspoweraccesspolicies.ecspower.dev.yaml")
+}
+
+/// The access policy the environment starts with: one rule granting every namespace every
+/// instance (the behaviour before the policy existed), so scenarios about other things are
+/// unaffected by it.
+pub const GRANT_EVERYTHING: &str = "apiVersion: ecspower.dev/v1alpha1
+kind: EcsPowerAccessPolicy
+metadata:
+  name: default
+spec:
+  rules:
+  - {name: everything, allNamespaces: true, anyInstance: true}
+";
+
 /// A file of `examples/`.
 pub fn example(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -106,14 +123,22 @@ impl Env {
             out.contains("ecspowerschedules.ecspower.dev created"),
             "{out}"
         );
+        let crd = access_policy_crd_path();
+        let out = kubectl.ok(&["apply", "-f", crd.to_str().unwrap()]).await;
+        assert!(
+            out.contains("ecspoweraccesspolicies.ecspower.dev created"),
+            "{out}"
+        );
         for crd in [
             "crd/ecsinstancepowers.ecspower.dev",
             "crd/ecspowerschedules.ecspower.dev",
+            "crd/ecspoweraccesspolicies.ecspower.dev",
         ] {
             kubectl
                 .wait(crd, "condition=Established", Duration::from_secs(10))
                 .await;
         }
+        kubectl.apply(GRANT_EVERYTHING).await;
         Env {
             operators: Vec::new(),
             kubectl,

@@ -50,6 +50,17 @@ pub struct Options {
     pub operator_credentials: bool,
     /// Point the operator at this endpoint instead of the emulator (a dead one, say).
     pub ecs_endpoint: Option<String>,
+    /// The rules of the `EcsPowerAccessPolicy` installed before the operator starts (`None`: no
+    /// policy, deny by default). By default one rule grants everything (the behaviour before the
+    /// policy existed), so tests about other things are unaffected by it.
+    pub access_rules: Option<serde_json::Value>,
+    /// Extra flags for `ecs-power-operator run`.
+    pub extra_flags: Vec<&'static str>,
+}
+
+/// The one rule that grants every namespace every instance.
+pub fn grant_everything() -> serde_json::Value {
+    serde_json::json!([{"name": "everything", "allNamespaces": true, "anyInstance": true}])
 }
 
 impl Default for Options {
@@ -61,6 +72,8 @@ impl Default for Options {
             time_scale: "0.05",
             operator_credentials: true,
             ecs_endpoint: None,
+            access_rules: Some(grant_everything()),
+            extra_flags: Vec::new(),
         }
     }
 }
@@ -117,12 +130,17 @@ impl Harness {
             .unwrap();
         let client = ecs_power_operator::sandbox::client(&sandbox).await.unwrap();
         install_crd(&client).await;
+        if let Some(rules) = &options.access_rules {
+            ecs_power_operator::sandbox::install_access_policy(&client, rules.clone())
+                .await
+                .unwrap();
+        }
 
         let endpoint = options
             .ecs_endpoint
             .clone()
             .unwrap_or_else(|| emulator.url());
-        let cli = Cli::try_parse_from([
+        let mut args = vec![
             "ecs-power-operator",
             "--ecs-endpoint",
             &endpoint,
@@ -132,8 +150,9 @@ impl Harness {
             options.resync,
             "--time-scale",
             options.time_scale,
-        ])
-        .unwrap();
+        ];
+        args.extend(options.extra_flags.iter().copied());
+        let cli = Cli::try_parse_from(args).unwrap();
         let credentials = options
             .operator_credentials
             .then(|| OperatorCredentials::Env(Credentials::new(AK, AK_SECRET, None)));

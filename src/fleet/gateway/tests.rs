@@ -1229,3 +1229,84 @@ async fn a_closed_gate_holds_reads_writes_and_sweeps() {
     assert!(done.result.is_ok(), "{done:?}");
     assert_eq!(r.ecs.seen("StopInstances").len(), 1);
 }
+
+/// A write check that refuses the resources named in it (the claim or the policy changed after
+/// their writes were submitted).
+struct Refusing(Mutex<Vec<ResourceRef>>);
+
+impl WriteCheck for Refusing {
+    fn admits(
+        &self,
+        resource: &ResourceRef,
+        _call: WriteCall,
+        _tags: Option<&BTreeMap<String, String>>,
+    ) -> bool {
+        !self.0.lock().unwrap().contains(resource)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_write_check_withdraws_a_refused_batch_entry_before_the_call_and_sends_the_rest() {
+    let ecs = FakeEcs::with(&[
+        ("i-a", InstanceStatus::Stopped),
+        ("i-b", InstanceStatus::Stopped),
+        ("i-c", InstanceStatus::Stopped),
+    ]);
+    let mut r = rig(ecs, limits(10.0), 100);
+    let check = Arc::new(Refusing(Mutex::new(vec![resource("b")])));
+    r.fleet.set_write_check(check.clone());
+    for (name, id) in [("a", "i-a"), ("b", "i-b")] {
+        submit(
+            &r.fleet,
+            request(name, WriteCall::Start, id, StopOptions::default()),
+        )
+        .await;
+    }
+    assert!(
+        finished(&r.fleet, "a", WriteCall::Start)
+            .await
+            .result
+            .is_ok()
+    );
+    // The refused entry was never sent: its collect finds nothing (the reconcile re-checks and
+    // reports the refusal), and it was re-queued.
+    let mut woken = Vec::new();
+    for _ in 0..1000 {
+        while let Ok(resource) = r.triggers.try_recv() {
+            woken.push(resource);
+        }
+        if woken.contains(&resource("b")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(woken.contains(&resource("b")), "{woken:?}");
+    assert!(matches!(
+        r.fleet.collect("uid-b", Some(1), WriteCall::Start),
+        Collected::Nothing
+    ));
+    let sent: Vec<String> = r
+        .ecs
+        .seen("StartInstances")
+        .iter()
+        .flat_map(|s| s.ids.clone())
+        .collect();
+    assert_eq!(sent, vec!["i-a".to_string()]);
+    // A batch of refused entries only makes no call at all.
+    check.0.lock().unwrap().push(resource("c"));
+    submit(
+        &r.fleet,
+        request("c", WriteCall::Start, "i-c", StopOptions::default()),
+    )
+    .await;
+    for _ in 0..1000 {
+        if matches!(
+            r.fleet.collect("uid-c", Some(1), WriteCall::Start),
+            Collected::Nothing
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(r.ecs.seen("StartInstances").len(), 1);
+}
