@@ -176,6 +176,14 @@ fn key_of(i: usize) -> &'static str {
     if uses_secret(i) { TEAM_KEY } else { OP_KEY }
 }
 
+/// Every hundredth instance (from the second) is contested: a younger resource `…-dup` names it
+/// too, with the opposite desired state (creation times have second precision: on a tie the name
+/// decides, and `r00101` sorts before `r00101-dup`). Its owner is never flipped, suspended or deleted, so
+/// every write on it must go the owner's way.
+fn contested(i: usize) -> bool {
+    i % 100 == 1
+}
+
 fn index_of(instance_id: &str) -> Option<usize> {
     instance_id.strip_prefix("i-soak")?.parse().ok()
 }
@@ -390,6 +398,33 @@ impl Soak {
         .await;
     }
 
+    /// The younger resource that names a contested instance with the opposite desired state.
+    async fn create_duplicate(&self, i: usize) {
+        let opposite = if self.desired[i] == "Running" {
+            "Stopped"
+        } else {
+            "Running"
+        };
+        let mut spec = serde_json::json!({
+            "instanceId": instance(i), "regionId": REGION, "desiredState": opposite,
+        });
+        if uses_secret(i) {
+            spec["credentialsSecretRef"] = serde_json::json!({"name": SECRET_NAME});
+        }
+        let obj: EcsInstancePower = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsInstancePower",
+            "metadata": {"name": format!("{}-dup", name(i)), "namespace": NS}, "spec": spec,
+        }))
+        .unwrap();
+        retry(|| async {
+            self.resources()
+                .create(&PostParams::default(), &obj)
+                .await
+                .map(drop)
+        })
+        .await;
+    }
+
     async fn patch_spec(&self, i: usize, spec: serde_json::Value) {
         let patch = serde_json::json!({ "spec": spec });
         retry(|| async {
@@ -409,7 +444,12 @@ impl Soak {
     #[allow(clippy::too_many_lines)]
     async fn strike(&mut self) {
         let n = self.settings.resources;
-        let i = self.rng.below(n);
+        let i = loop {
+            let i = self.rng.below(n);
+            if !contested(i) {
+                break i;
+            }
+        };
         let id = instance(i);
         let single_or_batch = |rng: &mut Rng, single: &str, batch: &str| {
             if rng.chance(50) {
@@ -620,7 +660,7 @@ impl Soak {
     async fn flip(&mut self) {
         for _ in 0..=self.rng.below(6) {
             let i = self.rng.below(self.settings.resources);
-            if self.deleted.contains(&i) {
+            if self.deleted.contains(&i) || contested(i) {
                 continue;
             }
             self.desired[i] = if self.desired[i] == "Running" {
@@ -728,6 +768,66 @@ impl Soak {
         self.supervise();
     }
 
+    /// The resources not at their declared state, with what their status says (at most 10).
+    async fn stuck(&self) -> Vec<String> {
+        let Ok(list) = self.resources().list(&ListParams::default()).await else {
+            return vec!["(the resources could not be listed)".into()];
+        };
+        list.items
+            .iter()
+            .filter(|r| {
+                !r.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.ends_with("-dup"))
+            })
+            .filter_map(|r| {
+                let i = index_of(&r.spec.instance_id)?;
+                let status = r.status.as_ref();
+                let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+                let fine = status
+                    .is_some_and(|s| s.instance_status.as_deref() == Some(self.desired[i]))
+                    && ready.is_some_and(|c| c.status == "True");
+                (!fine).then(|| {
+                    format!(
+                        "{} wants {}: instance {:?} (emulator {:?}), Ready {:?}",
+                        r.metadata.name.as_deref().unwrap_or_default(),
+                        self.desired[i],
+                        status.and_then(|s| s.instance_status.clone()),
+                        self.emulator
+                            .instance(&r.spec.instance_id)
+                            .map(|x| x.status),
+                        ready.map(|c| (c.status.clone(), c.reason.clone(), c.message.clone())),
+                    )
+                })
+            })
+            .take(10)
+            .collect()
+    }
+
+    /// How many duplicates report `InstanceClaimed`.
+    async fn claimed(&self) -> usize {
+        let Ok(list) = self.resources().list(&ListParams::default()).await else {
+            return 0;
+        };
+        list.items
+            .iter()
+            .filter(|r| {
+                r.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.ends_with("-dup"))
+            })
+            .filter(|r| {
+                r.status.as_ref().is_some_and(|s| {
+                    s.conditions.iter().any(|c| {
+                        c.type_ == "Ready" && c.status == "False" && c.reason == "InstanceClaimed"
+                    })
+                })
+            })
+            .count()
+    }
+
     /// How many resources are at their declared state: instance and status, Ready=True.
     async fn converged(&self) -> usize {
         let Ok(list) = self.resources().list(&ListParams::default()).await else {
@@ -739,6 +839,14 @@ impl Soak {
                 let Some(i) = index_of(&r.spec.instance_id) else {
                     return false;
                 };
+                if r.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.ends_with("-dup"))
+                {
+                    // Counted apart: claimed, never converging.
+                    return false;
+                }
                 let want = self.desired[i];
                 let ready = r.status.as_ref().is_some_and(|s| {
                     s.instance_status.as_deref() == Some(want)
@@ -764,11 +872,18 @@ impl Soak {
             }
             self.supervise();
             self.sample_rss();
-            assert!(
-                started.elapsed() < bound,
-                "{done}/{} resources at their declared state {bound:?} after the faults stopped",
-                self.settings.resources
-            );
+            if started.elapsed() >= bound {
+                let stuck = self.stuck().await;
+                if std::env::var_os("SOAK_KEEP_LOGS").is_some() {
+                    let kept =
+                        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+                    eprintln!("operator logs kept in {}", kept.display());
+                }
+                panic!(
+                    "{done}/{} resources at their declared state {bound:?} after the faults stopped; not yet: {stuck:#?}",
+                    self.settings.resources
+                );
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -802,6 +917,7 @@ struct Verdicts {
     while_suspended: Vec<String>,
     after_lock_seen: Vec<String>,
     wrong_key: Vec<String>,
+    against_owner: Vec<String>,
 }
 
 fn write_kind(action: &str) -> Option<&'static str> {
@@ -814,7 +930,7 @@ fn write_kind(action: &str) -> Option<&'static str> {
     }
 }
 
-fn check(calls: &[CallRecord], truth: &Truth) -> Verdicts {
+fn check(calls: &[CallRecord], truth: &Truth, desired: &[&str]) -> Verdicts {
     let mut v = Verdicts::default();
     let mut applied: HashMap<&str, (&'static str, Timestamp)> = HashMap::new();
     let mut lock_seen: HashMap<&str, Timestamp> = HashMap::new();
@@ -842,6 +958,17 @@ fn check(calls: &[CallRecord], truth: &Truth) -> Verdicts {
         for id in &call.instance_ids {
             let Some(i) = index_of(id) else { continue };
             let what = format!("{} {id} at {} (seq {})", call.action, call.time, call.seq);
+            if contested(i) {
+                let owner_way = if desired[i] == "Running" {
+                    "start"
+                } else {
+                    "stop"
+                };
+                if kind != owner_way {
+                    v.against_owner
+                        .push(format!("{what}: the owner wants {}", desired[i]));
+                }
+            }
             if call.access_key_id.as_deref() != Some(key_of(i)) {
                 v.wrong_key
                     .push(format!("{what} signed by {:?}", call.access_key_id));
@@ -896,6 +1023,10 @@ async fn soak_with_faults_from_every_side_keeps_every_invariant() {
     for i in 0..n {
         soak.create_resource(i).await;
     }
+    let contested_count = (0..n).filter(|i| contested(*i)).count();
+    for i in (0..n).filter(|i| contested(*i)) {
+        soak.create_duplicate(i).await;
+    }
     soak.spawn(0);
     soak.spawn(1);
     let initial = soak.wait_converged(bound).await;
@@ -946,8 +1077,12 @@ async fn soak_with_faults_from_every_side_keeps_every_invariant() {
     let converge = soak.wait_converged(bound).await;
     soak.sample_rss();
 
-    let calls = soak.emulator.call_log();
-    let verdicts = check(&calls, &soak.truth);
+    // In the order the requests reached ECS (the log's sequence is the order they were answered:
+    // a request delayed inside ECS comes later there).
+    let mut calls = soak.emulator.call_log();
+    calls.sort_by_key(|c| (c.time, c.seq));
+    let verdicts = check(&calls, &soak.truth, &soak.desired);
+    let claimed = soak.claimed().await;
     let mut by_action: BTreeMap<(String, String), usize> = BTreeMap::new();
     for c in &calls {
         let code = c
@@ -1010,14 +1145,22 @@ async fn soak_with_faults_from_every_side_keeps_every_invariant() {
         verdicts.doubled.len()
     )
     .unwrap();
-    let violations =
-        verdicts.while_suspended.len() + verdicts.after_lock_seen.len() + verdicts.wrong_key.len();
+    let violations = verdicts.while_suspended.len()
+        + verdicts.after_lock_seen.len()
+        + verdicts.wrong_key.len()
+        + verdicts.against_owner.len();
     writeln!(
         summary,
-        "invariant violations: {violations} (must be 0): {} writes while suspended, {} after a read showed a lock, {} signed with another key; {panics} panics; {secrets} secrets in logs",
+        "invariant violations: {violations} (must be 0): {} writes while suspended, {} after a read showed a lock, {} signed with another key, {} against the owner of a claimed instance; {panics} panics; {secrets} secrets in logs",
         verdicts.while_suspended.len(),
         verdicts.after_lock_seen.len(),
-        verdicts.wrong_key.len()
+        verdicts.wrong_key.len(),
+        verdicts.against_owner.len()
+    )
+    .unwrap();
+    writeln!(
+        summary,
+        "claims: {claimed}/{contested_count} younger resources on a contested instance report InstanceClaimed"
     )
     .unwrap();
     writeln!(
@@ -1037,15 +1180,15 @@ async fn soak_with_faults_from_every_side_keeps_every_invariant() {
     }
     eprintln!("{summary}");
     if std::env::var_os("SOAK_KEEP_LOGS").is_some() {
-        let dir = soak.dir.path().to_path_buf();
-        std::mem::forget(soak.dir);
-        eprintln!("operator logs kept in {}", dir.display());
+        let kept = std::mem::replace(&mut soak.dir, tempfile::tempdir().unwrap()).keep();
+        eprintln!("operator logs kept in {}", kept.display());
     }
     for (what, list) in [
         ("doubled", &verdicts.doubled),
         ("while suspended", &verdicts.while_suspended),
         ("after a lock was seen", &verdicts.after_lock_seen),
         ("wrong key", &verdicts.wrong_key),
+        ("against the owner", &verdicts.against_owner),
     ] {
         for line in list.iter().take(10) {
             eprintln!("  {what}: {line}");
@@ -1053,6 +1196,10 @@ async fn soak_with_faults_from_every_side_keeps_every_invariant() {
     }
     assert!(verdicts.doubled.is_empty(), "writes doubled");
     assert_eq!(violations, 0, "invariant violations");
+    assert_eq!(
+        claimed, contested_count,
+        "a duplicate does not report InstanceClaimed"
+    );
     assert_eq!(panics, 0, "a panic in an operator log");
     assert_eq!(secrets, 0, "a secret in an operator log");
     match rss {
