@@ -220,6 +220,9 @@ impl Operator {
             );
             move |event| {
                 on_resource_event(event, &synced, &ledger, &fleet, &store);
+                if let Ok(event) = event {
+                    access.observe(event);
+                }
                 for claimant in claim_changes(event, &access) {
                     let _ = claims_tx.send(claimant);
                 }

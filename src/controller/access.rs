@@ -7,12 +7,14 @@
 //! and again right before every write call and every batch entry, so a revocation stops the next
 //! write. It never starts or stops anything itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 
 use crate::access::claims::{self, Claimant};
 use crate::access::policy::{self, Policy, Request, Verdict as PolicyVerdict};
@@ -53,6 +55,44 @@ pub struct AccessGuard {
     policies: Store<EcsPowerAccessPolicy>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     scope: PolicyScope,
+    claims: Arc<Mutex<ClaimIndex>>,
+}
+
+/// The resources naming each instance, kept from the resource watch's events, so a claim check
+/// looks at the few resources of one instance instead of scanning the whole cache (every
+/// reconcile asks, and at 10,000 resources a scan per reconcile is quadratic work).
+#[derive(Debug, Default)]
+struct ClaimIndex {
+    /// Whether the watch's first list has been indexed: until then (and in tests that fill a
+    /// cache by hand) the cache is scanned instead.
+    ready: bool,
+    by_instance: HashMap<String, Vec<ResourceRef>>,
+    instance_of: HashMap<ResourceRef, String>,
+    /// The list under way (a relist replaces the index when it ends).
+    relist: Option<Vec<(ResourceRef, String)>>,
+}
+
+impl ClaimIndex {
+    fn insert(&mut self, key: ResourceRef, instance: String) {
+        self.remove(&key);
+        self.by_instance
+            .entry(instance.clone())
+            .or_default()
+            .push(key.clone());
+        self.instance_of.insert(key, instance);
+    }
+
+    fn remove(&mut self, key: &ResourceRef) {
+        let Some(instance) = self.instance_of.remove(key) else {
+            return;
+        };
+        if let Some(refs) = self.by_instance.get_mut(&instance) {
+            refs.retain(|r| r != key);
+            if refs.is_empty() {
+                self.by_instance.remove(&instance);
+            }
+        }
+    }
 }
 
 impl AccessGuard {
@@ -68,7 +108,56 @@ impl AccessGuard {
             policies,
             namespaces,
             scope,
+            claims: Arc::default(),
         }
+    }
+
+    /// Keeps the claim index in step with the resource watch (call it with every event, after
+    /// the cache applied it).
+    pub fn observe(&self, event: &watcher::Event<EcsInstancePower>) {
+        let mut index = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+        match event {
+            watcher::Event::Init => index.relist = Some(Vec::new()),
+            watcher::Event::InitApply(obj) => {
+                let entry = (ObjectRef::from_obj(obj), obj.spec.instance_id.clone());
+                match index.relist.as_mut() {
+                    Some(relist) => relist.push(entry),
+                    None => index.insert(entry.0, entry.1),
+                }
+            }
+            watcher::Event::InitDone => {
+                let relist = index.relist.take().unwrap_or_default();
+                index.by_instance.clear();
+                index.instance_of.clear();
+                for (key, instance) in relist {
+                    index.insert(key, instance);
+                }
+                index.ready = true;
+            }
+            watcher::Event::Apply(obj) => {
+                index.insert(ObjectRef::from_obj(obj), obj.spec.instance_id.clone());
+            }
+            watcher::Event::Delete(obj) => index.remove(&ObjectRef::from_obj(obj)),
+        }
+    }
+
+    /// The cached resources naming `instance_id`.
+    fn naming(&self, instance_id: &str) -> Vec<std::sync::Arc<EcsInstancePower>> {
+        let refs = {
+            let index = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+            if !index.ready {
+                drop(index);
+                return self
+                    .resources
+                    .state_filter(|r| r.spec.instance_id == instance_id);
+            }
+            index
+                .by_instance
+                .get(instance_id)
+                .cloned()
+                .unwrap_or_default()
+        };
+        refs.iter().filter_map(|r| self.resources.get(r)).collect()
     }
 
     /// The claim, then the policy, for `action` on `obj`'s instance (`tags`: once observed; an
@@ -149,9 +238,8 @@ impl AccessGuard {
     /// `namespace/name` of the resource that owns `obj`'s instance when it is not `obj`.
     fn other_owner(&self, obj: &EcsInstancePower) -> Option<String> {
         let me = ObjectRef::from_obj(obj);
-        let others = self.resources.state_filter(|r| {
-            r.spec.instance_id == obj.spec.instance_id && ObjectRef::from_obj(r) != me
-        });
+        let mut others = self.naming(&obj.spec.instance_id);
+        others.retain(|r| ObjectRef::from_obj(&**r) != me);
         let mine = claimant(obj);
         let candidates: Vec<Claimant<'_>> = others
             .iter()
@@ -164,8 +252,7 @@ impl AccessGuard {
 
     /// The resources (in the cache) naming `instance_id`.
     pub fn claimants(&self, instance_id: &str) -> Vec<ResourceRef> {
-        self.resources
-            .state_filter(|r| r.spec.instance_id == instance_id)
+        self.naming(instance_id)
             .iter()
             .map(|r| ObjectRef::from_obj(&**r))
             .collect()
@@ -241,5 +328,100 @@ fn terminal(reason: &str) -> Verdict {
     Verdict {
         reason: reason.to_string(),
         class: ErrorClass::Terminal,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use kube::runtime::reflector;
+
+    use super::*;
+
+    fn resource(name: &str, instance: &str) -> EcsInstancePower {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsInstancePower",
+            "metadata": {"name": name, "namespace": "ns", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"instanceId": instance, "regionId": "cn-hangzhou", "desiredState": "Running"}
+        }))
+        .unwrap()
+    }
+
+    fn names(guard: &AccessGuard, instance: &str) -> Vec<String> {
+        let mut names: Vec<String> = guard
+            .claimants(instance)
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_claim_index_follows_the_watch_and_scans_before_its_first_list() {
+        let (resources, mut writer) = reflector::store();
+        let (policies, _) = reflector::store();
+        let (namespaces, _) = reflector::store();
+        let guard = AccessGuard::new(resources, policies, namespaces, PolicyScope::default());
+        let both = |guard: &AccessGuard, writer: &mut reflector::store::Writer<_>, e| {
+            writer.apply_watcher_event(&e);
+            guard.observe(&e);
+        };
+        // A cache filled without the index (before the first list): scanned.
+        writer.apply_watcher_event(&watcher::Event::Apply(resource("a", "i-1")));
+        assert_eq!(names(&guard, "i-1"), ["a"]);
+
+        both(&guard, &mut writer, watcher::Event::Init);
+        both(
+            &guard,
+            &mut writer,
+            watcher::Event::InitApply(resource("a", "i-1")),
+        );
+        both(
+            &guard,
+            &mut writer,
+            watcher::Event::InitApply(resource("b", "i-1")),
+        );
+        // The list is not over: the old view holds.
+        assert_eq!(names(&guard, "i-1"), ["a"]);
+        both(&guard, &mut writer, watcher::Event::InitDone);
+        assert_eq!(names(&guard, "i-1"), ["a", "b"]);
+
+        // b moves to another instance; c arrives; a is deleted.
+        both(
+            &guard,
+            &mut writer,
+            watcher::Event::Apply(resource("b", "i-2")),
+        );
+        both(
+            &guard,
+            &mut writer,
+            watcher::Event::Apply(resource("c", "i-1")),
+        );
+        assert_eq!(names(&guard, "i-1"), ["a", "c"]);
+        assert_eq!(names(&guard, "i-2"), ["b"]);
+        both(
+            &guard,
+            &mut writer,
+            watcher::Event::Delete(resource("a", "i-1")),
+        );
+        assert_eq!(names(&guard, "i-1"), ["c"]);
+        // The owner of i-1 is now c, and c sees no other owner.
+        assert_eq!(guard.other_owner(&resource("c", "i-1")), None);
+        assert_eq!(
+            guard.other_owner(&resource("d", "i-1")),
+            Some("ns/c".to_string())
+        );
+
+        // A relist without c drops it.
+        both(&guard, &mut writer, watcher::Event::Init);
+        both(
+            &guard,
+            &mut writer,
+            watcher::Event::InitApply(resource("b", "i-2")),
+        );
+        both(&guard, &mut writer, watcher::Event::InitDone);
+        assert!(names(&guard, "i-1").is_empty());
+        assert_eq!(names(&guard, "i-2"), ["b"]);
     }
 }
