@@ -111,7 +111,9 @@ pub async fn run(ctx: Arc<Context>) {
             written = None;
             continue;
         };
-        if !ctx.gate_allows(Edge::Status) {
+        // A follower writes nothing and is not fenced: only a leader whose lease cannot cover
+        // the write counts as fenced.
+        if !ctx.may_call_ecs() || !ctx.gate_allows(Edge::Status) {
             continue;
         }
         let resources = ctx.access.governed_resources();

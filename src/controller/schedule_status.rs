@@ -86,7 +86,9 @@ pub async fn run(ctx: Arc<Context>, resources: Store<EcsInstancePower>) {
         let now = ctx.clock.now();
         count(&ctx, &schedules, now);
         written.retain(|key, _| ctx.schedules.get(key).is_some());
-        if !ctx.gate_allows(Edge::Status) {
+        // A follower writes nothing and is not fenced: only a leader whose lease cannot cover
+        // the write counts as fenced.
+        if !ctx.may_call_ecs() || !ctx.gate_allows(Edge::Status) {
             continue;
         }
         let users = resources.state();
