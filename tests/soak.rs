@@ -377,25 +377,8 @@ impl Soak {
     }
 
     async fn create_resource(&self, i: usize) {
-        let mut spec = serde_json::json!({
-            "instanceId": instance(i), "regionId": REGION,
-            "desiredState": self.desired[i], "suspend": self.suspended[i],
-        });
-        if uses_secret(i) {
-            spec["credentialsSecretRef"] = serde_json::json!({"name": SECRET_NAME});
-        }
-        let obj: EcsInstancePower = serde_json::from_value(serde_json::json!({
-            "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsInstancePower",
-            "metadata": {"name": name(i), "namespace": NS}, "spec": spec,
-        }))
-        .unwrap();
-        retry(|| async {
-            self.resources()
-                .create(&PostParams::default(), &obj)
-                .await
-                .map(drop)
-        })
-        .await;
+        self.create(&name(i), i, self.desired[i], self.suspended[i])
+            .await;
     }
 
     /// The younger resource that names a contested instance with the opposite desired state.
@@ -405,15 +388,22 @@ impl Soak {
         } else {
             "Running"
         };
+        self.create(&format!("{}-dup", name(i)), i, opposite, false)
+            .await;
+    }
+
+    /// Creates resource `name` for instance `i` (with the team's Secret when `i` uses one).
+    async fn create(&self, name: &str, i: usize, desired: &str, suspend: bool) {
         let mut spec = serde_json::json!({
-            "instanceId": instance(i), "regionId": REGION, "desiredState": opposite,
+            "instanceId": instance(i), "regionId": REGION,
+            "desiredState": desired, "suspend": suspend,
         });
         if uses_secret(i) {
             spec["credentialsSecretRef"] = serde_json::json!({"name": SECRET_NAME});
         }
         let obj: EcsInstancePower = serde_json::from_value(serde_json::json!({
             "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsInstancePower",
-            "metadata": {"name": format!("{}-dup", name(i)), "namespace": NS}, "spec": spec,
+            "metadata": {"name": name, "namespace": NS}, "spec": spec,
         }))
         .unwrap();
         retry(|| async {
