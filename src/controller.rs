@@ -26,6 +26,7 @@ pub mod credentials;
 pub mod decide;
 pub mod desired;
 pub mod ecs_handle;
+pub mod events;
 #[cfg(test)]
 mod fixtures;
 pub mod gate;
@@ -45,7 +46,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -205,7 +206,7 @@ impl Operator {
         });
 
         let context = Arc::new(Context {
-            recorder: Recorder::new(client.clone(), settings.reporter),
+            recorder: events::EventRecorder::new(client.clone(), settings.reporter),
             client,
             ecs,
             fleet: Some(fleet.clone()),
