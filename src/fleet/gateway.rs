@@ -1172,22 +1172,23 @@ impl Fleet {
                         () = self.shutdown.cancelled() => return,
                     }
                 }
-                // Only what is still tracked (a resource may have been deleted since the round
-                // began).
-                let still: HashSet<String> = {
-                    let state = self.lock();
-                    state
-                        .groups
-                        .get(&group)
-                        .map(|g| g.ids.keys().cloned().collect())
-                        .unwrap_or_default()
-                };
                 if !self.gate().is_open() {
                     // A follower keeps tracking its instances but reads none of them.
                     continue;
                 }
+                // Only what is still tracked (a resource may have been deleted since the round
+                // began): looked up per chunk, not a copy of the whole group's IDs per chunk.
+                let still: Vec<&(String, Credentials)> = {
+                    let state = self.lock();
+                    state.groups.get(&group).map_or_else(Vec::new, |g| {
+                        chunk
+                            .iter()
+                            .filter(|(i, _)| g.ids.contains_key(i))
+                            .collect()
+                    })
+                };
                 let mut swept = 0;
-                for (instance, creds) in chunk.iter().filter(|(i, _)| still.contains(i)) {
+                for (instance, creds) in still {
                     let Some(account) = self.known_account(creds) else {
                         continue;
                     };
