@@ -403,8 +403,9 @@ struct Entry {
 
 #[derive(Default)]
 struct GroupState {
-    /// Tracked instances: the credentials to sign with and the resources that use them.
-    ids: HashMap<String, (Credentials, HashSet<ResourceRef>)>,
+    /// Tracked instances: the credentials to sign with and the resources that use them (almost
+    /// always one: a list, not a hash set per instance).
+    ids: HashMap<String, (Credentials, Vec<ResourceRef>)>,
     sweeping: bool,
 }
 
@@ -680,6 +681,7 @@ impl Fleet {
         need: Need,
     ) -> Observed {
         let id: ReadId = (group.clone(), instance_id.to_string());
+        let resource = &bare(resource);
         let now = Instant::now();
         let (after, lane) = {
             let mut state = self.lock();
@@ -746,9 +748,11 @@ impl Fleet {
         let slot = group
             .ids
             .entry(id.1.clone())
-            .or_insert_with(|| (creds.clone(), HashSet::new()));
+            .or_insert_with(|| (creds.clone(), Vec::new()));
         slot.0 = creds.clone();
-        slot.1.insert(resource.clone());
+        if !slot.1.contains(resource) {
+            slot.1.push(resource.clone());
+        }
         if !group.sweeping {
             group.sweeping = true;
             tokio::spawn(Arc::clone(self).sweep(id.0.clone()));
@@ -1047,7 +1051,7 @@ impl Fleet {
                 uid,
                 PendingWrite {
                     id: request.id.clone(),
-                    resource: request.resource.clone(),
+                    resource: bare(&request.resource),
                     observed: request.observed.clone(),
                     submitted: Instant::now(),
                 },
@@ -1254,12 +1258,22 @@ fn drop_wake(fleet: &Fleet, wake: Vec<ResourceRef>) {
     }
 }
 
+/// `resource` without its `extra` (`resourceVersion` and uid, which its equality and hash ignore
+/// and the gateway never reads): the form the gateway keeps, two allocations fewer per copy.
+fn bare(resource: &ResourceRef) -> ResourceRef {
+    let bare = ResourceRef::new(&resource.name);
+    match &resource.namespace {
+        Some(namespace) => bare.within(namespace),
+        None => bare,
+    }
+}
+
 fn untrack_in(state: &mut State, resource: &ResourceRef, id: &ReadId) {
     state.tracked.remove(resource);
     if let Some(group) = state.groups.get_mut(&id.0)
         && let Some((_, refs)) = group.ids.get_mut(&id.1)
     {
-        refs.remove(resource);
+        refs.retain(|r| r != resource);
         if refs.is_empty() {
             group.ids.remove(&id.1);
             state.cache.remove(id);
