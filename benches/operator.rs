@@ -397,19 +397,22 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
         // The wrapper (a script, often) needs the tools on the PATH.
         command.env("PATH", std::env::var("PATH").unwrap_or_default());
     }
-    let mut wrapped = command.spawn().unwrap();
+    let mut spawned = command.spawn().unwrap();
 
     let api: Api<EcsInstancePower> = Api::namespaced(client.clone(), "default");
     // The operator's own process: the spawned one, or the wrapper's descendant running the binary.
     let operator = if wrapper.is_empty() {
-        wrapped.id()
+        spawned.id()
     } else {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(pid) = descendant_running(wrapped.id(), binary) {
+            if let Some(pid) = descendant_running(spawned.id(), binary) {
                 break pid;
             }
-            assert!(Instant::now() < deadline, "the wrapper did not start the operator");
+            assert!(
+                Instant::now() < deadline,
+                "the wrapper did not start the operator"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
@@ -499,7 +502,7 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &operator.to_string()])
         .status();
-    let _ = wrapped.wait();
+    let _ = spawned.wait();
     let _ = std::fs::remove_file(&kubeconfig);
     sandbox.shutdown().await;
     emulator.shutdown().await;

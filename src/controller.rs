@@ -18,6 +18,7 @@
 //!   behind a trait; the fleet gateway ([`crate::fleet::gateway`]) batches and paces them and
 //!   re-queues resources through `reconcile_on`.
 //! - [`gate`]: the write gate at the side-effect edges; [`status`]: the status write.
+//! - [`events`]: kube-runtime's event `Recorder`, renewed so that its cache stays bounded.
 //! - [`retry`]: backoff per error class; [`conditions`]: condition bookkeeping.
 
 pub mod conditions;

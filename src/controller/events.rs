@@ -6,7 +6,7 @@
 //! rather than a new event. Each remembered event is a whole `Event` object next to its key, well
 //! over a kilobyte in the cache's table, and a fleet that converges at once publishes a couple of
 //! events per resource within those six minutes: at ten thousand resources that cache alone was
-//! about half of the operator's memory. kube-runtime offers no bound on it.
+//! about half of the operator's peak heap. kube-runtime offers no bound on it.
 //!
 //! [`EventRecorder`] hands publishes to one `Recorder` until that one has published
 //! [`GENERATION`] events, then to a fresh `Recorder` (the old one, and its cache, is dropped when
@@ -102,7 +102,6 @@ impl EventRecorder {
         current.published += 1;
         current.recorder.clone()
     }
-
 }
 
 #[cfg(test)]
