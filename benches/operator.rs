@@ -15,7 +15,9 @@
 //!    converging, calls per resource per resync in steady state, throttled share, accepted starts
 //!    per instance, RSS; then the same fleet with `--ecs-batch-size 1` (batching off) as the
 //!    baseline, capped in time and projected (said so in the output). Env `BENCH_FLEET`
-//!    (default 10000; 0 skips), `BENCH_BASELINE_CAP_SECS` (default 120).
+//!    (default 10000; 0 skips), `BENCH_BASELINE_CAP_SECS` (default 120; 0 skips the baseline),
+//!    `BENCH_OPERATOR_WRAPPER` (a command the operator runs under, e.g. `heaptrack -o /tmp/op`;
+//!    unset: none).
 //!
 //! Run: `cargo bench --bench operator` (env `BENCH_RESOURCES`, default 1000; `BENCH_CONCURRENCY`,
 //! default 16). Under `cargo test --all-targets` (no `--bench` argument) it does a smoke run with
@@ -80,6 +82,20 @@ fn process_rss_mib(pid: u32) -> Option<f64> {
         .parse()
         .ok()?;
     Some(kib / 1024.0)
+}
+
+/// The first process under `pid` (itself included, depth first) whose executable is `binary`.
+fn descendant_running(pid: u32, binary: &str) -> Option<u32> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let target = std::fs::canonicalize(binary).ok();
+    if exe.is_some() && exe == target {
+        return Some(pid);
+    }
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .find_map(|child| descendant_running(child, binary))
 }
 
 async fn ready_count(api: &Api<EcsInstancePower>) -> usize {
@@ -260,8 +276,12 @@ async fn main() {
         20
     });
     let batched = fleet_run(fleet, 100, None, full).await;
-    let baseline = fleet_run(fleet, 1, Some(cap), full).await;
-    print_fleet(fleet, &batched, &baseline);
+    let baseline = if cap.is_zero() {
+        None
+    } else {
+        Some(fleet_run(fleet, 1, Some(cap), full).await)
+    };
+    print_fleet(fleet, &batched, baseline.as_ref());
 }
 
 /// ECS's limits in the fleet run, per account, region and action.
@@ -345,7 +365,21 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
         std::process::id()
     ));
     sandbox.write_kubeconfig(&kubeconfig).unwrap();
-    let mut operator = std::process::Command::new(env!("CARGO_BIN_EXE_ecs-power-operator"))
+    // `BENCH_OPERATOR_WRAPPER` (e.g. `heaptrack -o /tmp/op`): a command that runs the operator,
+    // for profiling it.
+    let wrapper: Vec<String> = std::env::var("BENCH_OPERATOR_WRAPPER")
+        .map(|w| w.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let binary = env!("CARGO_BIN_EXE_ecs-power-operator");
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = std::process::Command::new(program);
+            command.args(args).arg(binary);
+            command
+        }
+        None => std::process::Command::new(binary),
+    };
+    command
         .args([
             "run",
             "--ecs-endpoint",
@@ -372,11 +406,30 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::null());
+    if !wrapper.is_empty() {
+        // The wrapper (a script, often) needs the tools on the PATH.
+        command.env("PATH", std::env::var("PATH").unwrap_or_default());
+    }
+    let mut spawned = command.spawn().unwrap();
 
     let api: Api<EcsInstancePower> = Api::namespaced(client.clone(), "default");
+    // The operator's own process: the spawned one, or the wrapper's descendant running the binary.
+    let operator = if wrapper.is_empty() {
+        spawned.id()
+    } else {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(pid) = descendant_running(spawned.id(), binary) {
+                break pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the wrapper did not start the operator"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
     let started = Instant::now();
     futures::stream::iter(0..n)
         .for_each_concurrent(32, |i| {
@@ -448,7 +501,7 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
             *accepted.entry(id).or_default() += 1;
         }
     }
-    let rss = process_rss_mib(operator.id());
+    let rss = process_rss_mib(operator);
     let steady_calls_per_resource = if capped {
         None
     } else {
@@ -461,9 +514,9 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
         Some(steady.len() as f64 / n as f64 / 2.0)
     };
     let _ = std::process::Command::new("kill")
-        .args(["-TERM", &operator.id().to_string()])
+        .args(["-TERM", &operator.to_string()])
         .status();
-    let _ = operator.wait();
+    let _ = spawned.wait();
     let _ = std::fs::remove_file(&kubeconfig);
     sandbox.shutdown().await;
     emulator.shutdown().await;
@@ -485,7 +538,7 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
     }
 }
 
-fn print_fleet(n: usize, batched: &FleetResult, baseline: &FleetResult) {
+fn print_fleet(n: usize, batched: &FleetResult, baseline: Option<&FleetResult>) {
     let chunks = n.div_ceil(100) as f64;
     let bound = (chunks / R_START).max(2.0 * chunks / R_DESCRIBE) + TRANSITION.as_secs_f64();
     println!(
@@ -498,7 +551,10 @@ fn print_fleet(n: usize, batched: &FleetResult, baseline: &FleetResult) {
         "  lower bound: max({chunks}/{R_START}, 2·{chunks}/{R_DESCRIBE}) + {} = {bound:.1} s",
         TRANSITION.as_secs()
     );
-    for r in [batched, baseline] {
+    if baseline.is_none() {
+        println!("  (baseline skipped: BENCH_BASELINE_CAP_SECS=0)");
+    }
+    for r in std::iter::once(batched).chain(baseline) {
         let t = r.converged.as_secs_f64();
         println!("  --ecs-batch-size {}:", r.batch_size);
         println!(

@@ -26,6 +26,7 @@
 //!   right before every write (and, through the gateway's write check, every batch entry);
 //!   [`access_status`]: the policy's status.
 //! - [`gate`]: the write gate at the side-effect edges; [`status`]: the status write.
+//! - [`events`]: kube-runtime's event `Recorder`, renewed so that its cache stays bounded.
 //! - [`retry`]: backoff per error class; [`conditions`]: condition bookkeeping.
 
 pub mod access;
@@ -37,6 +38,7 @@ pub mod credentials;
 pub mod decide;
 pub mod desired;
 pub mod ecs_handle;
+pub mod events;
 #[cfg(test)]
 mod fixtures;
 pub mod gate;
@@ -59,7 +61,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -340,7 +342,7 @@ impl Operator {
         });
 
         let context = Arc::new(Context {
-            recorder: Recorder::new(client.clone(), settings.reporter),
+            recorder: events::EventRecorder::new(client.clone(), settings.reporter),
             client,
             ecs,
             fleet: Some(fleet.clone()),

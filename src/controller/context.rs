@@ -8,7 +8,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::{EcsInstancePower, EcsPowerSchedule};
@@ -19,6 +18,7 @@ use crate::metrics::Metrics;
 use super::Synced;
 use super::access::AccessGuard;
 use super::ecs_handle::EcsHandle;
+use super::events::EventRecorder;
 use super::gate::{Admission, Edge, WriteGate};
 use super::ledger::Ledger;
 
@@ -26,8 +26,8 @@ use super::ledger::Ledger;
 pub struct Context {
     /// The Kubernetes client.
     pub client: Client,
-    /// Publishes events on resources.
-    pub recorder: Recorder,
+    /// Publishes events on resources (kube-runtime's `Recorder`, its cache bounded).
+    pub recorder: EventRecorder,
     /// The ECS calls (the ECS client in production, a fake in tests). With a fleet gateway only
     /// the single write calls (dry runs, `initLocalDisk`) go here; without one, every call.
     pub ecs: Arc<dyn EcsHandle>,

@@ -9,13 +9,14 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector;
 use kube::{Client, CustomResourceExt};
 
 use super::*;
 use crate::controller::Synced;
 use crate::controller::ecs_handle::EcsHandle;
+use crate::controller::events::EventRecorder;
 use crate::controller::gate::WriteGate;
 use crate::controller::ledger::Ledger;
 use crate::ecs::{InstanceStatus, OperatorCredentials};
@@ -125,7 +126,7 @@ fn context(client: Client, ecs: Arc<FakeEcs>) -> Arc<Context> {
     let (secrets, _writer) = reflector::store();
     let (schedules, _schedule_writer) = reflector::store();
     Arc::new(Context {
-        recorder: Recorder::new(
+        recorder: EventRecorder::new(
             client.clone(),
             Reporter {
                 controller: "test".into(),
