@@ -121,6 +121,7 @@ mod tests {
 
         let config = kube_sandbox::SandboxConfig::default();
         let app = Arc::new(App {
+            faults: Arc::default(),
             store: Arc::new(Store::new(config.history_capacity, config.watch_buffer)),
             watch: WatchConfig {
                 bookmark_interval: config.bookmark_interval,

@@ -128,7 +128,7 @@ impl World {
         let (secrets, _writer) = reflector::store();
         let (schedules, writer) = reflector::store();
         let ctx = Arc::new(Context {
-            recorder: Recorder::new(
+            recorder: crate::controller::events::EventRecorder::new(
                 client.clone(),
                 Reporter {
                     controller: "test".into(),
