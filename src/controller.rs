@@ -469,6 +469,7 @@ fn on_resource_event(
             ledger.forget(&key);
             fleet.untrack(&key);
         }
+        Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => ledger.seen(obj),
         _ => {}
     }
 }

@@ -222,6 +222,27 @@ impl Ledger {
         Some((*entry.status).clone())
     }
 
+    /// The watch delivered `obj`: a written status it now holds is no longer kept (most resources
+    /// are not reconciled again after their status write, so this is where the memory is freed).
+    pub fn seen(&self, obj: &EcsInstancePower) {
+        let key = ObjectRef::from_obj(obj);
+        let mut written = self.written_lock();
+        if let Some(entry) = written.get(&key)
+            && (entry.uid != obj.metadata.uid
+                || caught_up(
+                    obj.metadata.resource_version.as_deref(),
+                    entry.resource_version.as_deref(),
+                ))
+        {
+            written.remove(&key);
+        }
+    }
+
+    /// How many written statuses are kept (the cache has not delivered them yet).
+    pub fn written_len(&self) -> usize {
+        self.written_lock().len()
+    }
+
     /// Forgets one resource (it was deleted).
     pub fn forget(&self, key: &ObjectRef<EcsInstancePower>) {
         self.lock().remove(key);
@@ -463,5 +484,12 @@ mod tests {
         // Dropped once caught up.
         obj.metadata.resource_version = Some("7".into());
         assert_eq!(ledger.written_ahead_of(&obj), None);
+        // The watch delivering the written version frees it without a reconcile.
+        ledger.record_written(&obj, Some("9".into()), EcsInstancePowerStatus::default());
+        ledger.seen(&obj);
+        assert_eq!(ledger.written_len(), 1, "the cache is still behind");
+        obj.metadata.resource_version = Some("10".into());
+        ledger.seen(&obj);
+        assert_eq!(ledger.written_len(), 0);
     }
 }
