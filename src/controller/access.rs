@@ -60,38 +60,51 @@ pub struct AccessGuard {
 
 /// The resources naming each instance, kept from the resource watch's events, so a claim check
 /// looks at the few resources of one instance instead of scanning the whole cache (every
-/// reconcile asks, and at 10,000 resources a scan per reconcile is quadratic work).
+/// reconcile asks, and at 10,000 resources a scan per reconcile is quadratic work). `instanceId`
+/// is immutable (a CEL rule on the CRD), so an object stays under the instance it was added with.
 #[derive(Debug, Default)]
 struct ClaimIndex {
     /// Whether the watch's first list has been indexed: until then (and in tests that fill a
     /// cache by hand) the cache is scanned instead.
     ready: bool,
+    /// Keys without resourceVersion or uid (never read; equality ignores them).
     by_instance: HashMap<String, Vec<ResourceRef>>,
-    instance_of: HashMap<ResourceRef, String>,
     /// The list under way (a relist replaces the index when it ends).
     relist: Option<Vec<(ResourceRef, String)>>,
 }
 
 impl ClaimIndex {
     fn insert(&mut self, key: ResourceRef, instance: String) {
-        self.remove(&key);
-        self.by_instance
-            .entry(instance.clone())
-            .or_default()
-            .push(key.clone());
-        self.instance_of.insert(key, instance);
+        let refs = self.by_instance.entry(instance).or_default();
+        if !refs.contains(&key) {
+            refs.push(key);
+        }
     }
 
-    fn remove(&mut self, key: &ResourceRef) {
-        let Some(instance) = self.instance_of.remove(key) else {
-            return;
-        };
-        if let Some(refs) = self.by_instance.get_mut(&instance) {
+    fn remove(&mut self, key: &ResourceRef, instance: &str) {
+        if let Some(refs) = self.by_instance.get_mut(instance) {
             refs.retain(|r| r != key);
             if refs.is_empty() {
-                self.by_instance.remove(&instance);
+                self.by_instance.remove(instance);
             }
         }
+    }
+}
+
+/// A stable-within-the-process hash of a fingerprint's text.
+fn hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A resource's key without its resourceVersion and uid.
+fn bare_key(obj: &EcsInstancePower) -> ResourceRef {
+    let key = ObjectRef::new(&obj.name_any());
+    match obj.metadata.namespace.as_deref() {
+        Some(namespace) => key.within(namespace),
+        None => key,
     }
 }
 
@@ -119,7 +132,7 @@ impl AccessGuard {
         match event {
             watcher::Event::Init => index.relist = Some(Vec::new()),
             watcher::Event::InitApply(obj) => {
-                let entry = (ObjectRef::from_obj(obj), obj.spec.instance_id.clone());
+                let entry = (bare_key(obj), obj.spec.instance_id.clone());
                 match index.relist.as_mut() {
                     Some(relist) => relist.push(entry),
                     None => index.insert(entry.0, entry.1),
@@ -128,16 +141,15 @@ impl AccessGuard {
             watcher::Event::InitDone => {
                 let relist = index.relist.take().unwrap_or_default();
                 index.by_instance.clear();
-                index.instance_of.clear();
                 for (key, instance) in relist {
                     index.insert(key, instance);
                 }
                 index.ready = true;
             }
             watcher::Event::Apply(obj) => {
-                index.insert(ObjectRef::from_obj(obj), obj.spec.instance_id.clone());
+                index.insert(bare_key(obj), obj.spec.instance_id.clone());
             }
-            watcher::Event::Delete(obj) => index.remove(&ObjectRef::from_obj(obj)),
+            watcher::Event::Delete(obj) => index.remove(&bare_key(obj), &obj.spec.instance_id),
         }
     }
 
@@ -157,7 +169,10 @@ impl AccessGuard {
                 .cloned()
                 .unwrap_or_default()
         };
-        refs.iter().filter_map(|r| self.resources.get(r)).collect()
+        refs.iter()
+            .filter_map(|r| self.resources.get(r))
+            .filter(|r| r.spec.instance_id == instance_id)
+            .collect()
     }
 
     /// The claim, then the policy, for `action` on `obj`'s instance (`tags`: once observed; an
@@ -208,10 +223,10 @@ impl AccessGuard {
 
     /// What the check depends on, as one string for the ledger: a change (a new owner, an edited
     /// policy, a relabelled namespace) makes the next reconcile observe at once.
-    pub fn fingerprint(&self, obj: &EcsInstancePower) -> String {
+    pub fn fingerprint(&self, obj: &EcsInstancePower) -> u64 {
         let owner = self.other_owner(obj).unwrap_or_default();
         if !self.governs(obj) {
-            return format!("owner={owner}");
+            return hash(&format!("owner={owner}"));
         }
         // The policy's identity and generation: its status writes change neither.
         let policy = self
@@ -227,7 +242,8 @@ impl AccessGuard {
             .unwrap_or_default();
         let namespace = obj.namespace().unwrap_or_default();
         let labels = self.namespace_labels(&namespace);
-        format!("owner={owner};policy={policy};labels={labels:?}")
+        // Kept per resource by the ledger: a hash, not the text.
+        hash(&format!("owner={owner};policy={policy};labels={labels:?}"))
     }
 
     /// Whether the policy applies to `obj` (by its credentials and the scope).

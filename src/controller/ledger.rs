@@ -39,8 +39,8 @@ pub struct Inputs {
     /// when it does not exist), so a created or changed schedule is observed at once.
     pub schedule: Option<String>,
     /// What the instance's claim and the access policy depend on (the owner, the policy's uid and
-    /// generation, the namespace's labels), so a change of either is observed at once.
-    pub access: String,
+    /// generation, the namespace's labels), hashed, so a change of either is observed at once.
+    pub access: u64,
 }
 
 #[derive(Debug)]
@@ -288,7 +288,7 @@ mod tests {
             generation: Some(generation),
             credentials: credentials.map(str::to_string),
             schedule: None,
-            access: String::new(),
+            access: 0,
         }
     }
 
