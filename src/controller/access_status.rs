@@ -9,7 +9,7 @@
 //!   the tags) that are not refused; `denied`, the governed resources in the namespaces it selects
 //!   that report `NotGranted`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
+use kube::Api;
 use tracing::{debug, warn};
 
 use crate::access::policy::{self, Request, RuleVerdict};
@@ -117,18 +117,22 @@ pub async fn run(ctx: Arc<Context>) {
             continue;
         }
         let resources = ctx.access.governed_resources();
-        let labels: Vec<(String, BTreeMap<String, String>)> = resources
-            .iter()
-            .map(|r| {
-                let ns = r.namespace().unwrap_or_default();
-                let labels = ctx.access.labels_of(&ns);
-                (ns, labels)
-            })
-            .collect();
+        // Each namespace's labels once, not once per resource (thousands of resources share a
+        // few namespaces).
+        let mut labels: HashMap<&str, BTreeMap<String, String>> = HashMap::new();
+        for r in &resources {
+            let namespace = r.metadata.namespace.as_deref().unwrap_or_default();
+            labels
+                .entry(namespace)
+                .or_insert_with(|| ctx.access.labels_of(namespace));
+        }
         let governed: Vec<Governed<'_>> = resources
             .iter()
-            .zip(&labels)
-            .map(|(r, (namespace, labels))| Governed {
+            .filter_map(|r| {
+                let namespace = r.metadata.namespace.as_deref().unwrap_or_default();
+                Some((r, namespace, labels.get(namespace)?))
+            })
+            .map(|(r, namespace, labels)| Governed {
                 request: Request {
                     namespace,
                     namespace_labels: labels,
