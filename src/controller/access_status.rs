@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
-use kube::Api;
 use tracing::{debug, warn};
 
 use crate::access::policy::{self, Request, RuleVerdict};
