@@ -127,15 +127,17 @@ async fn two_resources_for_one_instance_make_one_write_and_the_second_is_claimed
         ..Options::default()
     })
     .await;
-    h.create(
-        "web-1",
-        json!({"instanceId": "i-fight", "regionId": REGION, "desiredState": "Running"}),
-    )
-    .await;
+    let web = h
+        .create(
+            "web-1",
+            json!({"instanceId": "i-fight", "regionId": REGION, "desiredState": "Running"}),
+        )
+        .await;
     h.wait_ready("web-1", "True", "Running").await;
-    h.create(
+    h.create_younger(
         "fight",
         json!({"instanceId": "i-fight", "regionId": REGION, "desiredState": "Stopped"}),
+        &web,
     )
     .await;
     let claimed = wait_reason(&h.client, "default", "fight", "False", "InstanceClaimed").await;
@@ -175,15 +177,17 @@ async fn deleting_the_owner_hands_the_instance_over_at_once_observing_first() {
         ..Options::default()
     })
     .await;
-    h.create(
-        "owner",
-        json!({"instanceId": "i-handover", "regionId": REGION, "desiredState": "Running"}),
-    )
-    .await;
+    let owner = h
+        .create(
+            "owner",
+            json!({"instanceId": "i-handover", "regionId": REGION, "desiredState": "Running"}),
+        )
+        .await;
     h.wait_ready("owner", "True", "Running").await;
-    h.create(
+    h.create_younger(
         "next",
         json!({"instanceId": "i-handover", "regionId": REGION, "desiredState": "Stopped"}),
+        &owner,
     )
     .await;
     wait_reason(&h.client, "default", "next", "False", "InstanceClaimed").await;

@@ -191,6 +191,28 @@ impl Harness {
             .unwrap()
     }
 
+    /// Creates `name` strictly younger than `older` (creation times have second precision, and
+    /// on a tie the claim goes by namespace/name): waits, bounded, for the next second first.
+    pub async fn create_younger(
+        &self,
+        name: &str,
+        spec: serde_json::Value,
+        older: &EcsInstancePower,
+    ) -> EcsInstancePower {
+        let created = older
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .expect("the API server sets creationTimestamp")
+            .0;
+        let later = eventually(Duration::from_secs(3), || async {
+            (jiff::Timestamp::now().as_second() > created.as_second()).then_some(())
+        })
+        .await;
+        assert!(later.is_some(), "the clock did not pass {created}");
+        self.create(name, spec).await
+    }
+
     /// Merge-patches a resource's spec.
     pub async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
         let patch = serde_json::json!({ "spec": spec });
