@@ -53,6 +53,8 @@ const TEAM_SECRET: &str = "soak-team-secret-a1b2c3d4e5f6a7";
 const SECRET_NAME: &str = "team-creds";
 /// A write already on its way when the user suspends may still arrive this long after.
 const SUSPEND_GRACE: Duration = Duration::from_secs(3);
+/// Replica 1 is `kill -9`ed at most this often (see `strike`).
+const SLOT1_KILL_GAP: Duration = Duration::from_secs(360);
 /// A write decided before a read that showed a lock may still arrive this long after that read.
 const LOCK_GRACE: Duration = Duration::from_secs(2);
 
@@ -157,6 +159,7 @@ struct Soak {
     /// RSS samples (KiB) per operator process, by log file.
     rss: BTreeMap<String, Vec<(Instant, u64)>>,
     last_throttle: Option<Instant>,
+    slot1_killed: Option<Instant>,
 }
 
 fn instance(i: usize) -> String {
@@ -249,6 +252,7 @@ impl Soak {
             later: Vec::new(),
             rss: BTreeMap::new(),
             last_throttle: None,
+            slot1_killed: None,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while soak.resources().list(&ListParams::default()).await.is_err() {
@@ -583,7 +587,20 @@ impl Soak {
                 self.count("k8s: API server unreachable (1-3 s)");
             }
             13 => {
-                let slot = self.rng.below(2);
+                // Replica 1 is killed at most once every six minutes, so a long run has a process
+                // that lives long enough for its RSS to say whether memory grows; replica 0 takes
+                // the other kills (either may be the leader).
+                let mut slot = self.rng.below(2);
+                if slot == 1
+                    && self
+                        .slot1_killed
+                        .is_some_and(|t| t.elapsed() < SLOT1_KILL_GAP)
+                {
+                    slot = 0;
+                }
+                if slot == 1 {
+                    self.slot1_killed = Some(Instant::now());
+                }
                 if let Some(r) = self.replicas[slot].as_mut() {
                     r.kill();
                 }
