@@ -115,23 +115,10 @@ mod tests {
 
     /// kube-sandbox's router as the client's transport, with the namespace `default`.
     async fn in_memory_cluster() -> Client {
-        use kube_sandbox::rest::watch::WatchConfig;
-        use kube_sandbox::server::{App, router};
-        use kube_sandbox::store::Store;
-
-        let config = kube_sandbox::SandboxConfig::default();
-        let app = Arc::new(App {
-            faults: Arc::default(),
-            store: Arc::new(Store::new(config.history_capacity, config.watch_buffer)),
-            watch: WatchConfig {
-                bookmark_interval: config.bookmark_interval,
-                max_timeout: config.max_watch_timeout,
-            },
-            shutdown: tokio_util::sync::CancellationToken::new(),
-            addr: "127.0.0.1:0".parse().unwrap(),
-            max_body: config.max_body_bytes,
-        });
-        let client = Client::new(router(app), "default");
+        let client = Client::new(
+            kube_sandbox::server::in_memory_router(&kube_sandbox::SandboxConfig::default()),
+            "default",
+        );
         let namespace: Namespace =
             serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap();
         Api::<Namespace>::all(client.clone())

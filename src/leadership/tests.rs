@@ -75,23 +75,8 @@ struct Cluster {
 
 impl Cluster {
     async fn new() -> Self {
-        use kube_sandbox::rest::watch::WatchConfig;
-        use kube_sandbox::server::{App, router};
-        use kube_sandbox::store::Store;
-
-        let config = kube_sandbox::SandboxConfig::default();
-        let app = Arc::new(App {
-            faults: Arc::default(),
-            store: Arc::new(Store::new(config.history_capacity, config.watch_buffer)),
-            watch: WatchConfig {
-                bookmark_interval: config.bookmark_interval,
-                max_timeout: config.max_watch_timeout,
-            },
-            shutdown: CancellationToken::new(),
-            addr: "127.0.0.1:0".parse().unwrap(),
-            max_body: config.max_body_bytes,
-        });
-        let router = router(app);
+        let router =
+            kube_sandbox::server::in_memory_router(&kube_sandbox::SandboxConfig::default());
         let admin = Client::new(router.clone(), "default");
         let namespace: Namespace =
             serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap();

@@ -48,6 +48,23 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new().fallback(handle).with_state(app)
 }
 
+/// The router of a fresh, empty API server with `config` and no socket, for a client's transport
+/// in tests (`kube::Client::new(in_memory_router(&config), "default")`). Nothing is bootstrapped,
+/// not even the `default` namespace.
+pub fn in_memory_router(config: &crate::SandboxConfig) -> Router {
+    router(Arc::new(App {
+        faults: Arc::default(),
+        store: Arc::new(Store::new(config.history_capacity, config.watch_buffer)),
+        watch: WatchConfig {
+            bookmark_interval: config.bookmark_interval,
+            max_timeout: config.max_watch_timeout,
+        },
+        shutdown: CancellationToken::new(),
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        max_body: config.max_body_bytes,
+    }))
+}
+
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let method = req.method().clone();
     let uri = req.uri().clone();
