@@ -239,7 +239,8 @@ impl Ledger {
     }
 
     /// How many written statuses are kept (the cache has not delivered them yet).
-    pub fn written_len(&self) -> usize {
+    #[cfg(test)]
+    fn written_len(&self) -> usize {
         self.written_lock().len()
     }
 
