@@ -53,8 +53,11 @@ const TEAM_SECRET: &str = "soak-team-secret-a1b2c3d4e5f6a7";
 const SECRET_NAME: &str = "team-creds";
 /// A write already on its way when the user suspends may still arrive this long after.
 const SUSPEND_GRACE: Duration = Duration::from_secs(3);
-/// Replica 1 is `kill -9`ed at most this often (see `strike`).
+/// Replica 1 is `kill -9`ed at most this often, or once every half run when that is longer (see
+/// `strike`).
 const SLOT1_KILL_GAP: Duration = Duration::from_secs(360);
+/// After an API outage ends, the next one starts no sooner than this.
+const OUTAGE_GAP: Duration = Duration::from_secs(10);
 /// A write decided before a read that showed a lock may still arrive this long after that read.
 const LOCK_GRACE: Duration = Duration::from_secs(2);
 
@@ -160,6 +163,8 @@ struct Soak {
     rss: BTreeMap<String, Vec<(Instant, u64)>>,
     last_throttle: Option<Instant>,
     slot1_killed: Option<Instant>,
+    /// When the last API outage ended.
+    outage_ended: Option<Instant>,
 }
 
 fn instance(i: usize) -> String {
@@ -253,6 +258,7 @@ impl Soak {
             rss: BTreeMap::new(),
             last_throttle: None,
             slot1_killed: None,
+            outage_ended: None,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while soak.resources().list(&ListParams::default()).await.is_err() {
@@ -291,10 +297,13 @@ impl Soak {
                 "--resync-interval",
                 "30s",
                 "--leader-elect",
+                // Room for a 1-3 s API outage: a leader keeps its lease across one (it renews every
+                // second and has 6 s), so processes exit only when killed and one can live long
+                // enough to show whether its memory grows.
                 "--leader-elect-lease-duration",
-                "4s",
+                "8s",
                 "--leader-elect-renew-deadline",
-                "3s",
+                "6s",
                 "--leader-elect-retry-period",
                 "1s",
                 "--leader-elect-resource-namespace",
@@ -579,7 +588,9 @@ impl Soak {
                 self.sandbox.compact_and_break_watches();
                 self.count("k8s: watches broken, history compacted (410)");
             }
-            12 if self.later.iter().all(|(_, l)| !matches!(l, Later::Restore)) => {
+            12 if self.later.iter().all(|(_, l)| !matches!(l, Later::Restore))
+                && self.outage_ended.is_none_or(|t| t.elapsed() >= OUTAGE_GAP) =>
+            {
                 self.proxy.cut();
                 let secs = 1 + u64::try_from(self.rng.below(3)).unwrap();
                 self.later
@@ -587,14 +598,16 @@ impl Soak {
                 self.count("k8s: API server unreachable (1-3 s)");
             }
             13 => {
-                // Replica 1 is killed at most once every six minutes, so a long run has a process
-                // that lives long enough for its RSS to say whether memory grows; replica 0 takes
-                // the other kills (either may be the leader).
+                // Replica 1 is killed at most once every six minutes (every half run in a long
+                // run), so a long run has a process that lives long enough for its RSS to say
+                // whether memory grows; replica 0 takes the other kills (either may be the
+                // leader).
                 let mut slot = self.rng.below(2);
                 if slot == 1
-                    && self
-                        .slot1_killed
-                        .is_some_and(|t| t.elapsed() < SLOT1_KILL_GAP)
+                    && self.slot1_killed.is_some_and(|t| {
+                        t.elapsed()
+                            < SLOT1_KILL_GAP.max(Duration::from_secs(self.settings.seconds / 2))
+                    })
                 {
                     slot = 0;
                 }
@@ -724,7 +737,10 @@ impl Soak {
         self.later = rest;
         for (_, step) in due {
             match step {
-                Later::Restore => self.proxy.restore(),
+                Later::Restore => {
+                    self.proxy.restore();
+                    self.outage_ended = Some(Instant::now());
+                }
                 Later::CreateSecret => self.create_secret().await,
                 Later::CreateResource(i) => {
                     // The deletion must have finished before the name can be reused.
@@ -1124,6 +1140,19 @@ async fn soak_with_faults_from_every_side_keeps_every_invariant() {
                 s.last().unwrap().0 - s.first().unwrap().0,
             )
         });
+    // RSS at equal age: every process that lived two minutes, at two minutes, in start order. A
+    // leak that restarts hide shows as later processes being bigger at the same age.
+    let mut at_two_minutes: Vec<(Instant, u64)> = soak
+        .rss
+        .values()
+        .filter_map(|s| {
+            let born = s.first()?.0;
+            s.iter()
+                .find(|(t, _)| *t >= born + Duration::from_secs(120))
+                .map(|(_, kib)| (born, *kib))
+        })
+        .collect();
+    at_two_minutes.sort_unstable();
 
     let mut summary = String::new();
     writeln!(summary, "===== soak summary (seed {seed}) =====").unwrap();
@@ -1184,6 +1213,16 @@ async fn soak_with_faults_from_every_side_keeps_every_invariant() {
         )
         .unwrap(),
         None => writeln!(summary, "operator RSS: no process lived long enough to sample twice").unwrap(),
+    }
+    if let (Some(first), Some(last)) = (at_two_minutes.first(), at_two_minutes.last()) {
+        writeln!(
+            summary,
+            "operator RSS at two minutes of age ({} processes lived that long): {:.1} MiB the first, {:.1} MiB the last",
+            at_two_minutes.len(),
+            mib(first.1),
+            mib(last.1)
+        )
+        .unwrap();
     }
     eprintln!("{summary}");
     if std::env::var_os("SOAK_KEEP_LOGS").is_some() {
