@@ -40,7 +40,7 @@ pub mod desired;
 pub mod ecs_handle;
 pub mod events;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod gate;
 pub mod ledger;
 #[cfg(test)]

@@ -15,6 +15,7 @@ use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
+use tracing::debug;
 
 use crate::access::claims::{self, Claimant};
 use crate::access::policy::{self, Policy, Request, Verdict as PolicyVerdict};
@@ -309,17 +310,28 @@ impl AccessGuard {
 }
 
 impl WriteCheck for AccessGuard {
-    /// A batch entry is sent only while its resource still exists, still owns its instance and the
-    /// policy still grants the call.
+    /// A batch entry is sent only while its resource still exists, is not suspended, has the spec
+    /// the write was decided for (no newer generation in the cache), still owns its instance and
+    /// the policy still grants the call.
     fn admits(
         &self,
         resource: &ResourceRef,
+        generation: Option<i64>,
         call: WriteCall,
         tags: Option<&BTreeMap<String, String>>,
     ) -> bool {
         let Some(obj) = self.resources.get(resource) else {
             return false;
         };
+        let superseded = obj
+            .metadata
+            .generation
+            .zip(generation)
+            .is_some_and(|(now, then)| now > then);
+        if obj.spec.suspend || superseded {
+            debug!(resource = %resource, ?generation, "write entry superseded: the spec changed or suspend is set");
+            return false;
+        }
         self.check(&obj, access_action(call), tags) == Check::Allowed
     }
 }
@@ -371,6 +383,35 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn a_write_decided_before_a_suspend_or_a_spec_change_is_not_admitted() {
+        let (resources, mut writer) = reflector::store();
+        let guard = crate::controller::fixtures::access_granting_everything_over(resources);
+        let key = bare_key(&resource("a", "i-1"));
+        let mut at = |generation: i64, suspend: bool| {
+            let mut obj = resource("a", "i-1");
+            obj.metadata.generation = Some(generation);
+            obj.spec.suspend = suspend;
+            writer.apply_watcher_event(&watcher::Event::Apply(obj.clone()));
+            obj
+        };
+        at(1, false);
+        assert!(guard.admits(&key, Some(1), WriteCall::Start, None));
+        // The desired state flipped: the start decided for generation 1 is superseded.
+        at(2, false);
+        assert!(!guard.admits(&key, Some(1), WriteCall::Start, None));
+        assert!(guard.admits(&key, Some(2), WriteCall::Stop, None));
+        // Suspended: nothing goes, whatever generation it was decided for.
+        at(3, true);
+        assert!(!guard.admits(&key, Some(2), WriteCall::Stop, None));
+        assert!(!guard.admits(&key, Some(3), WriteCall::Stop, None));
+        // Deleted: nothing goes.
+        let obj = at(4, false);
+        assert!(guard.admits(&key, Some(4), WriteCall::Stop, None));
+        writer.apply_watcher_event(&watcher::Event::Delete(obj));
+        assert!(!guard.admits(&key, Some(4), WriteCall::Stop, None));
     }
 
     #[test]

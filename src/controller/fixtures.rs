@@ -26,10 +26,16 @@ pub fn seen(status: InstanceStatus, locks: &[&str]) -> InstanceObservation {
 
 /// An access guard over empty caches but one policy, `default`, whose one rule grants every
 /// namespace every instance (the behaviour before the policy existed).
-#[allow(clippy::unwrap_used)]
 pub fn access_granting_everything() -> crate::controller::access::AccessGuard {
+    access_granting_everything_over(kube::runtime::reflector::store().0)
+}
+
+/// [`access_granting_everything`] over this cache of resources.
+#[allow(clippy::unwrap_used)]
+pub fn access_granting_everything_over(
+    resources: kube::runtime::reflector::Store<crate::api::EcsInstancePower>,
+) -> crate::controller::access::AccessGuard {
     use kube::runtime::{reflector, watcher};
-    let (resources, _) = reflector::store();
     let (namespaces, _) = reflector::store();
     let (policies, mut writer) = reflector::store();
     let policy: crate::api::EcsPowerAccessPolicy = serde_json::from_value(serde_json::json!({

@@ -155,13 +155,18 @@ impl FleetEcs for EcsClient {
 }
 
 /// The last check of a write entry, right before its batch is sent: whether `resource` may still
-/// make `call` (it still owns its instance and the access policy still grants it; `tags` are the
-/// instance's tags from the observation the write was decided on).
+/// make `call`. An entry can wait in its batch for minutes (a throttled action is held to the next
+/// minute), and the reconcile that would cancel it may never get that far (its Secret gone, the
+/// API server unreachable), so the check looks at the resource as it is now: it still exists, is
+/// not suspended, its spec is still the `generation` the write was decided for, it still owns
+/// its instance and the access policy still grants the call (`tags` are the instance's tags from
+/// the observation the write was decided on).
 pub trait WriteCheck: Send + Sync {
     /// Whether the entry may be sent.
     fn admits(
         &self,
         resource: &ResourceRef,
+        generation: Option<i64>,
         call: WriteCall,
         tags: Option<&BTreeMap<String, String>>,
     ) -> bool;
@@ -1042,9 +1047,9 @@ impl Fleet {
         let Some(check) = self.write_check() else {
             return (items, Vec::new());
         };
-        let (admitted, refused): (Vec<_>, Vec<_>) = items
-            .into_iter()
-            .partition(|(_, item)| check.admits(&item.resource, call, item.tags.as_ref()));
+        let (admitted, refused): (Vec<_>, Vec<_>) = items.into_iter().partition(|(id, item)| {
+            check.admits(&item.resource, id.generation, call, item.tags.as_ref())
+        });
         if refused.is_empty() {
             return (admitted, Vec::new());
         }

@@ -1238,11 +1238,76 @@ impl WriteCheck for Refusing {
     fn admits(
         &self,
         resource: &ResourceRef,
+        _generation: Option<i64>,
         _call: WriteCall,
         _tags: Option<&BTreeMap<String, String>>,
     ) -> bool {
         !self.0.lock().unwrap().contains(resource)
     }
+}
+
+/// Found by the soak: a start held by the limiter (a throttled action waits for the next minute)
+/// went out a minute after its resource was suspended, because the reconciles that would have
+/// cancelled it stopped earlier (the credentials Secret had been deleted). The last check before
+/// the call sees the resource as it is now.
+#[tokio::test(start_paused = true)]
+async fn a_start_held_to_the_next_minute_is_not_sent_after_its_resource_was_suspended() {
+    use kube::runtime::{reflector, watcher};
+    let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Stopped)]);
+    ecs.write_script
+        .lock()
+        .unwrap()
+        .push_back(WriteScript::Fail(throttled(None)));
+    let mut r = rig(ecs, limits(10.0), 100);
+    let (resources, mut writer) = reflector::store();
+    let object = |suspend: bool, generation: i64| -> EcsInstancePower {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsInstancePower",
+            "metadata": {"name": "a", "namespace": "default", "uid": "uid-a",
+                         "generation": generation, "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"instanceId": "i-a", "regionId": "cn-hangzhou", "suspend": suspend}
+        }))
+        .unwrap()
+    };
+    writer.apply_watcher_event(&watcher::Event::Apply(object(false, 1)));
+    r.fleet.set_write_check(Arc::new(
+        crate::controller::fixtures::access_granting_everything_over(resources),
+    ));
+    submit(
+        &r.fleet,
+        request("a", WriteCall::Start, "i-a", StopOptions::default()),
+    )
+    .await;
+    for _ in 0..1000 {
+        if !r.ecs.seen("StartInstances").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(r.ecs.seen("StartInstances").len(), 1, "the throttled call");
+    // The user suspends while the batch waits for the next minute, and no reconcile collects
+    // (cancels) the queued start: the clock runs past the minute on its own.
+    writer.apply_watcher_event(&watcher::Event::Apply(object(true, 2)));
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let mut woken = Vec::new();
+    while let Ok(resource) = r.triggers.try_recv() {
+        woken.push(resource);
+    }
+    assert!(woken.contains(&resource("a")), "never re-queued: {woken:?}");
+    // Withdrawn, never sent: the reconcile finds nothing pending and decides afresh.
+    assert!(matches!(
+        r.fleet.collect("uid-a", Some(2), WriteCall::Start),
+        Collected::Nothing
+    ));
+    assert_eq!(
+        r.ecs.seen("StartInstances").len(),
+        1,
+        "the held start went out after the suspend"
+    );
+    assert_eq!(
+        r.ecs.instances.lock().unwrap().get("i-a"),
+        Some(&InstanceStatus::Stopped)
+    );
 }
 
 #[tokio::test(start_paused = true)]
