@@ -13,7 +13,7 @@
 //!    `--ecs-rate-limit` matching those limits: convergence time T against the lower bound
 //!    max(⌈N/100⌉ / `R_start`, 2⌈N/100⌉ / `R_describe`) + transition, ECS calls per resource while
 //!    converging, calls per resource per resync in steady state, throttled share, accepted starts
-//!    per instance, RSS; then the same fleet with `--ecs-batch-size 1` (batching off) as the
+//!    per instance, RSS (after convergence and after the steady-state window); then the same fleet with `--ecs-batch-size 1` (batching off) as the
 //!    baseline, capped in time and projected (said so in the output). Env `BENCH_FLEET`
 //!    (default 10000; 0 skips), `BENCH_BASELINE_CAP_SECS` (default 120; 0 skips the baseline),
 //!    `BENCH_OPERATOR_WRAPPER` (a command the operator runs under, e.g. `heaptrack -o /tmp/op`;
@@ -309,6 +309,8 @@ struct FleetResult {
     steady_calls_per_resource: Option<f64>,
     resync: Duration,
     rss: Option<f64>,
+    /// The operator's RSS again after the steady-state window (two resync intervals of sweeps).
+    rss_steady: Option<f64>,
 }
 
 async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: bool) -> FleetResult {
@@ -513,6 +515,7 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
         let steady = emulator.call_log_since(seq);
         Some(steady.len() as f64 / n as f64 / 2.0)
     };
+    let rss_steady = steady_calls_per_resource.and_then(|_| process_rss_mib(operator));
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &operator.to_string()])
         .status();
@@ -535,6 +538,7 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
         steady_calls_per_resource,
         resync,
         rss,
+        rss_steady,
     }
 }
 
@@ -609,6 +613,9 @@ fn print_fleet(n: usize, batched: &FleetResult, baseline: Option<&FleetResult>) 
         );
         if let Some(rss) = r.rss {
             println!("    operator RSS (its own process, after convergence): {rss:.1} MiB");
+        }
+        if let Some(rss) = r.rss_steady {
+            println!("    operator RSS after two resync intervals of steady state: {rss:.1} MiB");
         }
     }
     println!(
