@@ -13,10 +13,11 @@
 //!    `--ecs-rate-limit` matching those limits: convergence time T against the lower bound
 //!    max(⌈N/100⌉ / `R_start`, 2⌈N/100⌉ / `R_describe`) + transition, ECS calls per resource while
 //!    converging, calls per resource per resync in steady state, throttled share, accepted starts
-//!    per instance, RSS; then the same fleet with `--ecs-batch-size 1` (batching off) as the
+//!    per instance, RSS (after convergence and after the steady-state window); then the same fleet with `--ecs-batch-size 1` (batching off) as the
 //!    baseline, capped in time and projected (said so in the output). Env `BENCH_FLEET`
 //!    (default 10000; 0 skips), `BENCH_BASELINE_CAP_SECS` (default 120; 0 skips the baseline),
-//!    `BENCH_OPERATOR_WRAPPER` (a command the operator runs under, e.g. `heaptrack -o /tmp/op`;
+//!    `BENCH_STEADY_INTERVALS` (default 0: further resync intervals of steady state, the RSS after
+//!    each), `BENCH_OPERATOR_WRAPPER` (a command the operator runs under, e.g. `heaptrack -o /tmp/op`;
 //!    unset: none).
 //!
 //! Run: `cargo bench --bench operator` (env `BENCH_RESOURCES`, default 1000; `BENCH_CONCURRENCY`,
@@ -309,6 +310,9 @@ struct FleetResult {
     steady_calls_per_resource: Option<f64>,
     resync: Duration,
     rss: Option<f64>,
+    /// The operator's RSS again after the steady-state window (two resync intervals of sweeps),
+    /// then after each further interval `BENCH_STEADY_INTERVALS` asks for.
+    rss_steady: Vec<f64>,
 }
 
 async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: bool) -> FleetResult {
@@ -513,6 +517,18 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
         let steady = emulator.call_log_since(seq);
         Some(steady.len() as f64 / n as f64 / 2.0)
     };
+    let mut rss_steady: Vec<f64> = steady_calls_per_resource
+        .and_then(|_| process_rss_mib(operator))
+        .into_iter()
+        .collect();
+    // `BENCH_STEADY_INTERVALS` more resync intervals of steady state, the RSS after each: a
+    // longer look at whether memory settles (default none).
+    if full && !capped {
+        for _ in 0..env_number("BENCH_STEADY_INTERVALS", 0) {
+            tokio::time::sleep(resync).await;
+            rss_steady.extend(process_rss_mib(operator));
+        }
+    }
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &operator.to_string()])
         .status();
@@ -535,6 +551,7 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
         steady_calls_per_resource,
         resync,
         rss,
+        rss_steady,
     }
 }
 
@@ -609,6 +626,16 @@ fn print_fleet(n: usize, batched: &FleetResult, baseline: Option<&FleetResult>) 
         );
         if let Some(rss) = r.rss {
             println!("    operator RSS (its own process, after convergence): {rss:.1} MiB");
+        }
+        if let Some((first, more)) = r.rss_steady.split_first() {
+            println!("    operator RSS after two resync intervals of steady state: {first:.1} MiB");
+            if !more.is_empty() {
+                let more: Vec<String> = more.iter().map(|m| format!("{m:.1}")).collect();
+                println!(
+                    "    … then after each further interval: {} MiB",
+                    more.join(", ")
+                );
+            }
         }
     }
     println!(

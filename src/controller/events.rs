@@ -23,8 +23,8 @@ use kube::Client;
 use kube::runtime::events::{Event, Recorder, Reporter};
 
 /// How many events one `Recorder` publishes before a fresh one takes over: the most events the
-/// series cache holds (a few megabytes), whatever the size of the fleet.
-pub const GENERATION: usize = 1024;
+/// series cache holds (under a megabyte), whatever the size of the fleet.
+pub const GENERATION: usize = 256;
 
 /// Publishes events through kube-runtime's `Recorder`, renewed every [`GENERATION`] events.
 /// Cloning shares the same recorder.

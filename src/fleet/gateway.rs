@@ -430,11 +430,15 @@ struct Entry {
     misses: u8,
 }
 
-#[derive(Default)]
 struct GroupState {
-    /// Tracked instances: the credentials to sign with and the resources that use them (almost
-    /// always one: a list, not a hash set per instance).
-    ids: HashMap<String, (Credentials, Vec<ResourceRef>)>,
+    /// The credentials to sign the group's sweep with: the latest a resource of the group was
+    /// reconciled with. One set per group, not per instance: a Secret's group identity hashes the
+    /// whole set (every resource of the group has the same), and the operator's own keys rotate
+    /// for all of its resources at once.
+    creds: Credentials,
+    /// Tracked instances and the resources that use them (almost always one: a list with room
+    /// for exactly one, not a hash set per instance).
+    ids: HashMap<String, Vec<ResourceRef>>,
     sweeping: bool,
 }
 
@@ -456,8 +460,8 @@ struct State {
     groups: HashMap<Group, GroupState>,
     /// What each resource is tracked as.
     tracked: HashMap<ResourceRef, ReadId>,
-    /// Resources waiting for a read of an instance.
-    waiting: HashMap<ReadId, HashSet<ResourceRef>>,
+    /// Resources waiting for a read of an instance (almost always one: a list, not a hash set).
+    waiting: HashMap<ReadId, Vec<ResourceRef>>,
     /// Since when a waiting resource has needed its read (so that the reconcile re-queued by the
     /// read's completion accepts it).
     awaiting: HashMap<ResourceRef, Instant>,
@@ -752,11 +756,11 @@ impl Fleet {
                 return Observed::Ready(read);
             }
             state.awaiting.entry(resource.clone()).or_insert(after);
-            state
-                .waiting
-                .entry(id.clone())
-                .or_default()
-                .insert(resource.clone());
+            let waiting = state.waiting.entry(id.clone()).or_default();
+            if !waiting.contains(resource) {
+                waiting.reserve_exact(1);
+                waiting.push(resource.clone());
+            }
             (after, lane)
         };
         let Some(account) = self.account(creds, resource) else {
@@ -790,14 +794,19 @@ impl Fleet {
             untrack_in(state, resource, &old);
         }
         state.tracked.insert(resource.clone(), id.clone());
-        let group = state.groups.entry(id.0.clone()).or_default();
-        let slot = group
-            .ids
-            .entry(id.1.clone())
-            .or_insert_with(|| (creds.clone(), Vec::new()));
-        slot.0 = creds.clone();
-        if !slot.1.contains(resource) {
-            slot.1.push(resource.clone());
+        let group = state
+            .groups
+            .entry(id.0.clone())
+            .or_insert_with(|| GroupState {
+                creds: creds.clone(),
+                ids: HashMap::new(),
+                sweeping: false,
+            });
+        group.creds = creds.clone();
+        let refs = group.ids.entry(id.1.clone()).or_default();
+        if !refs.contains(resource) {
+            refs.reserve_exact(1);
+            refs.push(resource.clone());
         }
         if !group.sweeping {
             group.sweeping = true;
@@ -860,12 +869,7 @@ impl Fleet {
         at: Instant,
         sweep: bool,
     ) -> Vec<ResourceRef> {
-        let mut wake: Vec<ResourceRef> = state
-            .waiting
-            .remove(id)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let mut wake: Vec<ResourceRef> = state.waiting.remove(id).unwrap_or_default();
         let previous = state.cache.get(id);
         let (read, misses) = match read {
             Ok(None) if sweep => {
@@ -893,7 +897,7 @@ impl Fleet {
         let changed = previous.is_none_or(|p| !same_observation(&p.read, &read));
         if changed
             && let Some(group) = state.groups.get(&id.0)
-            && let Some((_, refs)) = group.ids.get(&id.1)
+            && let Some(refs) = group.ids.get(&id.1)
         {
             wake.extend(refs.iter().cloned());
         }
@@ -1238,7 +1242,7 @@ impl Fleet {
                 () = tokio::time::sleep_until(round) => {}
                 () = self.shutdown.cancelled() => return,
             }
-            let ids: Vec<(String, Credentials)> = {
+            let ids: Vec<String> = {
                 let mut state = self.lock();
                 let Some(tracked) = state.groups.get_mut(&group) else {
                     return;
@@ -1247,14 +1251,9 @@ impl Fleet {
                     state.groups.remove(&group);
                     return;
                 }
-                tracked
-                    .ids
-                    .iter()
-                    .map(|(id, (creds, _))| (id.clone(), creds.clone()))
-                    .collect()
+                tracked.ids.keys().cloned().collect()
             };
-            let chunks: Vec<&[(String, Credentials)]> =
-                ids.chunks(self.config.batch_size).collect();
+            let chunks: Vec<&[String]> = ids.chunks(self.config.batch_size).collect();
             let gap =
                 interval.mul_f64(0.9) / u32::try_from(chunks.len()).unwrap_or(u32::MAX).max(1);
             for (i, chunk) in chunks.iter().enumerate() {
@@ -1270,18 +1269,20 @@ impl Fleet {
                 }
                 // Only what is still tracked (a resource may have been deleted since the round
                 // began): looked up per chunk, not a copy of the whole group's IDs per chunk.
-                let still: Vec<&(String, Credentials)> = {
+                let (still, creds): (Vec<&String>, Option<Credentials>) = {
                     let state = self.lock();
-                    state.groups.get(&group).map_or_else(Vec::new, |g| {
-                        chunk
-                            .iter()
-                            .filter(|(i, _)| g.ids.contains_key(i))
-                            .collect()
-                    })
+                    state.groups.get(&group).map_or_else(
+                        || (Vec::new(), None),
+                        |g| {
+                            let still = chunk.iter().filter(|i| g.ids.contains_key(*i)).collect();
+                            (still, Some(g.creds.clone()))
+                        },
+                    )
                 };
+                let account = creds.as_ref().and_then(|c| self.known_account(c));
                 let mut swept = 0;
-                for (instance, creds) in still {
-                    let Some(account) = self.known_account(creds) else {
+                for instance in still {
+                    let (Some(account), Some(creds)) = (account.clone(), creds.as_ref()) else {
                         continue;
                     };
                     swept += 1;
@@ -1359,7 +1360,7 @@ fn bare(resource: &ResourceRef) -> ResourceRef {
 fn untrack_in(state: &mut State, resource: &ResourceRef, id: &ReadId) {
     state.tracked.remove(resource);
     if let Some(group) = state.groups.get_mut(&id.0)
-        && let Some((_, refs)) = group.ids.get_mut(&id.1)
+        && let Some(refs) = group.ids.get_mut(&id.1)
     {
         refs.retain(|r| r != resource);
         if refs.is_empty() {
@@ -1368,7 +1369,7 @@ fn untrack_in(state: &mut State, resource: &ResourceRef, id: &ReadId) {
         }
     }
     if let Some(waiting) = state.waiting.get_mut(id) {
-        waiting.remove(resource);
+        waiting.retain(|r| r != resource);
     }
 }
 
