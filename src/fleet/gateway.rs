@@ -874,16 +874,11 @@ impl Fleet {
         let (read, misses) = match read {
             Ok(None) if sweep => {
                 let misses = previous.map_or(1, |e| e.misses.saturating_add(1));
-                if misses < 2
-                    && let Some(previous) = previous
-                {
+                if misses < 2 && previous.is_some() {
                     // One miss is not enough to call the instance gone: keep what was seen.
-                    let entry = Entry {
-                        read: previous.read.clone(),
-                        at: previous.at,
-                        misses,
-                    };
-                    state.cache.insert(id.clone(), entry);
+                    if let Some(entry) = state.cache.get_mut(id) {
+                        entry.misses = misses;
+                    }
                     return wake;
                 }
                 (Ok(None), misses)
@@ -901,7 +896,22 @@ impl Fleet {
         {
             wake.extend(refs.iter().cloned());
         }
-        state.cache.insert(id.clone(), Entry { read, at, misses });
+        match state.cache.get_mut(id) {
+            // Updated in place, and an unchanged observation keeps the one already there: the
+            // sweep reads every instance every interval, and replacing each entry with a fresh
+            // copy of the same answer would only churn the allocator (long-lived entries
+            // scattered among short-lived answers keep more memory resident).
+            Some(entry) => {
+                if changed || read.is_err() {
+                    entry.read = read;
+                }
+                entry.at = at;
+                entry.misses = misses;
+            }
+            None => {
+                state.cache.insert(id.clone(), Entry { read, at, misses });
+            }
+        }
         wake
     }
 
