@@ -141,14 +141,27 @@ impl Ledger {
 
     /// Records an observation made with `inputs`; the next one is due at `due`.
     pub fn record(&self, key: ObjectRef<EcsInstancePower>, inputs: Inputs, due: Instant) {
-        self.lock().insert(
-            key,
-            Entry {
-                inputs,
-                due,
-                unwritten: None,
-            },
-        );
+        let mut entries = self.lock();
+        match entries.get_mut(&key) {
+            // In place, keeping equal inputs: every resource is recorded again at every resync.
+            Some(entry) => {
+                if entry.inputs != inputs {
+                    entry.inputs = inputs;
+                }
+                entry.due = due;
+                entry.unwritten = None;
+            }
+            None => {
+                entries.insert(
+                    key,
+                    Entry {
+                        inputs,
+                        due,
+                        unwritten: None,
+                    },
+                );
+            }
+        }
     }
 
     /// Records an observation whose status could not be written; see [`Ledger::take_unwritten`].
