@@ -439,12 +439,21 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
         .for_each_concurrent(32, |i| {
             let api = api.clone();
             async move {
-                let obj: EcsInstancePower = serde_json::from_value(serde_json::json!({
+                let manifest = serde_json::json!({
                     "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsInstancePower",
                     "metadata": {"name": format!("r-{i}"), "namespace": "default"},
                     "spec": {"instanceId": instance_id(i), "regionId": REGION},
-                }))
-                .unwrap();
+                });
+                // As `kubectl apply` (or Argo CD's client-side apply) writes it: with a copy of
+                // the manifest in an annotation, which the operator does not keep in its cache.
+                let mut obj: EcsInstancePower = serde_json::from_value(manifest.clone()).unwrap();
+                obj.metadata.annotations = Some(
+                    [(
+                        "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                        manifest.to_string(),
+                    )]
+                    .into(),
+                );
                 api.create(&PostParams::default(), &obj).await.unwrap();
             }
         })

@@ -210,7 +210,9 @@ impl Operator {
         let (claims_tx, claims_rx) = tokio::sync::mpsc::unbounded_channel();
         let events = reflector::reflector(
             writer,
-            watcher(resources, watcher::Config::default().any_semantic()).default_backoff(),
+            watcher(resources, watcher::Config::default().any_semantic())
+                .default_backoff()
+                .modify(lean),
         )
         .inspect({
             let (synced, ledger, store, fleet, access) = (
@@ -529,6 +531,18 @@ fn hint(what: &str) -> &'static str {
 }
 
 /// The last (uid, generation) seen per policy name.
+/// kubectl's copy of the whole manifest it last applied, on every object `kubectl apply` wrote.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what the operator never reads before a resource enters the cache: `managedFields` (one
+/// entry per writer, kubectl, Argo CD and the operator itself, a few hundred bytes to kilobytes
+/// each on a real API server) and kubectl's last-applied annotation (a second copy of the
+/// manifest). At 10,000 resources that is megabytes of cache the reconcile never looks at.
+fn lean(obj: &mut EcsInstancePower) {
+    obj.managed_fields_mut().clear();
+    obj.annotations_mut().remove(LAST_APPLIED);
+}
+
 type PolicyVersions = std::collections::HashMap<String, (Option<String>, Option<i64>)>;
 
 /// The policy a watch event is about when what it grants may have changed: created, deleted, or
@@ -646,6 +660,29 @@ fn secret_users(
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_keeps_no_managed_fields_and_no_last_applied_copy() {
+        let mut obj: EcsInstancePower = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsInstancePower",
+            "metadata": {
+                "name": "web", "namespace": "default",
+                "annotations": {LAST_APPLIED: "{\"spec\":{}}", "team": "web"},
+                "managedFields": [{"manager": "kubectl", "operation": "Update",
+                                   "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}],
+            },
+            "spec": {"instanceId": "i-1", "regionId": "cn-hangzhou"},
+        }))
+        .unwrap();
+        lean(&mut obj);
+        assert!(obj.managed_fields().is_empty());
+        assert_eq!(
+            obj.annotations().keys().collect::<Vec<_>>(),
+            ["team"],
+            "other annotations stay"
+        );
+        assert_eq!(obj.spec.instance_id, "i-1");
+    }
 
     fn policy(uid: &str, generation: i64, resource_version: &str) -> EcsPowerAccessPolicy {
         serde_json::from_value(serde_json::json!({
