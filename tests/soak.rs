@@ -165,6 +165,9 @@ struct Soak {
     slot1_killed: Option<Instant>,
     /// When the last API outage ended.
     outage_ended: Option<Instant>,
+    /// What the harness did to each resource (spec patches, deletions, creations), printed with
+    /// the calls naming an instance when an invariant fails there.
+    user_log: std::sync::Mutex<Vec<(Timestamp, usize, String)>>,
 }
 
 fn instance(i: usize) -> String {
@@ -259,6 +262,7 @@ impl Soak {
             last_throttle: None,
             slot1_killed: None,
             outage_ended: None,
+            user_log: std::sync::Mutex::default(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while soak.resources().list(&ListParams::default()).await.is_err() {
@@ -428,7 +432,15 @@ impl Soak {
         .await;
     }
 
+    fn note(&self, i: usize, what: String) {
+        self.user_log
+            .lock()
+            .unwrap()
+            .push((Timestamp::now(), i, what));
+    }
+
     async fn patch_spec(&self, i: usize, spec: serde_json::Value) {
+        self.note(i, format!("spec patched: {spec}"));
         let patch = serde_json::json!({ "spec": spec });
         retry(|| async {
             self.resources()
@@ -652,6 +664,7 @@ impl Soak {
             }
             18 if !self.deleted.contains(&i) => {
                 self.deleted.insert(i);
+                self.note(i, "deleted".into());
                 retry(|| async {
                     match self
                         .resources()
@@ -756,6 +769,7 @@ impl Soak {
                         assert!(Instant::now() < deadline, "{} was not deleted", name(i));
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                    self.note(i, "created again".into());
                     self.create_resource(i).await;
                     self.deleted.remove(&i);
                 }
@@ -936,11 +950,23 @@ where
 /// The invariants' verdicts on the call log.
 #[derive(Default)]
 struct Verdicts {
+    /// The instances with a violation.
+    ids: BTreeSet<String>,
     doubled: Vec<String>,
     while_suspended: Vec<String>,
     after_lock_seen: Vec<String>,
     wrong_key: Vec<String>,
     against_owner: Vec<String>,
+}
+
+impl Verdicts {
+    fn total(&self) -> usize {
+        self.doubled.len()
+            + self.while_suspended.len()
+            + self.after_lock_seen.len()
+            + self.wrong_key.len()
+            + self.against_owner.len()
+    }
 }
 
 fn write_kind(action: &str) -> Option<&'static str> {
@@ -980,6 +1006,7 @@ fn check(calls: &[CallRecord], truth: &Truth, desired: &[&str]) -> Verdicts {
         let accepted = call.accepted_instances();
         for id in &call.instance_ids {
             let Some(i) = index_of(id) else { continue };
+            let before = v.total();
             let what = format!("{} {id} at {} (seq {})", call.action, call.time, call.seq);
             if contested(i) {
                 let owner_way = if desired[i] == "Running" {
@@ -1019,6 +1046,9 @@ fn check(calls: &[CallRecord], truth: &Truth, desired: &[&str]) -> Verdicts {
             }
             if accepted.contains(&id.as_str()) {
                 applied.insert(id, (kind, call.time));
+            }
+            if v.total() > before {
+                v.ids.insert(id.clone());
             }
         }
     }
@@ -1238,6 +1268,58 @@ async fn soak_with_faults_from_every_side_keeps_every_invariant() {
     ] {
         for line in list.iter().take(10) {
             eprintln!("  {what}: {line}");
+        }
+    }
+    for id in verdicts.ids.iter().take(5) {
+        eprintln!("history of {id} (ECS calls naming it, and what the harness did):");
+        let mut lines: Vec<(Timestamp, String)> = calls
+            .iter()
+            .filter(|c| c.instance_ids.contains(id))
+            .map(|c| {
+                let result = c
+                    .instance_results
+                    .iter()
+                    .find(|r| &r.instance_id == id)
+                    .map(|r| r.code.as_str());
+                (
+                    c.time,
+                    format!(
+                        "seq {} {} by {:?}: http {:?} code {:?} fault {:?} acted {} result {:?} ({} ids)",
+                        c.seq,
+                        c.action,
+                        c.access_key_id,
+                        c.http_status,
+                        c.error_code,
+                        c.fault,
+                        c.acted,
+                        result,
+                        c.instance_ids.len()
+                    ),
+                )
+            })
+            .collect();
+        if let Some(i) = index_of(id) {
+            lines.extend(
+                soak.user_log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(_, j, _)| *j == i)
+                    .map(|(t, _, what)| (*t, format!("harness: {what}"))),
+            );
+        }
+        for t in soak.truth.drift.get(id).into_iter().flatten() {
+            lines.push((*t, "harness: stopped behind the operator's back".into()));
+        }
+        for (from, to) in soak.truth.locked.get(id).into_iter().flatten() {
+            lines.push((*from, format!("harness: locked until {to:?}")));
+        }
+        for (from, to) in soak.truth.suspended.get(id).into_iter().flatten() {
+            lines.push((*from, format!("harness: suspended until {to:?}")));
+        }
+        lines.sort();
+        for (t, line) in lines {
+            eprintln!("  {t} {line}");
         }
     }
     assert!(verdicts.doubled.is_empty(), "writes doubled");
