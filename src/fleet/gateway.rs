@@ -47,7 +47,7 @@ use crate::controller::decide::WriteCall;
 use crate::controller::gate::{Admission, WriteGate};
 use crate::ecs::{
     BatchOutcome, CallOptions, CallerIdentity, Credentials, EcsClient, EcsError, ErrorClass,
-    InstanceObservation, InstanceResult, StopOptions, WriteOutcome, classify,
+    InstanceObservation, InstanceResult, InstanceStatus, StopOptions, WriteOutcome, classify,
 };
 use crate::metrics::Metrics;
 
@@ -968,7 +968,7 @@ impl Fleet {
         key: WriteKey,
         items: Vec<(WriteId, WriteItem)>,
     ) -> Answer<WriteId, WriteResult> {
-        let (items, withdrawn) = self.check_entries(key.call, items);
+        let (items, withdrawn) = self.check_entries(&key.group, key.call, items);
         let Some((_, first)) = items.first() else {
             return Answer::Results(withdrawn);
         };
@@ -1050,24 +1050,33 @@ impl Fleet {
         Answer::Results(results)
     }
 
-    /// The write check of every entry of a batch about to be sent: the admitted entries, and an
+    /// The last check of every entry of a batch about to be sent: the admitted entries, and an
     /// answer for each withdrawn one (recorded as withdrawn: its resource's collect step finds
-    /// nothing, and its reconcile reports the refusal).
+    /// nothing, and its reconcile decides again and reports). An entry is withdrawn when the
+    /// write check refuses it, or when a read sent after the write was submitted shows the
+    /// instance locked or already where the write would take it: an entry can wait minutes for
+    /// its batch (a throttled action is held to the next minute), and that read is newer than
+    /// the one the write was decided on.
     fn check_entries(
         &self,
+        group: &Group,
         call: WriteCall,
         items: Vec<(WriteId, WriteItem)>,
     ) -> (Vec<(WriteId, WriteItem)>, Vec<WriteAnswer>) {
-        let Some(check) = self.write_check() else {
-            return (items, Vec::new());
-        };
+        let check = self.write_check();
         let (admitted, refused): (Vec<_>, Vec<_>) = items.into_iter().partition(|(id, item)| {
-            check.admits(&item.resource, id.generation, call, item.tags.as_ref())
+            check.as_ref().is_none_or(|check| {
+                check.admits(&item.resource, id.generation, call, item.tags.as_ref())
+            })
         });
-        if refused.is_empty() {
+        let mut state = self.lock();
+        let (admitted, overtaken): (Vec<_>, Vec<_>) = admitted
+            .into_iter()
+            .partition(|(id, item)| !overtaken_by_a_read(&state, group, id, &item.instance_id));
+        if refused.is_empty() && overtaken.is_empty() {
             return (admitted, Vec::new());
         }
-        let mut state = self.lock();
+        let refused = refused.into_iter().chain(overtaken);
         let withdrawn = refused
             .into_iter()
             .map(|(id, item)| {
@@ -1365,6 +1374,36 @@ fn bare(resource: &ResourceRef) -> ResourceRef {
         Some(namespace) => bare.within(namespace),
         None => bare,
     }
+}
+
+/// Whether a read sent after the write `id` was submitted shows its instance locked, or already
+/// where the write would take it (running or starting for a start, stopped or stopping for a
+/// stop).
+fn overtaken_by_a_read(state: &State, group: &Group, id: &WriteId, instance_id: &str) -> bool {
+    let Some(pending) = state.writes.get(&id.uid).filter(|p| p.id == *id) else {
+        return false;
+    };
+    let Some(entry) = state
+        .cache
+        .get(&(group.clone(), instance_id.to_string()))
+        .filter(|e| e.at > pending.submitted)
+    else {
+        return false;
+    };
+    let Ok(Some(seen)) = &entry.read else {
+        return false;
+    };
+    let there = match id.call {
+        WriteCall::Start => matches!(
+            seen.status,
+            InstanceStatus::Running | InstanceStatus::Starting
+        ),
+        WriteCall::Stop => matches!(
+            seen.status,
+            InstanceStatus::Stopped | InstanceStatus::Stopping
+        ),
+    };
+    there || !seen.lock_reasons.is_empty()
 }
 
 fn untrack_in(state: &mut State, resource: &ResourceRef, id: &ReadId) {
