@@ -295,8 +295,8 @@ async fn finish(
     }
     let notes = steer.apply(&mut report, previous, &happened, ctx);
     count_schedule_and_cause(ctx, obj, previous, steer, &notes, &happened);
-    if let Happened::Acted(_, _, _, Some(submitted)) = &happened {
-        hold_until_settled(&mut report, *submitted);
+    if let Happened::Acted(_, _, _, Some(sent)) = &happened {
+        hold_until_settled(&mut report, *sent);
     }
     log_report(&pass.key, &report);
     let due = pass.started + report.requeue;
@@ -461,7 +461,7 @@ enum Happened {
     Refused(Problem),
     ObserveFailed(EcsError),
     Planned(Option<InstanceObservation>, Plan),
-    /// The write call, what it answered, and for an ambiguous answer when it was submitted.
+    /// The write call, what it answered, and for an ambiguous answer when it was sent.
     Acted(
         Option<InstanceObservation>,
         WriteCall,
@@ -472,7 +472,7 @@ enum Happened {
 
 impl Happened {
     fn from_write(write: FinishedWrite) -> Self {
-        let ambiguous = write.ambiguous.then_some(write.submitted);
+        let ambiguous = write.ambiguous.then_some(write.sent);
         Happened::Acted(write.observed, write.call, write.result, ambiguous)
     }
 }
@@ -569,8 +569,8 @@ fn obj_status_differs(ctx: &Context, pass: &Pass, previous: &EcsInstancePowerSta
 /// An ambiguous write (the instance may or may not have been acted on) is not sent again before a
 /// read taken at least [`decide::SETTLE`] after it shows the old state: its retry gate and the
 /// next reconcile are put at least that far out.
-fn hold_until_settled(report: &mut Report, submitted: Instant) {
-    let remaining = (submitted + decide::SETTLE).saturating_duration_since(Instant::now());
+fn hold_until_settled(report: &mut Report, sent: Instant) {
+    let remaining = (sent + decide::SETTLE).saturating_duration_since(Instant::now());
     let settled = Timestamp::now()
         + jiff::SignedDuration::try_from(remaining).unwrap_or(jiff::SignedDuration::ZERO);
     if let Some(retry) = report.status.retry.as_mut()
@@ -636,7 +636,7 @@ fn need(ctx: &Context, pass: &Pass, previous: &EcsInstancePowerStatus) -> Need {
         }
     } else if steady(previous) {
         Need::Cached {
-            max_age: ctx.resync.saturating_mul(2),
+            max_age: cached_max_age(ctx, previous),
         }
     } else {
         Need::Fresh {
@@ -644,6 +644,35 @@ fn need(ctx: &Context, pass: &Pass, previous: &EcsInstancePowerStatus) -> Need {
             lane: Lane::Check,
         }
     }
+}
+
+/// The oldest sweep read a scheduled look at a steady resource accepts: two resync intervals,
+/// but never a read taken before, or less than [`decide::SETTLE`] after, this resource's last
+/// write call (accepted, refused or of unknown outcome). A steady status can follow right after a
+/// write (a Secret gone missing stalls the resource), and a read from before the write, or one
+/// lagging behind it, would say the write never happened.
+fn cached_max_age(ctx: &Context, previous: &EcsInstancePowerStatus) -> Duration {
+    let now = Timestamp::now();
+    let accepted = previous
+        .last_action
+        .iter()
+        .filter(|a| WriteCall::from_action(&a.action).is_some())
+        .map(|a| a.time.0);
+    let failed = previous
+        .last_error
+        .iter()
+        .filter(|e| {
+            e.action
+                .as_deref()
+                .and_then(WriteCall::from_action)
+                .is_some()
+        })
+        .map(|e| e.time.0);
+    accepted
+        .chain(failed)
+        .map(|at| Duration::try_from(now.duration_since(at)).unwrap_or(Duration::ZERO))
+        .map(|since| since.saturating_sub(decide::SETTLE))
+        .fold(ctx.resync.saturating_mul(2), Duration::min)
 }
 
 /// **credentials**: which credentials sign this resource's calls.

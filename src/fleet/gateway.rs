@@ -351,9 +351,12 @@ pub struct FinishedWrite {
     pub result: Result<WriteOutcome, EcsError>,
     /// The instance may or may not have been acted on: verify by a read before any re-send.
     pub ambiguous: bool,
-    /// When the call was submitted (tokio clock); the read that verifies it must be taken at least
-    /// the settle time later.
-    pub submitted: Instant,
+    /// When the call was last sent (tokio clock), or submitted if it never was; the read that
+    /// verifies an ambiguous answer must be taken at least the settle time later. Not the
+    /// submission time: an entry can wait a minute for its batch (a throttled action is held to
+    /// the next minute), and a read taken after the submission but before the send proves
+    /// nothing about the call.
+    pub sent: Instant,
 }
 
 /// What the collect step does.
@@ -452,6 +455,8 @@ struct PendingWrite {
     resource: ResourceRef,
     observed: Option<InstanceObservation>,
     submitted: Instant,
+    /// When its batch was last handed to ECS (a throttled batch is sent again).
+    sent: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -1073,6 +1078,12 @@ impl Fleet {
         let (admitted, overtaken): (Vec<_>, Vec<_>) = admitted
             .into_iter()
             .partition(|(id, item)| !overtaken_by_a_read(&state, group, id, &item.instance_id));
+        let now = Instant::now();
+        for (id, _) in &admitted {
+            if let Some(pending) = state.writes.get_mut(&id.uid).filter(|p| p.id == *id) {
+                pending.sent = Some(now);
+            }
+        }
         if refused.is_empty() && overtaken.is_empty() {
             return (admitted, Vec::new());
         }
@@ -1163,6 +1174,7 @@ impl Fleet {
                     resource: bare(&request.resource),
                     observed: request.observed.clone(),
                     submitted: Instant::now(),
+                    sent: None,
                 },
             );
         }
@@ -1514,7 +1526,7 @@ fn finish_write(
         observed: pending.observed,
         result,
         ambiguous,
-        submitted: pending.submitted,
+        sent: pending.sent.unwrap_or(pending.submitted),
     })
 }
 

@@ -681,3 +681,63 @@ async fn through_the_fleet_a_write_the_lease_cannot_cover_is_never_submitted() {
 }
 
 mod schedule;
+
+/// Found by the soak (a start sent twice for one transition): a resource whose status turned
+/// steady right after a write (its Secret gone missing) took a sweep read from before that write
+/// and wrote again. A steady resource's cached read must be newer than its last write call by the
+/// settle time.
+#[tokio::test(start_paused = true)]
+async fn a_steady_status_right_after_a_write_takes_no_sweep_read_from_before_it() {
+    let client = in_memory_cluster().await;
+    let ctx = context(client, Arc::new(FakeEcs::default()));
+    let ago = |secs: i64| Timestamp::now() - jiff::SignedDuration::from_secs(secs);
+    let status = |action: Option<(&str, Timestamp)>, error: Option<(&str, Timestamp)>| {
+        serde_json::from_value::<EcsInstancePowerStatus>(serde_json::json!({
+            "lastAction": action.map(|(a, t)| serde_json::json!({"action": a, "time": t.to_string()})),
+            "lastError": error.map(|(a, t)| serde_json::json!({
+                "action": a, "code": "EcsUnreachable", "message": "m", "time": t.to_string()})),
+        }))
+        .unwrap()
+    };
+    let two_resyncs = ctx.resync * 2;
+    // The wall clock moves while the test runs: within a second.
+    let near = |got: Duration, want: u64| {
+        let want = Duration::from_secs(want);
+        assert!(
+            got >= want && got < want + Duration::from_secs(1),
+            "{got:?}, not {want:?}"
+        );
+    };
+    assert_eq!(cached_max_age(&ctx, &status(None, None)), two_resyncs);
+    // An accepted start 5 s ago: no cached read will do.
+    assert_eq!(
+        cached_max_age(&ctx, &status(Some(("StartInstance", ago(5))), None)),
+        Duration::ZERO
+    );
+    // 40 s ago: a read from the 30 s since it settled.
+    near(
+        cached_max_age(&ctx, &status(Some(("StartInstance", ago(40))), None)),
+        30,
+    );
+    // A start of unknown outcome 15 s ago counts too, whatever the older accepted one.
+    near(
+        cached_max_age(
+            &ctx,
+            &status(
+                Some(("StopInstance", ago(3600))),
+                Some(("StartInstance", ago(15))),
+            ),
+        ),
+        5,
+    );
+    // A write long ago does not shorten it.
+    assert_eq!(
+        cached_max_age(&ctx, &status(Some(("StartInstance", ago(3600))), None)),
+        two_resyncs
+    );
+    // A write stamped in the future (a skewed clock): no cached read.
+    assert_eq!(
+        cached_max_age(&ctx, &status(Some(("StartInstance", ago(-30))), None)),
+        Duration::ZERO
+    );
+}

@@ -549,12 +549,48 @@ async fn a_write_applied_and_then_the_connection_dropped_is_ambiguous_and_not_re
         "a",
         "i-a",
         Need::Fresh {
-            after: a.submitted + crate::controller::decide::SETTLE,
+            after: a.sent + crate::controller::decide::SETTLE,
             lane: Lane::Check,
         },
     )
     .await;
     assert_eq!(read.unwrap().unwrap().status, InstanceStatus::Starting);
+}
+
+/// Found by the soak (a start sent twice for one transition): the verification of an ambiguous
+/// answer counted from when the write was submitted, and a write held a minute for its batch was
+/// verified by a read taken before it was even sent. It counts from the (last) send.
+#[tokio::test(start_paused = true)]
+async fn an_ambiguous_answer_after_a_minute_in_the_queue_is_verified_from_the_send() {
+    let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Stopped)]);
+    ecs.write_script.lock().unwrap().extend([
+        WriteScript::Fail(throttled(None)),
+        WriteScript::ApplyThenFail(EcsError::Unreachable {
+            detail: "connection reset".into(),
+            request_sent: true,
+        }),
+    ]);
+    let r = rig(ecs, limits(10.0), 100);
+    let submitted = Instant::now();
+    submit(
+        &r.fleet,
+        request("a", WriteCall::Start, "i-a", StopOptions::default()),
+    )
+    .await;
+    let a = finished(&r.fleet, "a", WriteCall::Start).await;
+    assert!(a.ambiguous);
+    let sends = r.ecs.seen("StartInstances");
+    assert_eq!(sends.len(), 2, "throttled, then held to the next minute");
+    assert!(
+        sends[1].at > submitted + crate::controller::decide::SETTLE,
+        "the batch waited longer than the settle time"
+    );
+    assert!(
+        a.sent >= sends[1].at,
+        "verified from {:?} after the submission, sent {:?} after it",
+        a.sent - submitted,
+        sends[1].at - submitted
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -580,7 +616,7 @@ async fn a_write_dropped_before_it_was_applied_is_ambiguous_and_the_read_shows_t
         "a",
         "i-a",
         Need::Fresh {
-            after: a.submitted + crate::controller::decide::SETTLE,
+            after: a.sent + crate::controller::decide::SETTLE,
             lane: Lane::Check,
         },
     )
@@ -588,7 +624,7 @@ async fn a_write_dropped_before_it_was_applied_is_ambiguous_and_the_read_shows_t
     let seen = r.ecs.seen("DescribeInstances");
     assert!(
         seen.iter()
-            .any(|s| s.at >= a.submitted + crate::controller::decide::SETTLE),
+            .any(|s| s.at >= a.sent + crate::controller::decide::SETTLE),
         "the verifying read is at least SETTLE after the send"
     );
     assert_eq!(read.unwrap().unwrap().status, InstanceStatus::Stopped);
@@ -1046,6 +1082,7 @@ fn per_instance_codes_keep_the_catalogue_verdict() {
         resource: resource("u"),
         observed: None,
         submitted: Instant::now(),
+        sent: None,
     };
     let refused = |code: &str| {
         Outcome::Answered(WriteResult {
