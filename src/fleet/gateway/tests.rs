@@ -303,6 +303,17 @@ async fn submit(fleet: &Arc<Fleet>, request: WriteRequest) {
     panic!("the account lookup never finished");
 }
 
+/// Waits (bounded) until the fake has seen a first `action` call.
+async fn first_call(ecs: &FakeEcs, action: &str) {
+    for _ in 0..1000 {
+        if !ecs.seen(action).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no {action} call");
+}
+
 /// Polls the collect step until the write of `name` is finished.
 async fn finished(fleet: &Fleet, name: &str, call: WriteCall) -> FinishedWrite {
     for _ in 0..100_000 {
@@ -703,12 +714,7 @@ async fn the_desired_state_flipped_while_the_start_is_in_flight_makes_the_stop_w
         request("a", WriteCall::Start, "i-a", StopOptions::default()),
     )
     .await;
-    for _ in 0..1000 {
-        if !r.ecs.seen("StartInstances").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    first_call(&r.ecs, "StartInstances").await;
     assert!(
         matches!(
             r.fleet.collect("uid-a", Some(1), WriteCall::Stop),
@@ -1315,12 +1321,7 @@ async fn a_start_held_to_the_next_minute_is_not_sent_after_its_resource_was_susp
         request("a", WriteCall::Start, "i-a", StopOptions::default()),
     )
     .await;
-    for _ in 0..1000 {
-        if !r.ecs.seen("StartInstances").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    first_call(&r.ecs, "StartInstances").await;
     assert_eq!(r.ecs.seen("StartInstances").len(), 1, "the throttled call");
     // The user suspends while the batch waits for the next minute, and no reconcile collects
     // (cancels) the queued start: the clock runs past the minute on its own.
@@ -1371,12 +1372,7 @@ async fn a_held_start_is_withdrawn_when_a_newer_read_shows_a_lock_or_the_instanc
         )
         .await;
     }
-    for _ in 0..1000 {
-        if !r.ecs.seen("StartInstances").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    first_call(&r.ecs, "StartInstances").await;
     assert_eq!(r.ecs.seen("StartInstances").len(), 1, "the throttled call");
     // While the batch waits: i-a gets a security lock, someone else starts i-b; fresh reads
     // (sent after the writes were submitted) see both. i-c is unchanged.
