@@ -652,27 +652,14 @@ fn need(ctx: &Context, pass: &Pass, previous: &EcsInstancePowerStatus) -> Need {
 /// write (a Secret gone missing stalls the resource), and a read from before the write, or one
 /// lagging behind it, would say the write never happened.
 fn cached_max_age(ctx: &Context, previous: &EcsInstancePowerStatus) -> Duration {
-    let now = Timestamp::now();
-    let accepted = previous
-        .last_action
-        .iter()
-        .filter(|a| WriteCall::from_action(&a.action).is_some())
-        .map(|a| a.time.0);
-    let failed = previous
-        .last_error
-        .iter()
-        .filter(|e| {
-            e.action
-                .as_deref()
-                .and_then(WriteCall::from_action)
-                .is_some()
+    let limit = ctx.resync.saturating_mul(2);
+    StatusView::read(previous)
+        .last_write_call_at()
+        .map_or(limit, |at| {
+            let since =
+                Duration::try_from(Timestamp::now().duration_since(at)).unwrap_or(Duration::ZERO);
+            limit.min(since.saturating_sub(decide::SETTLE))
         })
-        .map(|e| e.time.0);
-    accepted
-        .chain(failed)
-        .map(|at| Duration::try_from(now.duration_since(at)).unwrap_or(Duration::ZERO))
-        .map(|since| since.saturating_sub(decide::SETTLE))
-        .fold(ctx.resync.saturating_mul(2), Duration::min)
 }
 
 /// **credentials**: which credentials sign this resource's calls.

@@ -36,6 +36,8 @@ pub struct StatusView {
     pub write_gate: Option<Timestamp>,
     /// The last write call that ECS accepted.
     pub last_write: Option<AcceptedWrite>,
+    /// When the last write call that failed (refused or of unknown outcome) was made.
+    pub failed_write_at: Option<Timestamp>,
     /// The instance status under which ECS approved a dry run for the described generation.
     pub dry_run_approved_at: Option<String>,
     /// Stalled=True: progress needs someone to act.
@@ -45,12 +47,17 @@ pub struct StatusView {
 impl StatusView {
     /// Reads a status.
     pub fn read(status: &EcsInstancePowerStatus) -> Self {
-        let failed_write = status
+        let failed_write_at = status
             .last_error
             .as_ref()
-            .and_then(|e| e.action.as_deref())
-            .and_then(WriteCall::from_action)
-            .is_some();
+            .filter(|e| {
+                e.action
+                    .as_deref()
+                    .and_then(WriteCall::from_action)
+                    .is_some()
+            })
+            .map(|e| e.time.0);
+        let failed_write = failed_write_at.is_some();
         let write_gate = status
             .retry
             .as_ref()
@@ -75,6 +82,7 @@ impl StatusView {
             observed_generation: status.observed_generation,
             write_gate,
             last_write,
+            failed_write_at,
             dry_run_approved_at,
             stalled: is_true(condition::STALLED).is_some(),
         }
@@ -84,6 +92,12 @@ impl StatusView {
     pub fn write_gate_until(&self, now: Timestamp) -> Option<Timestamp> {
         let cap = now + SignedDuration::try_from(MAX_GATE).unwrap_or(SignedDuration::ZERO);
         self.write_gate.map(|until| until.min(cap))
+    }
+
+    /// When this resource last made a write call: accepted (dry runs included), refused, or of
+    /// unknown outcome.
+    pub fn last_write_call_at(&self) -> Option<Timestamp> {
+        self.last_write.map(|w| w.time).max(self.failed_write_at)
     }
 
     /// The last accepted, non-dry-run write call and how long ago it was accepted (`None` for a

@@ -303,6 +303,14 @@ async fn submit(fleet: &Arc<Fleet>, request: WriteRequest) {
     panic!("the account lookup never finished");
 }
 
+/// The connection dropped after the request went out: the outcome is unknown.
+fn reset_after_send() -> EcsError {
+    EcsError::Unreachable {
+        detail: "connection reset".into(),
+        request_sent: true,
+    }
+}
+
 /// Waits (bounded) until the fake has seen a first `action` call.
 async fn first_call(ecs: &FakeEcs, action: &str) {
     for _ in 0..1000 {
@@ -540,10 +548,7 @@ async fn a_write_applied_and_then_the_connection_dropped_is_ambiguous_and_not_re
     ecs.write_script
         .lock()
         .unwrap()
-        .push_back(WriteScript::ApplyThenFail(EcsError::Unreachable {
-            detail: "connection reset".into(),
-            request_sent: true,
-        }));
+        .push_back(WriteScript::ApplyThenFail(reset_after_send()));
     let r = rig(ecs, limits(10.0), 100);
     submit(
         &r.fleet,
@@ -576,10 +581,7 @@ async fn an_ambiguous_answer_after_a_minute_in_the_queue_is_verified_from_the_se
     let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Stopped)]);
     ecs.write_script.lock().unwrap().extend([
         WriteScript::Fail(throttled(None)),
-        WriteScript::ApplyThenFail(EcsError::Unreachable {
-            detail: "connection reset".into(),
-            request_sent: true,
-        }),
+        WriteScript::ApplyThenFail(reset_after_send()),
     ]);
     let r = rig(ecs, limits(10.0), 100);
     let submitted = Instant::now();
