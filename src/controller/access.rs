@@ -6,6 +6,11 @@
 //! instance or an ID / region denial), after the observation when only a tag rule could grant it,
 //! and again right before every write call and every batch entry, so a revocation stops the next
 //! write. It never starts or stops anything itself.
+//!
+//! As the gateway's [`WriteCheck`] it also holds the one cache that knows a resource as it is now,
+//! so the last check of a batch entry asks it whether the resource was suspended, deleted or
+//! given a new spec while the entry waited; that part is about the resource, not about access,
+//! and would move with the check if the cache ever gets another owner.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
