@@ -134,9 +134,9 @@ impl Ledger {
             .is_some_and(|entry| entry.inputs == *inputs)
     }
 
-    /// Whether `key` has an entry.
-    pub fn has_entry(&self, key: &ObjectRef<EcsInstancePower>) -> bool {
-        self.lock().contains_key(key)
+    /// Whether `key` has a status a previous reconcile could not write.
+    pub fn has_unwritten(&self, key: &ObjectRef<EcsInstancePower>) -> bool {
+        self.lock().get(key).is_some_and(|e| e.unwritten.is_some())
     }
 
     /// Records an observation made with `inputs`; the next one is due at `due`.
@@ -183,25 +183,21 @@ impl Ledger {
         );
     }
 
-    /// Takes the status that a previous reconcile could not write, if any.
-    pub fn take_unwritten(
-        &self,
-        key: &ObjectRef<EcsInstancePower>,
-    ) -> Option<EcsInstancePowerStatus> {
+    /// The status that a previous reconcile could not write, if any. It stays in the ledger
+    /// (a reconcile that builds on it may end early, at a failed Secret read or a closed write
+    /// gate, and must not lose it: it can be the only record of a write call ECS received) until
+    /// a status is written ([`Ledger::record`], [`Ledger::clear_unwritten`]) or a newer one
+    /// replaces it.
+    pub fn unwritten(&self, key: &ObjectRef<EcsInstancePower>) -> Option<EcsInstancePowerStatus> {
         self.lock()
-            .get_mut(key)
-            .and_then(|e| e.unwritten.take())
-            .map(|s| *s)
+            .get(key)
+            .and_then(|e| e.unwritten.as_deref().cloned())
     }
 
-    /// Puts back a status that still could not be written.
-    pub fn keep_unwritten(
-        &self,
-        key: &ObjectRef<EcsInstancePower>,
-        status: EcsInstancePowerStatus,
-    ) {
+    /// The unwritten status was written (by a reconcile that had nothing new to observe).
+    pub fn clear_unwritten(&self, key: &ObjectRef<EcsInstancePower>) {
         if let Some(entry) = self.lock().get_mut(key) {
-            entry.unwritten = Some(Box::new(status));
+            entry.unwritten = None;
         }
     }
 
@@ -415,7 +411,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unwritten_status_is_kept_until_taken() {
+    fn an_unwritten_status_is_kept_until_a_status_is_written() {
         let ledger = Ledger::default();
         let due = Instant::now() + Duration::from_secs(60);
         let status = EcsInstancePowerStatus {
@@ -427,10 +423,16 @@ mod tests {
             ledger.check(&key("a"), &inputs(1, None), Instant::now()),
             Due::Later(_)
         ));
-        assert_eq!(ledger.take_unwritten(&key("a")), Some(status.clone()));
-        assert_eq!(ledger.take_unwritten(&key("a")), None);
-        ledger.keep_unwritten(&key("a"), status.clone());
-        assert_eq!(ledger.take_unwritten(&key("a")), Some(status));
+        // Read as often as reconciles build on it: a reconcile that ends early loses nothing.
+        assert_eq!(ledger.unwritten(&key("a")), Some(status.clone()));
+        assert_eq!(ledger.unwritten(&key("a")), Some(status.clone()));
+        assert!(ledger.has_unwritten(&key("a")));
+        ledger.clear_unwritten(&key("a"));
+        assert_eq!(ledger.unwritten(&key("a")), None);
+        // An observation recorded after its status was written drops it too.
+        ledger.record_unwritten(key("a"), inputs(1, None), due, status.clone());
+        ledger.record(key("a"), inputs(1, None), due);
+        assert_eq!(ledger.unwritten(&key("a")), None);
     }
 
     #[test]

@@ -135,7 +135,7 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     };
     match collect(&ctx, &obj, steer.desired) {
         Collected::Nothing => {}
-        Collected::Wait => return Ok(pending(&ctx, &pass, &previous)),
+        Collected::Wait => return Ok(pending(&ctx)),
         Collected::Finished(write) => {
             return finish(Happened::from_write(*write), steer.desired).await;
         }
@@ -143,7 +143,7 @@ pub async fn reconcile(obj: Arc<EcsInstancePower>, ctx: Arc<Context>) -> Result<
     let observed = match observe(&ctx, &obj, &pass, &creds, &previous).await {
         Some(Ok(observed)) => observed,
         Some(Err(error)) => return finish(Happened::ObserveFailed(error), steer.desired).await,
-        None => return Ok(pending(&ctx, &pass, &previous)),
+        None => return Ok(pending(&ctx)),
     };
     if need_tags {
         let no_tags = std::collections::BTreeMap::new();
@@ -233,7 +233,7 @@ async fn act_step(
     match act(ctx, obj, pass, creds, call, observed.as_ref(), previous).await {
         Acted::Done(result) => Ok(Happened::Acted(observed, call, result, None)),
         Acted::Fenced => Err(requeue_fenced(ctx)),
-        Acted::Pending => Err(pending(ctx, pass, previous)),
+        Acted::Pending => Err(pending(ctx)),
         Acted::Refused(problem) => Ok(refused(ctx, pass, problem)),
     }
 }
@@ -300,7 +300,9 @@ async fn finish(
     }
     log_report(&pass.key, &report);
     let due = pass.started + report.requeue;
-    if report.status_changed && !write_status(ctx, obj, pass, due, &report.status).await? {
+    // A status an earlier reconcile could not write is written even when this one adds nothing.
+    let write = report.status_changed || ctx.ledger.has_unwritten(&pass.key);
+    if write && !write_status(ctx, obj, pass, due, &report.status).await? {
         return Ok(requeue_fenced(ctx));
     }
     if let Some(note) = &report.event {
@@ -435,8 +437,6 @@ fn observed_power(observed: &InstanceObservation) -> Option<desired::PowerState>
 /// depends on, and when it started (due times count from there).
 struct Pass {
     key: ObjectRef<EcsInstancePower>,
-    /// The status on the object as the reconcile got it.
-    status: Option<EcsInstancePowerStatus>,
     namespace: String,
     inputs: Inputs,
     started: Instant,
@@ -446,7 +446,6 @@ impl Pass {
     fn begin(ctx: &Context, obj: &EcsInstancePower) -> Result<Self, Error> {
         Ok(Pass {
             key: ObjectRef::from_obj(obj),
-            status: obj.status.clone(),
             namespace: obj.namespace().ok_or(Error::NoNamespace)?,
             inputs: ledger_inputs(ctx, obj),
             started: Instant::now(),
@@ -508,25 +507,20 @@ async fn write_pending(
     key: &ObjectRef<EcsInstancePower>,
     remaining: Duration,
 ) -> Result<Action, Error> {
-    if let Some(pending) = ctx.ledger.take_unwritten(key) {
+    if let Some(pending) = ctx.ledger.unwritten(key) {
         let Some(admission) = ctx.gate_admit(Edge::Status) else {
-            ctx.ledger.keep_unwritten(key, pending);
             return Ok(requeue_fenced(ctx));
         };
         let api = Api::namespaced(
             ctx.client.clone(),
             obj.namespace().as_deref().unwrap_or_default(),
         );
-        match within(admission, status::write(&api, obj, &pending))
+        // On failure the status stays in the ledger for the next reconcile.
+        let version = within(admission, status::write(&api, obj, &pending))
             .await
-            .and_then(|r| r.map_err(Error::WriteStatus))
-        {
-            Ok(version) => ctx.ledger.record_written(obj, version, pending),
-            Err(err) => {
-                ctx.ledger.keep_unwritten(key, pending);
-                return Err(err);
-            }
-        }
+            .and_then(|r| r.map_err(Error::WriteStatus))?;
+        ctx.ledger.clear_unwritten(key);
+        ctx.ledger.record_written(obj, version, pending);
         debug!(resource = %key, "wrote the status a previous reconcile could not write");
     }
     debug!(resource = %key, ?remaining, "no relevant change; next observation not due");
@@ -535,36 +529,31 @@ async fn write_pending(
 }
 
 /// The status this reconcile builds on: one computed earlier but not written (the patch failed),
-/// or one written that the cache does not hold yet, is newer than the cached one.
+/// or one written that the cache does not hold yet, is newer than the cached one. An unwritten
+/// one stays in the ledger until a status is written: this reconcile may end before it writes
+/// (a failed Secret read), and the status can be the only record of a write call ECS received.
 fn previous_status(
     ctx: &Context,
     key: &ObjectRef<EcsInstancePower>,
     obj: &EcsInstancePower,
 ) -> EcsInstancePowerStatus {
     ctx.ledger
-        .take_unwritten(key)
+        .unwritten(key)
         .or_else(|| ctx.ledger.written_ahead_of(obj))
         .unwrap_or_else(|| obj.status.clone().unwrap_or_default())
 }
 
 /// A read, a write or an account lookup is outstanding: nothing is reported or recorded (the next
 /// reconcile is due at once), the gateway re-queues the resource when it is done, and a long
-/// fallback requeue covers a lost trigger. A status a previous reconcile could not write is kept.
-fn pending(ctx: &Context, pass: &Pass, previous: &EcsInstancePowerStatus) -> Action {
-    if ctx.ledger.scheduled(&pass.key, &pass.inputs) && obj_status_differs(ctx, pass, previous) {
-        ctx.ledger.keep_unwritten(&pass.key, previous.clone());
-    }
+/// fallback requeue covers a lost trigger. A status a previous reconcile could not write stays in
+/// the ledger.
+fn pending(ctx: &Context) -> Action {
     ctx.metrics.reconciled("pending");
     Action::requeue(ctx.resync.clamp(Duration::from_secs(1), PENDING_FALLBACK))
 }
 
 /// The longest a reconcile waiting for the gateway sleeps without a trigger.
 const PENDING_FALLBACK: Duration = Duration::from_secs(30);
-
-/// Whether `previous` came from the ledger (a status not yet written) rather than the object.
-fn obj_status_differs(ctx: &Context, pass: &Pass, previous: &EcsInstancePowerStatus) -> bool {
-    ctx.ledger.has_entry(&pass.key) && pass.status.as_ref() != Some(previous)
-}
 
 /// An ambiguous write (the instance may or may not have been acted on) is not sent again before a
 /// read taken at least [`decide::SETTLE`] after it shows the old state: its retry gate and the

@@ -52,8 +52,16 @@ pub fn router(app: Arc<App>) -> Router {
 /// in tests (`kube::Client::new(in_memory_router(&config), "default")`). Nothing is bootstrapped,
 /// not even the `default` namespace.
 pub fn in_memory_router(config: &crate::SandboxConfig) -> Router {
+    in_memory_router_with_faults(config, Arc::default())
+}
+
+/// [`in_memory_router`] whose requests fail as `faults` says (a test sets its rules).
+pub fn in_memory_router_with_faults(
+    config: &crate::SandboxConfig,
+    faults: Arc<crate::faults::Faults>,
+) -> Router {
     router(Arc::new(App {
-        faults: Arc::default(),
+        faults,
         store: Arc::new(Store::new(config.history_capacity, config.watch_buffer)),
         watch: WatchConfig {
             bookmark_interval: config.bookmark_interval,

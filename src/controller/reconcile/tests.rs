@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector;
 use kube::{Client, CustomResourceExt};
@@ -92,8 +92,17 @@ impl EcsHandle for FakeEcs {
 
 /// kube-sandbox's router as the client's transport: the real API semantics, no socket.
 async fn in_memory_cluster() -> Client {
+    in_memory_cluster_with_faults().await.0
+}
+
+/// [`in_memory_cluster`], and the switch of its injected failures.
+async fn in_memory_cluster_with_faults() -> (Client, Arc<kube_sandbox::faults::Faults>) {
+    let faults = Arc::new(kube_sandbox::faults::Faults::default());
     let client = Client::new(
-        kube_sandbox::server::in_memory_router(&kube_sandbox::SandboxConfig::default()),
+        kube_sandbox::server::in_memory_router_with_faults(
+            &kube_sandbox::SandboxConfig::default(),
+            faults.clone(),
+        ),
         "default",
     );
     let namespace: Namespace =
@@ -106,7 +115,7 @@ async fn in_memory_cluster() -> Client {
         .create(&PostParams::default(), &EcsInstancePower::crd())
         .await
         .unwrap();
-    client
+    (client, faults)
 }
 
 fn context(client: Client, ecs: Arc<FakeEcs>) -> Arc<Context> {
@@ -740,4 +749,106 @@ async fn a_steady_status_right_after_a_write_takes_no_sweep_read_from_before_it(
         cached_max_age(&ctx, &status(Some(("StartInstance", ago(-30))), None)),
         Duration::ZERO
     );
+}
+
+/// Found by the soak (a start sent twice for one transition, the second answered
+/// `IncorrectInstanceStatus`): a write's report could not be written (the API server failed the
+/// status patch), the next reconcile failed at the Secret read before it wrote it, and the one
+/// after that built on the object's old, steady status, which knew nothing of the write. It took
+/// a sweep read from before the write and started the instance again. The report now stays in
+/// the ledger until a status is written.
+#[tokio::test(start_paused = true)]
+async fn a_write_report_the_api_server_refused_survives_a_failed_secret_read_and_no_second_start_follows()
+ {
+    use kube_sandbox::faults::{FaultAnswer, FaultRule};
+    let (client, faults) = in_memory_cluster_with_faults().await;
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "keys", "namespace": "default"},
+        "stringData": {"accessKeyId": "LTAI-test", "accessKeySecret": "not-a-real-secret"}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let ecs = Arc::new(FakeFleetEcs::default());
+    *ecs.status.lock().unwrap() = Some(InstanceStatus::Stopped);
+    let (ctx, mut triggers) = fleet_context(client.clone(), ecs.clone());
+    let obj: EcsInstancePower = serde_json::from_value(serde_json::json!({
+        "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsInstancePower",
+        "metadata": {"name": "keyed", "namespace": "default"},
+        "spec": {"instanceId": "i-abc", "regionId": "cn-hangzhou", "desiredState": "Stopped",
+                 "credentialsSecretRef": {"name": "keys"}}
+    }))
+    .unwrap();
+    let api: Api<EcsInstancePower> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    reconcile_until(&client, &ctx, &mut triggers, "keyed", |o| {
+        ready(o) == Some(("True".into(), "Stopped".into()))
+    })
+    .await;
+
+    // The user asks for Running: a read, then the start is submitted.
+    let patch = serde_json::json!({"spec": {"desiredState": "Running"}});
+    api.patch("keyed", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let fail = |method: http::Method, path: &str| FaultRule {
+        method,
+        path_contains: path.to_string(),
+        answer: FaultAnswer::InternalError,
+        probability: 1.0,
+    };
+    for _ in 0..10 {
+        if ecs.calls.lock().unwrap().contains(&"StartInstances") {
+            break;
+        }
+        reconcile(fetch(&client, "keyed").await, ctx.clone())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(60), triggers.recv())
+            .await
+            .expect("the gateway re-queues the resource")
+            .unwrap();
+    }
+    assert_eq!(
+        ecs.calls.lock().unwrap().last(),
+        Some(&"StartInstances"),
+        "the start was sent"
+    );
+
+    // Its report: the status patch fails.
+    faults.set(vec![fail(http::Method::PATCH, "/status")], 1);
+    let result = reconcile(fetch(&client, "keyed").await, ctx.clone()).await;
+    assert!(matches!(result, Err(Error::WriteStatus(_))), "{result:?}");
+    // The next reconcile, once due, fails at the Secret read.
+    faults.set(
+        vec![
+            fail(http::Method::PATCH, "/status"),
+            fail(http::Method::GET, "/secrets/"),
+        ],
+        1,
+    );
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let result = reconcile(fetch(&client, "keyed").await, ctx.clone()).await;
+    assert!(matches!(result, Err(Error::ReadSecret(_))), "{result:?}");
+
+    // The API server is back: the status names the start, and the instance is not started again.
+    faults.set(Vec::new(), 1);
+    let (obj, _) = reconcile_until(&client, &ctx, &mut triggers, "keyed", |o| {
+        o.status
+            .as_ref()
+            .and_then(|s| s.last_action.as_ref())
+            .is_some_and(|a| a.action == "StartInstance")
+    })
+    .await;
+    assert_eq!(ready(&obj), Some(("False".into(), "Starting".into())));
+    let starts = ecs
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| **c == "StartInstances")
+        .count();
+    assert_eq!(starts, 1, "one start for one transition");
 }
