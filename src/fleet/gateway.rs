@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::api::EcsInstancePower;
-use crate::controller::decide::WriteCall;
+use crate::controller::decide::{SETTLE, WriteCall};
 use crate::controller::gate::{Admission, WriteGate};
 use crate::ecs::{
     BatchOutcome, CallOptions, CallerIdentity, Credentials, EcsClient, EcsError, ErrorClass,
@@ -431,6 +431,42 @@ struct Entry {
     at: Instant,
     /// Consecutive sweep answers without the instance.
     misses: u8,
+    /// The last write call sent for the instance that may have been carried out.
+    wrote: Option<Wrote>,
+}
+
+/// A write call that may have been carried out, as the cache entry of its instance keeps it.
+#[derive(Debug, Clone, Copy)]
+struct Wrote {
+    /// When it was sent.
+    sent: Instant,
+    /// ECS's answer did not say whether it was carried out.
+    unknown: bool,
+}
+
+impl Entry {
+    /// Whether this read may stand for the instance: sent at or after `after`, never before the
+    /// last write call sent for the instance that may have been carried out, and for a `cached`
+    /// need (any recent read would do) not less than [`SETTLE`] after it. Whatever a resource
+    /// asks for, a read that cannot have seen its own write is never handed out as if it had:
+    /// the status that remembers the write can be lost, a delayed answer can land after the
+    /// write, and a wait that began earlier can lower `after`.
+    fn serves(&self, after: Instant, cached: bool) -> bool {
+        self.at >= after && self.floor(cached).is_none_or(|floor| self.at >= floor)
+    }
+
+    /// The earliest send time of a read that may stand for the instance after its last write.
+    fn floor(&self, cached: bool) -> Option<Instant> {
+        self.wrote
+            .map(|w| if cached { w.sent + SETTLE } else { w.sent })
+    }
+
+    /// How far an earlier wait may lower a fresh need's `after`: not below the settle time of a
+    /// write whose outcome is unknown (a reconcile that began after it settled verifies it, and
+    /// takes no read sent before then).
+    fn lowest(&self) -> Option<Instant> {
+        self.wrote.filter(|w| w.unknown).map(|w| w.sent + SETTLE)
+    }
 }
 
 struct GroupState {
@@ -479,6 +515,8 @@ struct State {
     news: HashSet<ResourceRef>,
     /// Write entries the write check withdrew before their batch was sent (never sent).
     withdrawn: HashSet<WriteId>,
+    /// Resources to be woken when a read may be sent for them (after their write settled).
+    deferred: HashSet<ResourceRef>,
 }
 
 /// The fleet gateway; see the module documentation.
@@ -634,6 +672,22 @@ impl Fleet {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Wakes `resource` at `at` (once, however often it asks meanwhile).
+    fn defer(self: &Arc<Self>, state: &mut State, resource: &ResourceRef, at: Instant) {
+        if !state.deferred.insert(resource.clone()) {
+            return;
+        }
+        let (fleet, resource) = (Arc::downgrade(self), resource.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(fleet) = fleet.upgrade()
+                && fleet.lock().deferred.remove(&resource)
+            {
+                fleet.wake(resource);
+            }
+        });
+    }
+
     fn wake(&self, resource: ResourceRef) {
         self.lock().news.insert(resource.clone());
         // A closed channel means the controller has stopped: nothing left to wake.
@@ -741,24 +795,38 @@ impl Fleet {
         let (after, lane) = {
             let mut state = self.lock();
             self.track(&mut state, resource, &id, creds);
+            let cached = matches!(need, Need::Cached { .. });
             let (after, lane) = match need {
                 Need::Fresh { after, lane } => {
+                    let lowest = state
+                        .cache
+                        .get(&id)
+                        .and_then(Entry::lowest)
+                        .map_or(after, |lowest| lowest.min(after));
                     let after = state
                         .awaiting
                         .get(resource)
-                        .map_or(after, |since| (*since).min(after));
+                        .map_or(after, |since| (*since).min(after))
+                        .max(lowest);
                     (after, lane)
                 }
                 Need::Cached { max_age } => {
                     (now.checked_sub(max_age).unwrap_or(now), Lane::Background)
                 }
             };
-            if let Some(entry) = state.cache.get(&id)
-                && entry.at >= after
-            {
-                let read = entry.read.clone();
-                state.awaiting.remove(resource);
-                return Observed::Ready(read);
+            if let Some(entry) = state.cache.get(&id) {
+                if entry.serves(after, cached) {
+                    let read = entry.read.clone();
+                    state.awaiting.remove(resource);
+                    return Observed::Ready(read);
+                }
+                if let Some(floor) = entry.floor(cached).filter(|floor| *floor > now) {
+                    // (Cached only: a fresh need's floor is a send time, in the past.) No read
+                    // sent before the floor will do: none is sent before it either (one would be
+                    // answered and asked for again until then). Woken at the floor.
+                    self.defer(&mut state, resource, floor);
+                    return Observed::Pending;
+                }
             }
             state.awaiting.entry(resource.clone()).or_insert(after);
             let waiting = state.waiting.entry(id.clone()).or_default();
@@ -828,6 +896,7 @@ impl Fleet {
         }
         state.awaiting.remove(resource);
         state.news.remove(resource);
+        state.deferred.remove(resource);
         // A deleted resource's queued write is cancelled; one in flight finishes unreported.
         let gone: Vec<(String, WriteId)> = state
             .writes
@@ -876,6 +945,11 @@ impl Fleet {
     ) -> Vec<ResourceRef> {
         let mut wake: Vec<ResourceRef> = state.waiting.remove(id).unwrap_or_default();
         let previous = state.cache.get(id);
+        if previous.is_some_and(|e| at < e.at) {
+            // The late answer of a read sent before the one the entry holds (a latency spike):
+            // the newer observation stays, and whoever waited looks at it.
+            return wake;
+        }
         let (read, misses) = match read {
             Ok(None) if sweep => {
                 let misses = previous.map_or(1, |e| e.misses.saturating_add(1));
@@ -914,7 +988,15 @@ impl Fleet {
                 entry.misses = misses;
             }
             None => {
-                state.cache.insert(id.clone(), Entry { read, at, misses });
+                state.cache.insert(
+                    id.clone(),
+                    Entry {
+                        read,
+                        at,
+                        misses,
+                        wrote: None,
+                    },
+                );
             }
         }
         wake
@@ -998,6 +1080,7 @@ impl Fleet {
         };
         let options = write_options(self.config.call_timeout, admission);
         let region = &key.group.region;
+        let sent = Instant::now();
         let answer = match key.call {
             WriteCall::Start => {
                 self.ecs
@@ -1025,6 +1108,9 @@ impl Fleet {
                 ..
             }) => return Answer::NotSent,
             Err(e) => {
+                if e.delivery() == crate::ecs::Delivery::Unknown {
+                    self.wrote(&key.group, sent, ids.iter().map(|id| (*id, true)));
+                }
                 let results = items
                     .into_iter()
                     .map(|(id, _)| {
@@ -1038,6 +1124,18 @@ impl Fleet {
                 return Answer::Results(results);
             }
         };
+        self.wrote(
+            &key.group,
+            sent,
+            ids.iter().filter_map(|id| {
+                let unknown = match outcome.results.get(*id) {
+                    Some(InstanceResult::Accepted { .. }) => false,
+                    Some(refused) if !refused.is_ambiguous() => return None,
+                    _ => true,
+                };
+                Some((*id, unknown))
+            }),
+        );
         let mut results: Vec<(WriteId, WriteResult)> = items
             .into_iter()
             .filter_map(|(id, item)| {
@@ -1053,6 +1151,27 @@ impl Fleet {
             .collect();
         results.extend(withdrawn);
         Answer::Results(results)
+    }
+
+    /// Notes in each instance's cache entry a write call sent at `sent` that may have been
+    /// carried out (`unknown`: the answer did not say), so that no read from before it, or from
+    /// too soon after it, stands for the instance again ([`Entry::serves`]). An instance without
+    /// an entry has no read to guard: every later read is sent after the call.
+    fn wrote<'a>(
+        &self,
+        group: &Group,
+        sent: Instant,
+        landed: impl IntoIterator<Item = (&'a str, bool)>,
+    ) {
+        let mut state = self.lock();
+        for (instance_id, unknown) in landed {
+            if let Some(entry) = state
+                .cache
+                .get_mut(&(group.clone(), instance_id.to_string()))
+            {
+                entry.wrote = Some(Wrote { sent, unknown });
+            }
+        }
     }
 
     /// The last check of every entry of a batch about to be sent: the admitted entries, and an

@@ -606,6 +606,151 @@ async fn an_ambiguous_answer_after_a_minute_in_the_queue_is_verified_from_the_se
     );
 }
 
+/// Found by the soak (a start sent twice for one transition): the status that remembered a write
+/// was lost, and the next reconcile, asking for any recent read, was handed one sent before the
+/// write. The gateway itself now refuses such a read, whatever the resource asks for: none sent
+/// before the instance's last write call, and for a cached need none within the settle time
+/// after it (no read is sent before then either).
+#[tokio::test(start_paused = true)]
+async fn a_read_from_before_a_write_never_stands_for_the_instance_after_it() {
+    let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Stopped)]);
+    let r = rig(ecs, limits(10.0), 100);
+    let t0 = Instant::now();
+    let fresh = |after| Need::Fresh {
+        after,
+        lane: Lane::Check,
+    };
+    let read = observed(&r.fleet, "a", "i-a", fresh(t0)).await;
+    assert_eq!(read.unwrap().unwrap().status, InstanceStatus::Stopped);
+    submit(
+        &r.fleet,
+        request("a", WriteCall::Start, "i-a", StopOptions::default()),
+    )
+    .await;
+    let a = finished(&r.fleet, "a", WriteCall::Start).await;
+    assert!(a.result.is_ok() && !a.ambiguous);
+
+    // Asked with the time of an earlier wait: the read from before the write does not do.
+    let read = observed(&r.fleet, "a", "i-a", fresh(t0)).await;
+    assert_eq!(read.unwrap().unwrap().status, InstanceStatus::Starting);
+    let reads = r.ecs.seen("DescribeInstances");
+    assert_eq!(reads.len(), 2);
+    assert!(reads[1].at >= a.sent);
+
+    // Any recent read would do: not one from within the settle time of the write, and none is
+    // sent before then (the resource is woken when one may be).
+    let any = Need::Cached {
+        max_age: Duration::from_secs(600),
+    };
+    assert!(matches!(
+        r.fleet
+            .observe(&resource("a"), &group(), &creds(), "i-a", any),
+        Observed::Pending
+    ));
+    let read = observed(&r.fleet, "a", "i-a", any).await;
+    assert_eq!(read.unwrap().unwrap().status, InstanceStatus::Starting);
+    let reads = r.ecs.seen("DescribeInstances");
+    assert_eq!(reads.len(), 3, "one read, at the settle time: {reads:?}");
+    assert!(reads[2].at >= a.sent + crate::controller::decide::SETTLE);
+}
+
+/// A reconcile that began after an ambiguous write settled verifies it with a read sent after
+/// then, even when an earlier wait of the same resource (begun within the settle time) would
+/// lower what it asks for.
+#[tokio::test(start_paused = true)]
+async fn an_earlier_wait_does_not_let_a_read_from_within_the_settle_time_verify_an_ambiguous_write()
+{
+    let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Stopped)]);
+    ecs.write_script
+        .lock()
+        .unwrap()
+        .push_back(WriteScript::ApplyThenFail(reset_after_send()));
+    let r = rig(ecs, limits(10.0), 100);
+    let fresh = |after| Need::Fresh {
+        after,
+        lane: Lane::Check,
+    };
+    observed(&r.fleet, "a", "i-a", fresh(Instant::now()))
+        .await
+        .unwrap();
+    submit(
+        &r.fleet,
+        request("a", WriteCall::Start, "i-a", StopOptions::default()),
+    )
+    .await;
+    let a = finished(&r.fleet, "a", WriteCall::Start).await;
+    assert!(a.ambiguous);
+    // Woken early, within the settle time: a read is submitted, and answered, but this
+    // reconcile is not the one that looks at it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(matches!(
+        r.fleet.observe(
+            &resource("a"),
+            &group(),
+            &creds(),
+            "i-a",
+            fresh(Instant::now())
+        ),
+        Observed::Pending
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(r.ecs.seen("DescribeInstances").len(), 2);
+
+    // After the settle time: that read is too early to verify the write.
+    tokio::time::sleep_until(a.sent + crate::controller::decide::SETTLE).await;
+    assert!(matches!(
+        r.fleet.observe(
+            &resource("a"),
+            &group(),
+            &creds(),
+            "i-a",
+            fresh(Instant::now())
+        ),
+        Observed::Pending
+    ));
+    observed(&r.fleet, "a", "i-a", fresh(Instant::now()))
+        .await
+        .unwrap();
+    let reads = r.ecs.seen("DescribeInstances");
+    assert_eq!(reads.len(), 3);
+    assert!(reads[2].at >= a.sent + crate::controller::decide::SETTLE);
+}
+
+/// A latency spike: the answer of an older read lands after a newer one's. The newer observation
+/// stays.
+#[tokio::test(start_paused = true)]
+async fn a_late_answer_of_an_older_read_keeps_the_newer_observation() {
+    let r = rig(FakeEcs::with(&[]), limits(10.0), 100);
+    let id: ReadId = (group(), "i-a".to_string());
+    let seen = |status| {
+        Ok(Some(InstanceObservation {
+            instance_id: "i-a".into(),
+            status,
+            lock_reasons: Vec::new(),
+            stopped_mode: None,
+            expired_time: None,
+            tags: std::collections::BTreeMap::default(),
+        }))
+    };
+    let older = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    r.fleet
+        .record(&id, seen(InstanceStatus::Running), Instant::now(), false);
+    r.fleet
+        .record(&id, seen(InstanceStatus::Stopped), older, false);
+    let read = observed(
+        &r.fleet,
+        "a",
+        "i-a",
+        Need::Fresh {
+            after: older,
+            lane: Lane::Check,
+        },
+    )
+    .await;
+    assert_eq!(read.unwrap().unwrap().status, InstanceStatus::Running);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_write_dropped_before_it_was_applied_is_ambiguous_and_the_read_shows_the_old_state() {
     let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Stopped)]);
