@@ -164,7 +164,7 @@ impl Ledger {
         }
     }
 
-    /// Records an observation whose status could not be written; see [`Ledger::take_unwritten`].
+    /// Records an observation whose status could not be written; see [`Ledger::unwritten`].
     pub fn record_unwritten(
         &self,
         key: ObjectRef<EcsInstancePower>,
