@@ -798,16 +798,12 @@ impl Fleet {
             let cached = matches!(need, Need::Cached { .. });
             let (after, lane) = match need {
                 Need::Fresh { after, lane } => {
-                    let lowest = state
-                        .cache
-                        .get(&id)
-                        .and_then(Entry::lowest)
-                        .map_or(after, |lowest| lowest.min(after));
-                    let after = state
+                    let lowered = state
                         .awaiting
                         .get(resource)
-                        .map_or(after, |since| (*since).min(after))
-                        .max(lowest);
+                        .map_or(after, |since| (*since).min(after));
+                    let lowest = state.cache.get(&id).and_then(Entry::lowest);
+                    let after = lowest.map_or(lowered, |lowest| lowered.max(lowest.min(after)));
                     (after, lane)
                 }
                 Need::Cached { max_age } => {

@@ -716,6 +716,40 @@ async fn an_earlier_wait_does_not_let_a_read_from_within_the_settle_time_verify_
     assert!(reads[2].at >= a.sent + crate::controller::decide::SETTLE);
 }
 
+/// The reconcile a read re-queues began after the read was sent: the read still stands for it
+/// (the resource has waited for it since the reconcile that submitted it), or every reconcile
+/// would ask for another read.
+#[tokio::test(start_paused = true)]
+async fn the_read_a_resource_waited_for_stands_for_the_reconcile_it_re_queues() {
+    let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Stopped)]);
+    let mut r = rig(ecs, limits(10.0), 100);
+    // Each reconcile asks for a read sent after it began, and is re-queued by the gateway (first
+    // when the account is known, then when the read is done).
+    for _ in 0..5 {
+        let need = Need::Fresh {
+            after: Instant::now(),
+            lane: Lane::User,
+        };
+        if let Observed::Ready(read) =
+            r.fleet
+                .observe(&resource("a"), &group(), &creds(), "i-a", need)
+        {
+            assert_eq!(read.unwrap().unwrap().status, InstanceStatus::Stopped);
+            assert_eq!(r.ecs.seen("DescribeInstances").len(), 1, "one read");
+            return;
+        }
+        tokio::time::timeout(Duration::from_secs(60), r.triggers.recv())
+            .await
+            .expect("the gateway re-queues the resource")
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "still pending after {} reads",
+        r.ecs.seen("DescribeInstances").len()
+    );
+}
+
 /// A latency spike: the answer of an older read lands after a newer one's. The newer observation
 /// stays.
 #[tokio::test(start_paused = true)]
