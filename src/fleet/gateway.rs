@@ -433,6 +433,38 @@ struct Entry {
     misses: u8,
     /// The last write call sent for the instance that may have been carried out.
     wrote: Option<Wrote>,
+    /// What the newest successful read showed, kept through failed reads after it.
+    seen: Option<Seen>,
+}
+
+/// What a successful read showed, for the last check of a queued write: a failed read after a
+/// read that showed a lock must not make the lock forgotten.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// When the read was sent.
+    at: Instant,
+    /// The instance had a lock.
+    locked: bool,
+    /// The write call the instance was already at, or heading for (`Running` or `Starting`: a
+    /// start; `Stopped` or `Stopping`: a stop).
+    there: Option<WriteCall>,
+}
+
+impl Seen {
+    fn of(read: &Read, at: Instant) -> Option<Seen> {
+        let Ok(found) = read else {
+            return None;
+        };
+        Some(Seen {
+            at,
+            locked: found.as_ref().is_some_and(|o| !o.lock_reasons.is_empty()),
+            there: found.as_ref().and_then(|o| match o.status {
+                InstanceStatus::Running | InstanceStatus::Starting => Some(WriteCall::Start),
+                InstanceStatus::Stopped | InstanceStatus::Stopping => Some(WriteCall::Stop),
+                _ => None,
+            }),
+        })
+    }
 }
 
 /// A write call that may have been carried out, as the cache entry of its instance keeps it.
@@ -940,6 +972,12 @@ impl Fleet {
         sweep: bool,
     ) -> Vec<ResourceRef> {
         let mut wake: Vec<ResourceRef> = state.waiting.remove(id).unwrap_or_default();
+        if let Some(seen) = Seen::of(&read, at)
+            && let Some(entry) = state.cache.get_mut(id)
+            && entry.seen.is_none_or(|s| s.at < at)
+        {
+            entry.seen = Some(seen);
+        }
         let previous = state.cache.get(id);
         if previous.is_some_and(|e| at < e.at) {
             // The late answer of a read sent before the one the entry holds (a latency spike):
@@ -984,6 +1022,7 @@ impl Fleet {
                 entry.misses = misses;
             }
             None => {
+                let seen = Seen::of(&read, at);
                 state.cache.insert(
                     id.clone(),
                     Entry {
@@ -991,6 +1030,7 @@ impl Fleet {
                         at,
                         misses,
                         wrote: None,
+                        seen,
                     },
                 );
             }
@@ -1510,27 +1550,16 @@ fn overtaken_by_a_read(state: &State, group: &Group, id: &WriteId, instance_id: 
     let Some(pending) = state.writes.get(&id.uid).filter(|p| p.id == *id) else {
         return false;
     };
-    let Some(entry) = state
+    // The newest successful read: a failed one after it says nothing.
+    let Some(seen) = state
         .cache
         .get(&(group.clone(), instance_id.to_string()))
-        .filter(|e| e.at > pending.submitted)
+        .and_then(|e| e.seen)
+        .filter(|s| s.at > pending.submitted)
     else {
         return false;
     };
-    let Ok(Some(seen)) = &entry.read else {
-        return false;
-    };
-    let there = match id.call {
-        WriteCall::Start => matches!(
-            seen.status,
-            InstanceStatus::Running | InstanceStatus::Starting
-        ),
-        WriteCall::Stop => matches!(
-            seen.status,
-            InstanceStatus::Stopped | InstanceStatus::Stopping
-        ),
-    };
-    there || !seen.lock_reasons.is_empty()
+    seen.locked || seen.there == Some(id.call)
 }
 
 fn untrack_in(state: &mut State, resource: &ResourceRef, id: &ReadId) {

@@ -1606,6 +1606,60 @@ async fn a_held_start_is_withdrawn_when_a_newer_read_shows_a_lock_or_the_instanc
     );
 }
 
+/// Found by the soak: a start held to the next minute went out 41 s after a sweep read had shown
+/// the instance locked, because a read that failed (503) in between replaced that observation
+/// with its error. The last check looks at the newest successful read.
+#[tokio::test(start_paused = true)]
+async fn a_held_start_is_withdrawn_when_a_read_showed_a_lock_even_if_a_later_read_failed() {
+    let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Stopped)]);
+    ecs.write_script
+        .lock()
+        .unwrap()
+        .push_back(WriteScript::Fail(throttled(None)));
+    let r = rig(ecs, limits(10.0), 100);
+    submit(
+        &r.fleet,
+        request("a", WriteCall::Start, "i-a", StopOptions::default()),
+    )
+    .await;
+    first_call(&r.ecs, "StartInstances").await;
+    r.ecs
+        .locks
+        .lock()
+        .unwrap()
+        .insert("i-a".into(), vec!["security".into()]);
+    let fresh = Need::Fresh {
+        after: Instant::now(),
+        lane: Lane::User,
+    };
+    assert!(observed(&r.fleet, "a", "i-a", fresh).await.is_ok());
+    // A later read fails.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let unavailable = EcsError::Api {
+        code: "ServiceUnavailable".into(),
+        message: "the request has failed due to a temporary failure of the server".into(),
+        http_status: 503,
+        request_id: None,
+        retry_after: None,
+    };
+    r.fleet.record(
+        &(group(), "i-a".to_string()),
+        Err(unavailable),
+        Instant::now(),
+        true,
+    );
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(
+        r.ecs.seen("StartInstances").len(),
+        1,
+        "only the throttled call"
+    );
+    assert!(matches!(
+        r.fleet.collect("uid-a", Some(1), WriteCall::Start),
+        Collected::Nothing
+    ));
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_write_check_withdraws_a_refused_batch_entry_before_the_call_and_sends_the_rest() {
     let ecs = FakeEcs::with(&[
