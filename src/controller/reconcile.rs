@@ -445,11 +445,22 @@ struct Pass {
 impl Pass {
     fn begin(ctx: &Context, obj: &EcsInstancePower) -> Result<Self, Error> {
         Ok(Pass {
-            key: ObjectRef::from_obj(obj),
+            key: key_of(obj),
             namespace: obj.namespace().ok_or(Error::NoNamespace)?,
             inputs: ledger_inputs(ctx, obj),
             started: Instant::now(),
         })
+    }
+}
+
+/// The resource's key without the uid and resourceVersion [`ObjectRef::from_obj`] copies into it
+/// (its equality and hash ignore both): the ledger keeps one key per resource for as long as the
+/// resource lives.
+fn key_of(obj: &EcsInstancePower) -> ObjectRef<EcsInstancePower> {
+    let key = ObjectRef::new(&obj.name_any());
+    match obj.metadata.namespace.as_deref() {
+        Some(namespace) => key.within(namespace),
+        None => key,
     }
 }
 
