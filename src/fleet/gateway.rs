@@ -1009,31 +1009,26 @@ impl Fleet {
         {
             wake.extend(refs.iter().cloned());
         }
-        match state.cache.get_mut(id) {
-            // Updated in place, and an unchanged observation keeps the one already there: the
-            // sweep reads every instance every interval, and replacing each entry with a fresh
-            // copy of the same answer would only churn the allocator (long-lived entries
-            // scattered among short-lived answers keep more memory resident).
-            Some(entry) => {
-                if changed || read.is_err() {
-                    entry.read = read;
-                }
-                entry.at = at;
-                entry.misses = misses;
+        // Updated in place, and an unchanged observation keeps the one already there: the sweep
+        // reads every instance every interval, and replacing each entry with a fresh copy of the
+        // same answer would only churn the allocator (long-lived entries scattered among
+        // short-lived answers keep more memory resident).
+        if let Some(entry) = state.cache.get_mut(id) {
+            if changed || read.is_err() {
+                entry.read = read;
             }
-            None => {
-                let seen = Seen::of(&read, at);
-                state.cache.insert(
-                    id.clone(),
-                    Entry {
-                        read,
-                        at,
-                        misses,
-                        wrote: None,
-                        seen,
-                    },
-                );
-            }
+            entry.at = at;
+            entry.misses = misses;
+        } else {
+            let seen = Seen::of(&read, at);
+            let entry = Entry {
+                read,
+                at,
+                misses,
+                wrote: None,
+                seen,
+            };
+            state.cache.insert(id.clone(), entry);
         }
         wake
     }

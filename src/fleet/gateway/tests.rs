@@ -322,6 +322,24 @@ async fn first_call(ecs: &FakeEcs, action: &str) {
     panic!("no {action} call");
 }
 
+/// A rig over a stopped `i-a` whose first write call is throttled: the start of `a` is submitted
+/// and that call made, so the start waits for the next minute.
+async fn a_start_held_to_the_next_minute() -> Rig {
+    let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Stopped)]);
+    ecs.write_script
+        .lock()
+        .unwrap()
+        .push_back(WriteScript::Fail(throttled(None)));
+    let r = rig(ecs, limits(10.0), 100);
+    submit(
+        &r.fleet,
+        request("a", WriteCall::Start, "i-a", StopOptions::default()),
+    )
+    .await;
+    first_call(&r.ecs, "StartInstances").await;
+    r
+}
+
 /// Polls the collect step until the write of `name` is finished.
 async fn finished(fleet: &Fleet, name: &str, call: WriteCall) -> FinishedWrite {
     for _ in 0..100_000 {
@@ -883,19 +901,8 @@ async fn the_desired_state_flipped_while_the_start_is_queued_replaces_it() {
 
 #[tokio::test(start_paused = true)]
 async fn the_desired_state_flipped_while_the_start_is_in_flight_makes_the_stop_wait() {
-    let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Stopped)]);
     // The first call is throttled: the start stays in flight (re-queued whole, sealed).
-    ecs.write_script
-        .lock()
-        .unwrap()
-        .push_back(WriteScript::Fail(throttled(None)));
-    let r = rig(ecs, limits(10.0), 100);
-    submit(
-        &r.fleet,
-        request("a", WriteCall::Start, "i-a", StopOptions::default()),
-    )
-    .await;
-    first_call(&r.ecs, "StartInstances").await;
+    let r = a_start_held_to_the_next_minute().await;
     assert!(
         matches!(
             r.fleet.collect("uid-a", Some(1), WriteCall::Stop),
@@ -1477,12 +1484,7 @@ impl WriteCheck for Refusing {
 #[tokio::test(start_paused = true)]
 async fn a_start_held_to_the_next_minute_is_not_sent_after_its_resource_was_suspended() {
     use kube::runtime::{reflector, watcher};
-    let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Stopped)]);
-    ecs.write_script
-        .lock()
-        .unwrap()
-        .push_back(WriteScript::Fail(throttled(None)));
-    let mut r = rig(ecs, limits(10.0), 100);
+    let mut r = a_start_held_to_the_next_minute().await;
     let (resources, mut writer) = reflector::store();
     let object = |suspend: bool, generation: i64| -> EcsInstancePower {
         serde_json::from_value(serde_json::json!({
@@ -1494,15 +1496,10 @@ async fn a_start_held_to_the_next_minute_is_not_sent_after_its_resource_was_susp
         .unwrap()
     };
     writer.apply_watcher_event(&watcher::Event::Apply(object(false, 1)));
+    // The check is made when the held batch goes out.
     r.fleet.set_write_check(Arc::new(
         crate::controller::fixtures::access_granting_everything_over(resources),
     ));
-    submit(
-        &r.fleet,
-        request("a", WriteCall::Start, "i-a", StopOptions::default()),
-    )
-    .await;
-    first_call(&r.ecs, "StartInstances").await;
     assert_eq!(r.ecs.seen("StartInstances").len(), 1, "the throttled call");
     // The user suspends while the batch waits for the next minute, and no reconcile collects
     // (cancels) the queued start: the clock runs past the minute on its own.
@@ -1611,18 +1608,7 @@ async fn a_held_start_is_withdrawn_when_a_newer_read_shows_a_lock_or_the_instanc
 /// with its error. The last check looks at the newest successful read.
 #[tokio::test(start_paused = true)]
 async fn a_held_start_is_withdrawn_when_a_read_showed_a_lock_even_if_a_later_read_failed() {
-    let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Stopped)]);
-    ecs.write_script
-        .lock()
-        .unwrap()
-        .push_back(WriteScript::Fail(throttled(None)));
-    let r = rig(ecs, limits(10.0), 100);
-    submit(
-        &r.fleet,
-        request("a", WriteCall::Start, "i-a", StopOptions::default()),
-    )
-    .await;
-    first_call(&r.ecs, "StartInstances").await;
+    let r = a_start_held_to_the_next_minute().await;
     r.ecs
         .locks
         .lock()
