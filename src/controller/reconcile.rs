@@ -457,11 +457,7 @@ impl Pass {
 /// (its equality and hash ignore both): the ledger keeps one key per resource for as long as the
 /// resource lives.
 fn key_of(obj: &EcsInstancePower) -> ObjectRef<EcsInstancePower> {
-    let key = ObjectRef::new(&obj.name_any());
-    match obj.metadata.namespace.as_deref() {
-        Some(namespace) => key.within(namespace),
-        None => key,
-    }
+    gateway::resource_key(&obj.name_any(), obj.metadata.namespace.as_deref())
 }
 
 /// What observe, decide and act produced, owned (the report step borrows it).
@@ -650,7 +646,9 @@ fn need(ctx: &Context, pass: &Pass, previous: &EcsInstancePowerStatus) -> Need {
 /// but never a read taken before, or less than [`decide::SETTLE`] after, this resource's last
 /// write call (accepted, refused or of unknown outcome). A steady status can follow right after a
 /// write (a Secret gone missing stalls the resource), and a read from before the write, or one
-/// lagging behind it, would say the write never happened.
+/// lagging behind it, would say the write never happened. The gateway keeps the same floor for
+/// the writes it sends (`Entry::serves`); this one, read from the status, also covers the single
+/// calls (`dryRun`, `initLocalDisk`), which do not go through it.
 fn cached_max_age(ctx: &Context, previous: &EcsInstancePowerStatus) -> Duration {
     let limit = ctx.resync.saturating_mul(2);
     StatusView::read(previous)

@@ -972,11 +972,12 @@ impl Fleet {
         sweep: bool,
     ) -> Vec<ResourceRef> {
         let mut wake: Vec<ResourceRef> = state.waiting.remove(id).unwrap_or_default();
-        if let Some(seen) = Seen::of(&read, at)
+        let seen = Seen::of(&read, at);
+        if seen.is_some()
             && let Some(entry) = state.cache.get_mut(id)
             && entry.seen.is_none_or(|s| s.at < at)
         {
-            entry.seen = Some(seen);
+            entry.seen = seen;
         }
         let previous = state.cache.get(id);
         if previous.is_some_and(|e| at < e.at) {
@@ -1020,7 +1021,6 @@ impl Fleet {
             entry.at = at;
             entry.misses = misses;
         } else {
-            let seen = Seen::of(&read, at);
             let entry = Entry {
                 read,
                 at,
@@ -1531,10 +1531,16 @@ fn drop_wake(fleet: &Fleet, wake: Vec<ResourceRef>) {
 /// `resource` without its `extra` (`resourceVersion` and uid, which its equality and hash ignore
 /// and the gateway never reads): the form the gateway keeps, two allocations fewer per copy.
 fn bare(resource: &ResourceRef) -> ResourceRef {
-    let bare = ResourceRef::new(&resource.name);
-    match &resource.namespace {
-        Some(namespace) => bare.within(namespace),
-        None => bare,
+    resource_key(&resource.name, resource.namespace.as_deref())
+}
+
+/// The key of the resource `name` in `namespace`, with no `extra`: the form kept for as long as a
+/// resource lives (the gateway's maps, the controller's ledger).
+pub fn resource_key(name: &str, namespace: Option<&str>) -> ResourceRef {
+    let key = ResourceRef::new(name);
+    match namespace {
+        Some(namespace) => key.within(namespace),
+        None => key,
     }
 }
 

@@ -325,19 +325,42 @@ async fn first_call(ecs: &FakeEcs, action: &str) {
 /// A rig over a stopped `i-a` whose first write call is throttled: the start of `a` is submitted
 /// and that call made, so the start waits for the next minute.
 async fn a_start_held_to_the_next_minute() -> Rig {
-    let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Stopped)]);
+    starts_held_to_the_next_minute(&[("a", "i-a")]).await
+}
+
+/// A rig over stopped instances whose first write call is throttled: a start of each
+/// `(resource, instance)` is submitted and that call made, so the starts wait for the next minute.
+async fn starts_held_to_the_next_minute(starts: &[(&str, &str)]) -> Rig {
+    let ecs = FakeEcs::with(
+        &starts
+            .iter()
+            .map(|(_, id)| (*id, InstanceStatus::Stopped))
+            .collect::<Vec<_>>(),
+    );
     ecs.write_script
         .lock()
         .unwrap()
         .push_back(WriteScript::Fail(throttled(None)));
     let r = rig(ecs, limits(10.0), 100);
-    submit(
-        &r.fleet,
-        request("a", WriteCall::Start, "i-a", StopOptions::default()),
-    )
-    .await;
+    for (name, id) in starts {
+        submit(
+            &r.fleet,
+            request(name, WriteCall::Start, id, StopOptions::default()),
+        )
+        .await;
+    }
     first_call(&r.ecs, "StartInstances").await;
     r
+}
+
+/// Submits the start of `name` on `instance` and waits until it is finished.
+async fn started(fleet: &Arc<Fleet>, name: &str, instance: &str) -> FinishedWrite {
+    submit(
+        fleet,
+        request(name, WriteCall::Start, instance, StopOptions::default()),
+    )
+    .await;
+    finished(fleet, name, WriteCall::Start).await
 }
 
 /// Polls the collect step until the write of `name` is finished.
@@ -352,10 +375,15 @@ async fn finished(fleet: &Fleet, name: &str, call: WriteCall) -> FinishedWrite {
     panic!("the write of {name} never finished");
 }
 
+/// One call of observe for `name` (the operator's group and credentials).
+fn observe_once(fleet: &Arc<Fleet>, name: &str, instance: &str, need: Need) -> Observed {
+    fleet.observe(&resource(name), &group(), &creds(), instance, need)
+}
+
 /// Polls observe until it is ready.
 async fn observed(fleet: &Arc<Fleet>, name: &str, instance: &str, need: Need) -> Read {
     for _ in 0..100_000 {
-        match fleet.observe(&resource(name), &group(), &creds(), instance, need) {
+        match observe_once(fleet, name, instance, need) {
             Observed::Ready(read) => return read,
             Observed::Pending => tokio::time::sleep(Duration::from_millis(10)).await,
         }
@@ -442,25 +470,7 @@ fn throttled(retry_after: Option<Duration>) -> EcsError {
 
 #[tokio::test(start_paused = true)]
 async fn batch_level_throttling_without_retry_after_requeues_whole_and_holds_to_the_next_minute() {
-    let ecs = FakeEcs::with(&[
-        ("i-a", InstanceStatus::Stopped),
-        ("i-b", InstanceStatus::Stopped),
-    ]);
-    ecs.write_script
-        .lock()
-        .unwrap()
-        .push_back(WriteScript::Fail(throttled(None)));
-    let r = rig(ecs, limits(10.0), 100);
-    submit(
-        &r.fleet,
-        request("a", WriteCall::Start, "i-a", StopOptions::default()),
-    )
-    .await;
-    submit(
-        &r.fleet,
-        request("b", WriteCall::Start, "i-b", StopOptions::default()),
-    )
-    .await;
+    let r = starts_held_to_the_next_minute(&[("a", "i-a"), ("b", "i-b")]).await;
     let a = finished(&r.fleet, "a", WriteCall::Start).await;
     let b = finished(&r.fleet, "b", WriteCall::Start).await;
     assert!(
@@ -495,12 +505,7 @@ async fn batch_level_throttling_with_retry_after_waits_at_least_that_long() {
         .unwrap()
         .push_back(WriteScript::Fail(throttled(Some(Duration::from_secs(90)))));
     let r = rig(ecs, limits(10.0), 100);
-    submit(
-        &r.fleet,
-        request("a", WriteCall::Start, "i-a", StopOptions::default()),
-    )
-    .await;
-    let a = finished(&r.fleet, "a", WriteCall::Start).await;
+    let a = started(&r.fleet, "a", "i-a").await;
     assert!(a.result.is_ok());
     let starts = r.ecs.seen("StartInstances");
     assert_eq!(starts.len(), 2);
@@ -568,12 +573,7 @@ async fn a_write_applied_and_then_the_connection_dropped_is_ambiguous_and_not_re
         .unwrap()
         .push_back(WriteScript::ApplyThenFail(reset_after_send()));
     let r = rig(ecs, limits(10.0), 100);
-    submit(
-        &r.fleet,
-        request("a", WriteCall::Start, "i-a", StopOptions::default()),
-    )
-    .await;
-    let a = finished(&r.fleet, "a", WriteCall::Start).await;
+    let a = started(&r.fleet, "a", "i-a").await;
     assert!(a.ambiguous);
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(r.ecs.seen("StartInstances").len(), 1, "no blind re-send");
@@ -603,12 +603,7 @@ async fn an_ambiguous_answer_after_a_minute_in_the_queue_is_verified_from_the_se
     ]);
     let r = rig(ecs, limits(10.0), 100);
     let submitted = Instant::now();
-    submit(
-        &r.fleet,
-        request("a", WriteCall::Start, "i-a", StopOptions::default()),
-    )
-    .await;
-    let a = finished(&r.fleet, "a", WriteCall::Start).await;
+    let a = started(&r.fleet, "a", "i-a").await;
     assert!(a.ambiguous);
     let sends = r.ecs.seen("StartInstances");
     assert_eq!(sends.len(), 2, "throttled, then held to the next minute");
@@ -640,12 +635,7 @@ async fn a_read_from_before_a_write_never_stands_for_the_instance_after_it() {
     };
     let read = observed(&r.fleet, "a", "i-a", fresh(t0)).await;
     assert_eq!(read.unwrap().unwrap().status, InstanceStatus::Stopped);
-    submit(
-        &r.fleet,
-        request("a", WriteCall::Start, "i-a", StopOptions::default()),
-    )
-    .await;
-    let a = finished(&r.fleet, "a", WriteCall::Start).await;
+    let a = started(&r.fleet, "a", "i-a").await;
     assert!(a.result.is_ok() && !a.ambiguous);
 
     // Asked with the time of an earlier wait: the read from before the write does not do.
@@ -661,8 +651,7 @@ async fn a_read_from_before_a_write_never_stands_for_the_instance_after_it() {
         max_age: Duration::from_secs(600),
     };
     assert!(matches!(
-        r.fleet
-            .observe(&resource("a"), &group(), &creds(), "i-a", any),
+        observe_once(&r.fleet, "a", "i-a", any),
         Observed::Pending
     ));
     let read = observed(&r.fleet, "a", "i-a", any).await;
@@ -691,24 +680,13 @@ async fn an_earlier_wait_does_not_let_a_read_from_within_the_settle_time_verify_
     observed(&r.fleet, "a", "i-a", fresh(Instant::now()))
         .await
         .unwrap();
-    submit(
-        &r.fleet,
-        request("a", WriteCall::Start, "i-a", StopOptions::default()),
-    )
-    .await;
-    let a = finished(&r.fleet, "a", WriteCall::Start).await;
+    let a = started(&r.fleet, "a", "i-a").await;
     assert!(a.ambiguous);
     // Woken early, within the settle time: a read is submitted, and answered, but this
     // reconcile is not the one that looks at it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(matches!(
-        r.fleet.observe(
-            &resource("a"),
-            &group(),
-            &creds(),
-            "i-a",
-            fresh(Instant::now())
-        ),
+        observe_once(&r.fleet, "a", "i-a", fresh(Instant::now())),
         Observed::Pending
     ));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -717,13 +695,7 @@ async fn an_earlier_wait_does_not_let_a_read_from_within_the_settle_time_verify_
     // After the settle time: that read is too early to verify the write.
     tokio::time::sleep_until(a.sent + crate::controller::decide::SETTLE).await;
     assert!(matches!(
-        r.fleet.observe(
-            &resource("a"),
-            &group(),
-            &creds(),
-            "i-a",
-            fresh(Instant::now())
-        ),
+        observe_once(&r.fleet, "a", "i-a", fresh(Instant::now())),
         Observed::Pending
     ));
     observed(&r.fleet, "a", "i-a", fresh(Instant::now()))
@@ -748,10 +720,7 @@ async fn the_read_a_resource_waited_for_stands_for_the_reconcile_it_re_queues() 
             after: Instant::now(),
             lane: Lane::User,
         };
-        if let Observed::Ready(read) =
-            r.fleet
-                .observe(&resource("a"), &group(), &creds(), "i-a", need)
-        {
+        if let Observed::Ready(read) = observe_once(&r.fleet, "a", "i-a", need) {
             assert_eq!(read.unwrap().unwrap().status, InstanceStatus::Stopped);
             assert_eq!(r.ecs.seen("DescribeInstances").len(), 1, "one read");
             return;
@@ -814,12 +783,7 @@ async fn a_write_dropped_before_it_was_applied_is_ambiguous_and_the_read_shows_t
             request_sent: true,
         }));
     let r = rig(ecs, limits(10.0), 100);
-    submit(
-        &r.fleet,
-        request("a", WriteCall::Start, "i-a", StopOptions::default()),
-    )
-    .await;
-    let a = finished(&r.fleet, "a", WriteCall::Start).await;
+    let a = started(&r.fleet, "a", "i-a").await;
     assert!(a.ambiguous);
     let read = observed(
         &r.fleet,
@@ -860,12 +824,7 @@ async fn connection_refused_sends_nothing_and_is_retried_through_the_limiter() {
             request_sent: false,
         }));
     let r = rig(ecs, limits(2.0), 100);
-    submit(
-        &r.fleet,
-        request("a", WriteCall::Start, "i-a", StopOptions::default()),
-    )
-    .await;
-    let a = finished(&r.fleet, "a", WriteCall::Start).await;
+    let a = started(&r.fleet, "a", "i-a").await;
     assert!(a.result.is_ok() && !a.ambiguous, "{a:?}");
     let starts = r.ecs.seen("StartInstances");
     assert_eq!(starts.len(), 2);
@@ -1435,8 +1394,7 @@ async fn a_closed_gate_holds_reads_writes_and_sweeps() {
     gate.close();
     let after = Instant::now();
     assert!(matches!(
-        r.fleet
-            .observe(&resource("a"), &group(), &creds(), "i-1", fresh()),
+        observe_once(&r.fleet, "a", "i-1", fresh()),
         Observed::Pending
     ));
     tokio::time::sleep(Duration::from_secs(1200)).await;
@@ -1533,24 +1491,7 @@ async fn a_start_held_to_the_next_minute_is_not_sent_after_its_resource_was_susp
 #[tokio::test(start_paused = true)]
 async fn a_held_start_is_withdrawn_when_a_newer_read_shows_a_lock_or_the_instance_already_running()
 {
-    let ecs = FakeEcs::with(&[
-        ("i-a", InstanceStatus::Stopped),
-        ("i-b", InstanceStatus::Stopped),
-        ("i-c", InstanceStatus::Stopped),
-    ]);
-    ecs.write_script
-        .lock()
-        .unwrap()
-        .push_back(WriteScript::Fail(throttled(None)));
-    let mut r = rig(ecs, limits(10.0), 100);
-    for (name, id) in [("a", "i-a"), ("b", "i-b"), ("c", "i-c")] {
-        submit(
-            &r.fleet,
-            request(name, WriteCall::Start, id, StopOptions::default()),
-        )
-        .await;
-    }
-    first_call(&r.ecs, "StartInstances").await;
+    let mut r = starts_held_to_the_next_minute(&[("a", "i-a"), ("b", "i-b"), ("c", "i-c")]).await;
     assert_eq!(r.ecs.seen("StartInstances").len(), 1, "the throttled call");
     // While the batch waits: i-a gets a security lock, someone else starts i-b; fresh reads
     // (sent after the writes were submitted) see both. i-c is unchanged.
