@@ -18,7 +18,8 @@
 //!    (default 10000; 0 skips), `BENCH_BASELINE_CAP_SECS` (default 120; 0 skips the baseline),
 //!    `BENCH_STEADY_INTERVALS` (default 0: further resync intervals of steady state, the RSS after
 //!    each), `BENCH_OPERATOR_WRAPPER` (a command the operator runs under, e.g. `heaptrack -o /tmp/op`;
-//!    unset: none).
+//!    unset: none), `BENCH_OPERATOR_SIGNAL` (how the operator is stopped, default `TERM`; `KILL`
+//!    under heaptrack reports the steady-state heap as leaked); `MIMALLOC_*` variables are passed on to the operator (its allocator's options).
 //!
 //! Run: `cargo bench --bench operator` (env `BENCH_RESOURCES`, default 1000; `BENCH_CONCURRENCY`,
 //! default 16). Under `cargo test --all-targets` (no `--bench` argument) it does a smoke run with
@@ -72,17 +73,43 @@ fn rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// The resident memory of another process, from `/proc/<pid>/status`.
-fn process_rss_mib(pid: u32) -> Option<f64> {
+/// The resident memory of another process, from `/proc/<pid>/status`: all of it, and its
+/// anonymous part (the heap, stacks) and file-backed part (the binary's pages and libraries).
+fn process_memory(pid: u32) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+    let field = |name: &str| -> Option<f64> {
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kib / 1024.0)
+    };
+    Some(Memory {
+        rss: field("VmRSS:")?,
+        anon: field("RssAnon:")?,
+        file: field("RssFile:")?,
+    })
+}
+
+/// A process's resident memory, in MiB.
+#[derive(Clone, Copy)]
+struct Memory {
+    rss: f64,
+    anon: f64,
+    file: f64,
+}
+
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.1} MiB (anonymous {:.1}, file-backed {:.1})",
+            self.rss, self.anon, self.file
+        )
+    }
 }
 
 /// The first process under `pid` (itself included, depth first) whose executable is `binary`.
@@ -309,10 +336,10 @@ struct FleetResult {
     max_accepted_starts: usize,
     steady_calls_per_resource: Option<f64>,
     resync: Duration,
-    rss: Option<f64>,
+    rss: Option<Memory>,
     /// The operator's RSS again after the steady-state window (two resync intervals of sweeps),
     /// then after each further interval `BENCH_STEADY_INTERVALS` asks for.
-    rss_steady: Vec<f64>,
+    rss_steady: Vec<Memory>,
 }
 
 async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: bool) -> FleetResult {
@@ -411,6 +438,9 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
+    // `MIMALLOC_*` (the allocator's options, e.g. `MIMALLOC_PURGE_DELAY=0`) reach the operator:
+    // for trying them against its memory.
+    command.envs(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")));
     if !wrapper.is_empty() {
         // The wrapper (a script, often) needs the tools on the PATH.
         command.env("PATH", std::env::var("PATH").unwrap_or_default());
@@ -514,7 +544,7 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
             *accepted.entry(id).or_default() += 1;
         }
     }
-    let rss = process_rss_mib(operator);
+    let rss = process_memory(operator);
     let steady_calls_per_resource = if capped {
         None
     } else {
@@ -526,8 +556,8 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
         let steady = emulator.call_log_since(seq);
         Some(steady.len() as f64 / n as f64 / 2.0)
     };
-    let mut rss_steady: Vec<f64> = steady_calls_per_resource
-        .and_then(|_| process_rss_mib(operator))
+    let mut rss_steady: Vec<Memory> = steady_calls_per_resource
+        .and_then(|_| process_memory(operator))
         .into_iter()
         .collect();
     // `BENCH_STEADY_INTERVALS` more resync intervals of steady state, the RSS after each: a
@@ -535,11 +565,17 @@ async fn fleet_run(n: usize, batch_size: usize, cap: Option<Duration>, full: boo
     if full && !capped {
         for _ in 0..env_number("BENCH_STEADY_INTERVALS", 0) {
             tokio::time::sleep(resync).await;
-            rss_steady.extend(process_rss_mib(operator));
+            rss_steady.extend(process_memory(operator));
         }
     }
+    // `BENCH_OPERATOR_SIGNAL=KILL` under heaptrack: what it reports as leaked is then the heap
+    // live in steady state (a graceful exit frees much of it first).
+    let signal = format!(
+        "-{}",
+        std::env::var("BENCH_OPERATOR_SIGNAL").unwrap_or_else(|_| "TERM".to_string())
+    );
     let _ = std::process::Command::new("kill")
-        .args(["-TERM", &operator.to_string()])
+        .args([signal.as_str(), &operator.to_string()])
         .status();
     let _ = spawned.wait();
     let _ = std::fs::remove_file(&kubeconfig);
@@ -634,16 +670,14 @@ fn print_fleet(n: usize, batched: &FleetResult, baseline: Option<&FleetResult>) 
             r.max_accepted_starts
         );
         if let Some(rss) = r.rss {
-            println!("    operator RSS (its own process, after convergence): {rss:.1} MiB");
+            println!("    operator RSS (its own process, after convergence): {rss}");
         }
         if let Some((first, more)) = r.rss_steady.split_first() {
-            println!("    operator RSS after two resync intervals of steady state: {first:.1} MiB");
+            println!("    operator RSS after two resync intervals of steady state: {first}");
             if !more.is_empty() {
-                let more: Vec<String> = more.iter().map(|m| format!("{m:.1}")).collect();
-                println!(
-                    "    … then after each further interval: {} MiB",
-                    more.join(", ")
-                );
+                for m in more {
+                    println!("    … then after a further interval: {m}");
+                }
             }
         }
     }

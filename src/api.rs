@@ -247,6 +247,9 @@ pub struct SecretReference {
     pub name: String,
 }
 
+// The parts most resources do not have (an error, a backoff, a schedule) are boxed: the
+// controller's cache holds one status per resource, and inline they would make every one of them
+// about 370 bytes larger (the whole object 1,072 bytes instead of 704; 4 MB at 10,000 resources).
 /// What the operator observed and did; written only by the operator.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -277,16 +280,16 @@ pub struct EcsInstancePowerStatus {
 
     /// The last error ECS (or the way to it) returned; cleared by the next success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<LastError>,
+    pub last_error: Option<Box<LastError>>,
 
     /// The retry schedule while the operator backs off after an error; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<RetryStatus>,
+    pub retry: Option<Box<RetryStatus>>,
 
     /// The schedule as applied to this instance (desiredState Scheduled only). Rewritten only at
     /// transitions, not at every observation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<InstanceScheduleStatus>,
+    pub schedule: Option<Box<InstanceScheduleStatus>>,
 }
 
 /// The schedule as applied to one instance.

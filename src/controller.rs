@@ -539,7 +539,8 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// each on a real API server) and kubectl's last-applied annotation (a second copy of the
 /// manifest). At 10,000 resources that is megabytes of cache the reconcile never looks at.
 fn lean(obj: &mut EcsInstancePower) {
-    obj.managed_fields_mut().clear();
+    // `None`, not an emptied list: the list's capacity would stay allocated.
+    obj.metadata.managed_fields = None;
     obj.annotations_mut().remove(LAST_APPLIED);
 }
 

@@ -13,12 +13,14 @@
 //! - [`power_schedule`]: power schedules evaluated (pure): state, since, next transitions.
 //! - [`metrics`], [`server`], [`telemetry`]: what operators of the operator look at.
 //! - [`vocabulary`]: condition types, reasons, ECS action names and lock reasons, defined once.
+//! - `compact`: shrinking the maps and queues a burst filled, once it has passed.
 //! - [`cli`] and [`run`]: the binary's command line and process assembly; `sandbox` (feature
 //!   `sandbox`, on by default): the operator with an in-memory API server and a local ECS endpoint.
 
 pub mod access;
 pub mod api;
 pub mod cli;
+mod compact;
 pub mod controller;
 pub mod ecs;
 pub mod fleet;

@@ -378,20 +378,20 @@ mod tests {
     }
 
     fn failed_write(case: &mut Case, code: &str, gate_secs: i64) {
-        case.status.retry = Some(RetryStatus {
+        case.status.retry = Some(Box::new(RetryStatus {
             attempts: 2,
             class: None,
             action: Some("StartInstance".into()),
             next_attempt_time: Time(now() + jiff::SignedDuration::from_secs(gate_secs)),
-        });
-        case.status.last_error = Some(LastError {
+        }));
+        case.status.last_error = Some(Box::new(LastError {
             action: Some("StartInstance".into()),
             code: code.into(),
             message: "m".into(),
             http_status: Some(403),
             request_id: None,
             time: secs_ago(1),
-        });
+        }));
     }
 
     #[test]
@@ -467,22 +467,22 @@ mod tests {
             Some(1),
             &t,
         );
-        case.status.last_error = Some(LastError {
+        case.status.last_error = Some(Box::new(LastError {
             action: Some("StartInstance".into()),
             code: "InsufficientBalance".into(),
             message: "m".into(),
             http_status: Some(403),
             request_id: None,
             time: t,
-        });
-        case.status.retry = Some(RetryStatus {
+        }));
+        case.status.retry = Some(Box::new(RetryStatus {
             attempts: 1,
             class: Some("Terminal".into()),
             action: Some("StartInstance".into()),
             next_attempt_time: Time(
                 now() + jiff::SignedDuration::try_from(retry::TERMINAL_RECHECK).unwrap(),
             ),
-        });
+        }));
         assert_eq!(short(&case.decide()), "Hold");
         // The Secret was fixed: try at once.
         case.credentials_changed = true;

@@ -22,6 +22,7 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::time::Instant;
 
 use crate::api::{EcsInstancePower, EcsInstancePowerStatus};
+use crate::compact::Compact;
 
 /// What an observation depended on: a change in any part makes the next reconcile observe again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +245,8 @@ impl Ledger {
                 ))
         {
             written.remove(&key);
+            // Held for a moment each, but a fleet's worth after a fleet's worth of writes.
+            written.compact();
         }
     }
 
@@ -255,15 +258,25 @@ impl Ledger {
 
     /// Forgets one resource (it was deleted).
     pub fn forget(&self, key: &ObjectRef<EcsInstancePower>) {
-        self.lock().remove(key);
-        self.written_lock().remove(key);
+        let mut entries = self.lock();
+        entries.remove(key);
+        entries.compact();
+        drop(entries);
+        let mut written = self.written_lock();
+        written.remove(key);
+        written.compact();
     }
 
     /// Keeps only the resources for which `keep` is true (called with the controller's store after
     /// every list, so resources deleted while the watch was down do not accumulate).
     pub fn retain(&self, keep: impl Fn(&ObjectRef<EcsInstancePower>) -> bool) {
-        self.lock().retain(|k, _| keep(k));
-        self.written_lock().retain(|k, _| keep(k));
+        let mut entries = self.lock();
+        entries.retain(|k, _| keep(k));
+        entries.compact();
+        drop(entries);
+        let mut written = self.written_lock();
+        written.retain(|k, _| keep(k));
+        written.compact();
     }
 
     fn written_lock(

@@ -340,7 +340,10 @@ impl Steer {
         Steer {
             desired,
             hold,
-            schedule: resolution.map_or_else(|| previous.schedule.clone(), |r| r.schedule.clone()),
+            schedule: resolution.map_or_else(
+                || previous.schedule.as_deref().cloned(),
+                |r| r.schedule.clone(),
+            ),
             keep: resolution.is_none(),
             unmanaged: resolution.and_then(|r| r.unmanaged.clone()),
         }
@@ -364,7 +367,7 @@ impl Steer {
         let mut notes = schedule_notes::Notes::default();
         if !self.keep {
             notes = schedule_notes::notes(
-                previous.schedule.as_ref(),
+                previous.schedule.as_deref(),
                 &schedule,
                 now,
                 schedule_notes::late_after(ctx.resync),
@@ -386,8 +389,8 @@ impl Steer {
                 report.requeue = report.requeue.min(until + Duration::from_millis(50));
             }
         }
-        if previous.schedule.as_ref() != Some(&schedule) {
-            report.status.schedule = Some(schedule);
+        if previous.schedule.as_deref() != Some(&schedule) {
+            report.status.schedule = Some(Box::new(schedule));
             report.status_changed = true;
         }
         notes

@@ -466,7 +466,7 @@ impl<'a> Builder<'a> {
         let action = call.map(|(action, _)| action);
         let same_generation = previous.observed_generation == self.input.generation;
         let attempts = retry::attempt(
-            previous.retry.as_ref().filter(|_| same_generation),
+            previous.retry.as_deref().filter(|_| same_generation),
             verdict.class,
             action,
         );
@@ -482,12 +482,12 @@ impl<'a> Builder<'a> {
         };
         let delay = self.scaled(delay);
         let next = self.input.now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::ZERO);
-        self.status.retry = Some(RetryStatus {
+        self.status.retry = Some(Box::new(RetryStatus {
             attempts,
             class: Some(verdict.class.as_str().to_string()),
             action: action.map(str::to_string),
             next_attempt_time: Time(next),
-        });
+        }));
         // A terminal failure repeats its call only at the re-check, but the instance is observed
         // every resync interval, so a lifted lock or a fixed account is noticed within one.
         let requeue = if verdict.class.is_retryable() {
@@ -495,7 +495,7 @@ impl<'a> Builder<'a> {
         } else {
             delay.min(retry::resync_delay(self.input.resync, rng))
         };
-        self.status.last_error = Some(match call {
+        self.status.last_error = Some(Box::new(match call {
             Some((action, error)) => LastError {
                 action: Some(action.to_string()),
                 code: error
@@ -516,7 +516,7 @@ impl<'a> Builder<'a> {
                 request_id: None,
                 time: self.now.clone(),
             },
-        });
+        }));
         let result = if verdict.class.is_retryable() {
             self.set(
                 CONDITION_READY,
@@ -954,20 +954,20 @@ mod tests {
     fn describe_failures(attempts: i32) -> EcsInstancePowerStatus {
         EcsInstancePowerStatus {
             observed_generation: Some(1),
-            retry: Some(RetryStatus {
+            retry: Some(Box::new(RetryStatus {
                 attempts,
                 class: Some("Transient".into()),
                 action: Some("DescribeInstances".into()),
                 next_attempt_time: Time(at(0)),
-            }),
-            last_error: Some(LastError {
+            })),
+            last_error: Some(Box::new(LastError {
                 action: Some("DescribeInstances".into()),
                 code: "InternalError".into(),
                 message: "m".into(),
                 http_status: Some(500),
                 request_id: None,
                 time: Time(at(-1)),
-            }),
+            })),
             ..Default::default()
         }
     }
@@ -1196,12 +1196,12 @@ mod tests {
         let observed = seen(InstanceStatus::Starting, &[]);
         let previous = EcsInstancePowerStatus {
             observed_generation: Some(1),
-            retry: Some(RetryStatus {
+            retry: Some(Box::new(RetryStatus {
                 attempts: 3,
                 class: Some("Capacity".into()),
                 action: Some("StartInstance".into()),
                 next_attempt_time: Time(at(100)),
-            }),
+            })),
             ..Default::default()
         };
         let plan = Plan::Wait {

@@ -337,10 +337,10 @@ mod tests {
 
         let next = status("Running", ScheduleSource::Window, "2026-12-23T07:00:00Z");
         let mut previous = EcsInstancePowerStatus {
-            schedule: Some(InstanceScheduleStatus {
+            schedule: Some(Box::new(InstanceScheduleStatus {
                 applied_state: Some("Stopped".into()),
                 ..next.clone()
-            }),
+            })),
             ..EcsInstancePowerStatus::default()
         };
         assert_eq!(

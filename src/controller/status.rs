@@ -121,21 +121,21 @@ mod tests {
                 time: t(),
                 dry_run: false,
             }),
-            last_error: Some(LastError {
+            last_error: Some(Box::new(LastError {
                 action: None,
                 code: "c".into(),
                 message: "m".into(),
                 http_status: None,
                 request_id: None,
                 time: t(),
-            }),
-            retry: Some(RetryStatus {
+            })),
+            retry: Some(Box::new(RetryStatus {
                 attempts: 1,
                 class: Some("Capacity".into()),
                 action: Some("StartInstance".into()),
                 next_attempt_time: t(),
-            }),
-            schedule: Some(crate::api::InstanceScheduleStatus {
+            })),
+            schedule: Some(Box::new(crate::api::InstanceScheduleStatus {
                 name: "office-hours".into(),
                 observed_generation: Some(1),
                 state: Some(crate::api::ScheduledState::Running),
@@ -153,7 +153,7 @@ mod tests {
                 }),
                 applied_state: Some("Running".into()),
                 applied_time: Some(t()),
-            }),
+            })),
         }
     }
 

@@ -33,6 +33,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::limiter::{AdaptiveLimiter, Lane, Permit};
+use crate::compact::Compact;
 
 /// A batch key: items with equal keys may share a call. It names the limiter key its calls spend
 /// and the windows of its kind.
@@ -435,6 +436,7 @@ where
             _ => return None,
         };
         state.intents.remove(id);
+        state.intents.compact();
         Some(outcome)
     }
 
@@ -564,6 +566,9 @@ where
                 state.intents.remove(&id);
             }
         }
+        // A fleet's worth of intents converged and expired: their tables go too.
+        state.intents.compact();
+        state.done.compact();
     }
 
     /// The sealing task of one key: waits for a window to close, takes a token, seals, hands the

@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::api::EcsInstancePower;
+use crate::compact::Compact;
 use crate::controller::decide::{SETTLE, WriteCall};
 use crate::controller::gate::{Admission, WriteGate};
 use crate::ecs::{
@@ -527,6 +528,20 @@ struct PendingWrite {
     sent: Option<Instant>,
 }
 
+impl State {
+    /// Shrinks the maps of work in progress (writes, waits, wakes) once a burst has drained; the
+    /// per-instance cache and tracking keep their size.
+    fn compact(&mut self) {
+        self.waiting.compact();
+        self.awaiting.compact();
+        self.writes.compact();
+        self.ambiguous.compact();
+        self.news.compact();
+        self.withdrawn.compact();
+        self.deferred.compact();
+    }
+}
+
 #[derive(Default)]
 struct State {
     cache: HashMap<ReadId, Entry>,
@@ -888,13 +903,20 @@ impl Fleet {
         id: &ReadId,
         creds: &Credentials,
     ) {
-        if let Some(old) = state.tracked.get(resource)
-            && old != id
-        {
-            let old = old.clone();
-            untrack_in(state, resource, &old);
+        match state.tracked.get(resource) {
+            // Every reconcile of every resource passes here: an unchanged entry is kept, not
+            // replaced by fresh copies of the same strings (long-lived allocations renewed each
+            // resync scatter over the allocator's pages and keep them resident).
+            Some(old) if old == id => {}
+            Some(old) => {
+                let old = old.clone();
+                untrack_in(state, resource, &old);
+                state.tracked.insert(resource.clone(), id.clone());
+            }
+            None => {
+                state.tracked.insert(resource.clone(), id.clone());
+            }
         }
-        state.tracked.insert(resource.clone(), id.clone());
         let group = state
             .groups
             .entry(id.0.clone())
@@ -938,6 +960,7 @@ impl Fleet {
             state.ambiguous.remove(&uid);
             state.withdrawn.remove(&id);
         }
+        state.compact();
     }
 
     /// Keeps only the resources `keep` accepts (after a relist).
@@ -1030,6 +1053,8 @@ impl Fleet {
             };
             state.cache.insert(id.clone(), entry);
         }
+        // Every read lands here, a sweep's within an interval: the tables of a burst go with it.
+        state.compact();
         wake
     }
 

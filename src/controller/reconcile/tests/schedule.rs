@@ -273,7 +273,7 @@ fn scheduled() -> serde_json::Value {
 }
 
 fn schedule_status(obj: &EcsInstancePower) -> crate::api::InstanceScheduleStatus {
-    obj.status.as_ref().unwrap().schedule.clone().unwrap()
+    *obj.status.as_ref().unwrap().schedule.clone().unwrap()
 }
 
 fn ready_reason(obj: &EcsInstancePower) -> String {
