@@ -15,7 +15,104 @@ use ecs_power_operator::{api, power_schedule, run, telemetry};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's options that give freed memory back to the OS sooner (each also settable as
+/// `MIMALLOC_<NAME>` in the environment, which this overrides): pages purged as soon as they are
+/// free (`purge_delay` 0, not 10 ms later), and so whole arenas (`arena_purge_mult` 1, not 10 ×
+/// the delay), and the pages of exited threads (`abandoned_page_purge`). Measured with
+/// `cargo bench --bench operator` at 10,000 resources: steady-state RSS about 82 MiB with them,
+/// 87-92 MiB without; convergence time the same. The option numbers are mimalloc v2's
+/// `mi_option_e` (checked against the linked library by a test below).
+mod allocator {
+    use std::ffi::{c_int, c_long};
+
+    pub const ABANDONED_PAGE_PURGE: c_int = 12;
+    pub const PURGE_DELAY: c_int = 15;
+    pub const ARENA_PURGE_MULT: c_int = 24;
+
+    /// The options [`tune`] sets, and their values.
+    pub const TUNED: [(c_int, c_long); 3] = [
+        (PURGE_DELAY, 0),
+        (ARENA_PURGE_MULT, 1),
+        (ABANDONED_PAGE_PURGE, 1),
+    ];
+
+    // The one place of this workspace with `unsafe`: mimalloc's option setter has no safe wrapper
+    // (the `mimalloc` crate exposes none, and its `extended` feature would only add the same
+    // declaration).
+    #[allow(unsafe_code)]
+    mod ffi {
+        use std::ffi::{c_int, c_long};
+
+        unsafe extern "C" {
+            fn mi_option_set(option: c_int, value: c_long);
+            #[cfg(test)]
+            fn mi_option_get(option: c_int) -> c_long;
+        }
+
+        /// Sets an option. mimalloc's setter is not thread safe: called before any thread starts.
+        pub fn set(option: c_int, value: c_long) {
+            // SAFETY: a plain store into mimalloc's option table (the numbers are checked in
+            // range by `super::tests`); no other thread exists yet to race it.
+            unsafe { mi_option_set(option, value) }
+        }
+
+        /// Reads an option.
+        #[cfg(test)]
+        pub fn get(option: c_int) -> c_long {
+            // SAFETY: a plain read of mimalloc's option table.
+            unsafe { mi_option_get(option) }
+        }
+    }
+
+    /// Applies [`TUNED`]: first thing in `main`, before the runtime's threads.
+    pub fn tune() {
+        for (option, value) in TUNED {
+            ffi::set(option, value);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_option_numbers_are_those_of_the_linked_mimalloc() {
+            if std::env::vars().any(|(k, _)| k.starts_with("MIMALLOC_")) {
+                eprintln!(
+                    "SKIPPED: MIMALLOC_* is set in the environment, so the defaults this test recognises the options by are not in effect"
+                );
+                return;
+            }
+            // Each option known by its default (mimalloc v2's options.c), its neighbours too so a
+            // shifted enum cannot pass: eager_commit_delay 1, purge_delay 10, os_tag 100,
+            // max_errors 32, max_segment_reclaim 10, arena_purge_mult 10, purge_extend_delay 1,
+            // generic_collect 10,000; abandoned_page_purge 0 between deprecated options at 0.
+            let defaults = [
+                (11, 0),
+                (ABANDONED_PAGE_PURGE, 0),
+                (13, 0),
+                (14, 1),
+                (PURGE_DELAY, 10),
+                (18, 100),
+                (19, 32),
+                (21, 10),
+                (ARENA_PURGE_MULT, 10),
+                (25, 1),
+                (36, 10_000),
+            ];
+            for (option, value) in defaults {
+                assert_eq!(ffi::get(option), value, "option {option}");
+            }
+            tune();
+            for (option, value) in TUNED {
+                assert_eq!(ffi::get(option), value, "option {option} after tune");
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crd(args)) => crd(&args),
