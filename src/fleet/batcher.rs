@@ -1324,4 +1324,29 @@ mod tests {
         h.batcher.submit(READ, Lane::User, 2, 2);
         assert_eq!(h.batcher.state(&1), None);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fleet_of_expired_intents_gives_its_tables_back() {
+        let h = harness(50.0);
+        let mut tickets: Vec<_> = (0..5_000)
+            .map(|id| h.batcher.submit(WRITE, Lane::User, id, id))
+            .collect();
+        for ticket in &mut tickets {
+            answered(ticket).await;
+        }
+        let capacity = |h: &Harness| {
+            let state = h.batcher.shared.lock();
+            (state.intents.capacity(), state.done.capacity())
+        };
+        let (intents, done) = capacity(&h);
+        assert!(intents >= 5_000 && done >= 5_000, "{intents}, {done}");
+        tokio::time::sleep(BatcherOptions::<Key>::default().outcome_ttl).await;
+        h.batcher.submit(READ, Lane::User, 9_999, 9_999);
+        let (intents, done) = capacity(&h);
+        assert!(
+            intents <= 2 * crate::compact::KEEP && done <= 2 * crate::compact::KEEP,
+            "{intents}, {done}"
+        );
+        assert_eq!(h.batcher.state(&9_999), Some(IntentState::Queued));
+    }
 }

@@ -1052,6 +1052,78 @@ async fn ten_thousand_intents_submitted_at_once_go_out_in_full_batches() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_tables_a_converging_fleet_filled_are_given_back_once_it_is_done() {
+    let ids: Vec<String> = (0..2_000).map(|i| format!("i-{i:05}")).collect();
+    let ecs = FakeEcs::with(
+        &ids.iter()
+            .map(|id| (id.as_str(), InstanceStatus::Stopped))
+            .collect::<Vec<_>>(),
+    );
+    let mut r = rig(ecs, limits(50.0), 100);
+    submit(
+        &r.fleet,
+        request("r0", WriteCall::Start, &ids[0], StopOptions::default()),
+    )
+    .await;
+    let now = Instant::now();
+    let fresh = Need::Fresh {
+        after: now,
+        lane: Lane::User,
+    };
+    // A fleet created at once: every resource waits for a read and then for its start.
+    for (i, id) in ids.iter().enumerate() {
+        let _ = observe_once(&r.fleet, &format!("r{i}"), id, fresh);
+        assert!(r.fleet.submit_write(request(
+            &format!("r{i}"),
+            WriteCall::Start,
+            id,
+            StopOptions::default()
+        )));
+    }
+    let filled = {
+        let state = r.fleet.lock();
+        (state.awaiting.capacity(), state.writes.capacity())
+    };
+    assert!(filled.0 >= 2_000 && filled.1 >= 2_000, "{filled:?}");
+    for (i, id) in ids.iter().enumerate() {
+        assert!(
+            observed(&r.fleet, &format!("r{i}"), id, fresh)
+                .await
+                .is_ok()
+        );
+        assert!(
+            finished(&r.fleet, &format!("r{i}"), WriteCall::Start)
+                .await
+                .result
+                .is_ok()
+        );
+    }
+    // The controller reconciles whom the gateway re-queued.
+    while let Ok(woken) = r.triggers.try_recv() {
+        r.fleet.take_news(&woken);
+    }
+    // The next read answered (the sweep's, in the operator) finds the burst gone.
+    let later = Need::Fresh {
+        after: Instant::now(),
+        lane: Lane::User,
+    };
+    assert!(observed(&r.fleet, "r0", &ids[0], later).await.is_ok());
+    let state = r.fleet.lock();
+    let keep = 2 * crate::compact::KEEP;
+    for (name, capacity) in [
+        ("awaiting", state.awaiting.capacity()),
+        ("waiting", state.waiting.capacity()),
+        ("writes", state.writes.capacity()),
+        ("news", state.news.capacity()),
+    ] {
+        assert!(capacity <= keep, "{name}: capacity {capacity}");
+    }
+    // What stays: one cache entry and one tracking entry per instance.
+    assert_eq!(state.cache.len(), 2_000);
+    assert_eq!(state.tracked.len(), 2_000);
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_instance_missing_from_one_sweep_answer_is_not_found_only_after_the_second_miss() {
     let ecs = FakeEcs::with(&[("i-a", InstanceStatus::Running)]);
     let mut r = rig(ecs, limits(10.0), 100);
