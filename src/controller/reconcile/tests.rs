@@ -431,11 +431,31 @@ impl crate::fleet::FleetEcs for FakeFleetEcs {
         &'a self,
         _creds: &'a Credentials,
         _region_id: &'a str,
-        _instance_ids: &'a [&'a str],
+        instance_ids: &'a [&'a str],
         _stop: &'a crate::ecs::StopOptions,
         _options: &'a crate::ecs::CallOptions,
     ) -> BoxFuture<'a, Result<crate::ecs::BatchOutcome, EcsError>> {
-        Box::pin(async { panic!("no StopInstances in these scenarios") })
+        // Accepted, and stopped at once (the scenarios here look at which calls are sent, not at
+        // the transition).
+        self.calls.lock().unwrap().push("StopInstances");
+        let mut results = std::collections::BTreeMap::new();
+        for id in instance_ids {
+            let previous = self.status.lock().unwrap().replace(InstanceStatus::Stopped);
+            results.insert(
+                (*id).to_string(),
+                crate::ecs::InstanceResult::Accepted {
+                    previous_status: previous,
+                    current_status: Some(InstanceStatus::Stopping),
+                },
+            );
+        }
+        Box::pin(async move {
+            Ok(crate::ecs::BatchOutcome {
+                request_id: Some("req-stop".into()),
+                results,
+                unexpected: 0,
+            })
+        })
     }
 
     fn caller_identity<'a>(
@@ -625,6 +645,71 @@ async fn an_ambiguous_batch_write_is_not_resent_before_a_read_the_settle_time_la
         obj.status.as_ref().unwrap().last_error.is_some(),
         "still held"
     );
+}
+
+/// FLEET.md: the desired state flipped while the start is ambiguous makes the stop wait. Whether
+/// ECS carried the start out or not, nothing is written for the new generation before a read sent
+/// after the flip shows where the instance is; then one stop if it runs, none if it never started,
+/// and never a second start.
+#[tokio::test(start_paused = true)]
+async fn the_desired_state_flipped_while_the_start_is_ambiguous_writes_nothing_before_a_read() {
+    for applied in [true, false] {
+        let client = in_memory_cluster().await;
+        let ecs = Arc::new(FakeFleetEcs::default());
+        *ecs.status.lock().unwrap() = Some(InstanceStatus::Stopped);
+        *ecs.omit_from_answer.lock().unwrap() = true;
+        let (ctx, mut triggers) = fleet_context(client.clone(), ecs.clone());
+        create(&client, "flipped").await;
+        reconcile_until(&client, &ctx, &mut triggers, "flipped", |o| {
+            o.status.as_ref().is_some_and(|s| s.last_error.is_some())
+        })
+        .await;
+        assert_eq!(
+            ecs.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| **c == "StartInstances")
+                .count(),
+            1
+        );
+        // ECS did (or did not) carry out the start whose answer left the instance out.
+        if applied {
+            *ecs.status.lock().unwrap() = Some(InstanceStatus::Running);
+        }
+        *ecs.omit_from_answer.lock().unwrap() = false;
+        let before = ecs.calls.lock().unwrap().len();
+        let api: Api<EcsInstancePower> = Api::namespaced(client.clone(), "default");
+        let patch = serde_json::json!({"spec": {"desiredState": "Stopped"}});
+        api.patch("flipped", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        // As the controller: again when the gateway re-queues it, or when its requeue (the
+        // transition poll, a few seconds) comes.
+        let mut obj = fetch(&client, "flipped").await;
+        for _ in 0..50 {
+            reconcile(obj, ctx.clone()).await.unwrap();
+            obj = fetch(&client, "flipped").await;
+            if obj.status.as_ref().and_then(|s| s.observed_generation) == Some(2)
+                && ready(&obj) == Some(("True".into(), "Stopped".into()))
+            {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), triggers.recv()).await;
+        }
+        let calls = ecs.calls.lock().unwrap()[before..].to_vec();
+        let want: &[&str] = if applied {
+            &["DescribeInstances", "StopInstances", "DescribeInstances"]
+        } else {
+            &["DescribeInstances"]
+        };
+        assert_eq!(calls, want, "start carried out: {applied}");
+        assert_eq!(ready(&obj), Some(("True".into(), "Stopped".into())));
+        assert_eq!(
+            obj.status.as_ref().unwrap().instance_status.as_deref(),
+            Some("Stopped")
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
