@@ -208,6 +208,8 @@ impl Operator {
         // A resource created or deleted re-queues the others naming its instance (a claim changes
         // hands at once).
         let (claims_tx, claims_rx) = tokio::sync::mpsc::unbounded_channel();
+        // Every resource of a (re)list, re-queued once the list is complete (see `listed`).
+        let (listed_tx, listed_rx) = tokio::sync::mpsc::unbounded_channel();
         let events = reflector::reflector(
             writer,
             watcher(resources, watcher::Config::default().any_semantic())
@@ -232,17 +234,18 @@ impl Operator {
                 }
             }
         })
-        .filter_map(|event| std::future::ready(logged(event, "EcsInstancePower")));
+        .inspect(listed(store.clone(), listed_tx))
+        .filter_map(|event| std::future::ready(applied_in_store(event)));
+        let received = |rx: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<EcsInstancePower>>| {
+            futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|resource| (resource, rx))
+            })
+        };
         let triggers = futures::stream::select(
-            futures::stream::unfold(triggers, |mut rx| async move {
-                rx.recv().await.map(|resource| (resource, rx))
-            }),
-            futures::stream::unfold(claims_rx, |mut rx| async move {
-                rx.recv().await.map(|resource| (resource, rx))
-            }),
+            received(triggers),
+            futures::stream::select(received(claims_rx), received(listed_rx)),
         );
-        let controller =
-            Controller::for_stream(events.applied_objects(), store.clone()).reconcile_on(triggers);
+        let controller = Controller::for_stream(events, store.clone()).reconcile_on(triggers);
 
         // The access policy (cluster-scoped; only `default` counts): a change of its spec (a new
         // generation), its creation or its deletion re-queues every resource it governs (they turn
@@ -476,6 +479,44 @@ fn on_resource_event(
     }
 }
 
+/// The resources a watch event hands to the controller: those the store already holds. kube-runtime's
+/// `applied_objects()` also yields each object of a (re)list as it arrives, but the reflector
+/// swaps the listed objects into the store only at the end of the list: a reconcile started
+/// before then finds nothing in the store, and the request is dropped (`ObjectNotFound`, no
+/// retry). A resource deleted and created again while the watch was broken (410 Gone) was so
+/// never reconciled, found by the soak test. Listed objects are re-queued by [`listed`] instead,
+/// once the store holds them; errors are logged here ([`logged`]).
+fn applied_in_store<K>(
+    event: Result<watcher::Event<K>, watcher::Error>,
+) -> Option<Result<K, watcher::Error>> {
+    match logged(event, "EcsInstancePower")? {
+        Ok(watcher::Event::Apply(obj)) => Some(Ok(obj)),
+        Ok(_) => None,
+        Err(error) => Some(Err(error)),
+    }
+}
+
+/// At the end of every (re)list, re-queues every resource the store now holds: the controller's
+/// trigger for listed objects (see [`applied_in_store`]). A reconcile of an unchanged resource
+/// costs no ECS call (the ledger), so this is as cheap as kube-runtime's own trigger per listed
+/// object.
+fn listed(
+    store: Store<EcsInstancePower>,
+    tx: tokio::sync::mpsc::UnboundedSender<ObjectRef<EcsInstancePower>>,
+) -> impl FnMut(&Result<watcher::Event<EcsInstancePower>, watcher::Error>) {
+    move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) {
+            for obj in store.state() {
+                let key = crate::fleet::gateway::resource_key(
+                    &obj.name_any(),
+                    obj.namespace().as_deref(),
+                );
+                let _ = tx.send(key);
+            }
+        }
+    }
+}
+
 /// Watch events of Secret metadata: the end of the first list is readiness.
 fn on_secret_event(
     event: &Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>,
@@ -683,6 +724,61 @@ mod tests {
             "other annotations stay"
         );
         assert_eq!(obj.spec.instance_id, "i-1");
+    }
+
+    fn resource(name: &str) -> EcsInstancePower {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "ecspower.dev/v1alpha1", "kind": "EcsInstancePower",
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}")},
+            "spec": {"instanceId": "i-1", "regionId": "cn-hangzhou"},
+        }))
+        .unwrap()
+    }
+
+    /// The soak test's lost resource: deleted and created again while the watch was broken, it
+    /// came back in the relist, and the controller was handed it before the store held it.
+    #[tokio::test]
+    async fn a_relisted_resource_reaches_the_controller_only_once_the_store_holds_it() {
+        let (store, writer) = reflector::store::<EcsInstancePower>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let events = futures::stream::iter(vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(resource("a"))),
+            Ok(watcher::Event::InitApply(resource("b"))),
+            Ok(watcher::Event::InitDone),
+            Ok(watcher::Event::Apply(resource("c"))),
+            Ok(watcher::Event::Delete(resource("a"))),
+            Err(watcher::Error::NoResourceVersion),
+        ]);
+        let handed = reflector::reflector(writer, events)
+            .inspect(listed(store.clone(), tx))
+            .filter_map(|event| std::future::ready(applied_in_store(event)));
+        futures::pin_mut!(handed);
+        let mut objects = Vec::new();
+        while let Some(obj) = handed.next().await {
+            let obj = obj.unwrap();
+            assert!(
+                store.get(&ObjectRef::from_obj(&obj)).is_some(),
+                "{} handed to the controller before the store held it",
+                obj.name_any()
+            );
+            objects.push(obj.name_any());
+        }
+        assert_eq!(
+            objects,
+            ["c"],
+            "only a watch's Apply is handed over as an object"
+        );
+        let mut requeued = Vec::new();
+        while let Ok(key) = rx.try_recv() {
+            requeued.push(key.name);
+        }
+        requeued.sort();
+        assert_eq!(
+            requeued,
+            ["a", "b"],
+            "the listed resources, re-queued at the list's end"
+        );
     }
 
     fn policy(uid: &str, generation: i64, resource_version: &str) -> EcsPowerAccessPolicy {
