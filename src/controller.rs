@@ -486,13 +486,12 @@ fn on_resource_event(
 /// retry). A resource deleted and created again while the watch was broken (410 Gone) was so
 /// never reconciled, found by the soak test. Listed objects are re-queued by [`listed`] instead,
 /// once the store holds them; errors are logged here ([`logged`]).
-fn applied_in_store<K>(
-    event: Result<watcher::Event<K>, watcher::Error>,
-) -> Option<Result<K, watcher::Error>> {
+fn applied_in_store(
+    event: Result<watcher::Event<EcsInstancePower>, watcher::Error>,
+) -> Option<Result<EcsInstancePower, watcher::Error>> {
     match logged(event, "EcsInstancePower")? {
         Ok(watcher::Event::Apply(obj)) => Some(Ok(obj)),
-        Ok(_) => None,
-        Err(error) => Some(Err(error)),
+        _ => None,
     }
 }
 
@@ -507,11 +506,7 @@ fn listed(
     move |event| {
         if matches!(event, Ok(watcher::Event::InitDone)) {
             for obj in store.state() {
-                let key = crate::fleet::gateway::resource_key(
-                    &obj.name_any(),
-                    obj.namespace().as_deref(),
-                );
-                let _ = tx.send(key);
+                let _ = tx.send(reconcile::key_of(&obj));
             }
         }
     }

@@ -459,7 +459,7 @@ impl Pass {
 /// The resource's key without the uid and resourceVersion [`ObjectRef::from_obj`] copies into it
 /// (its equality and hash ignore both): the ledger keeps one key per resource for as long as the
 /// resource lives.
-fn key_of(obj: &EcsInstancePower) -> ObjectRef<EcsInstancePower> {
+pub(crate) fn key_of(obj: &EcsInstancePower) -> ObjectRef<EcsInstancePower> {
     gateway::resource_key(&obj.name_any(), obj.metadata.namespace.as_deref())
 }
 

@@ -418,13 +418,7 @@ impl crate::fleet::FleetEcs for FakeFleetEcs {
                 );
             }
         }
-        Box::pin(async move {
-            Ok(crate::ecs::BatchOutcome {
-                request_id: Some("req-batch".into()),
-                results,
-                unexpected: 0,
-            })
-        })
+        answered("req-batch", results)
     }
 
     fn stop_instances<'a>(
@@ -449,13 +443,7 @@ impl crate::fleet::FleetEcs for FakeFleetEcs {
                 },
             );
         }
-        Box::pin(async move {
-            Ok(crate::ecs::BatchOutcome {
-                request_id: Some("req-stop".into()),
-                results,
-                unexpected: 0,
-            })
-        })
+        answered("req-stop", results)
     }
 
     fn caller_identity<'a>(
@@ -476,6 +464,19 @@ impl crate::fleet::FleetEcs for FakeFleetEcs {
             })
         })
     }
+}
+
+/// The fleet fake's answer to a batch write: each instance's result, no unexpected entry.
+fn answered(
+    request_id: &str,
+    results: std::collections::BTreeMap<String, crate::ecs::InstanceResult>,
+) -> BoxFuture<'static, Result<crate::ecs::BatchOutcome, EcsError>> {
+    let outcome = crate::ecs::BatchOutcome {
+        request_id: Some(request_id.into()),
+        results,
+        unexpected: 0,
+    };
+    Box::pin(async move { Ok(outcome) })
 }
 
 /// A context whose reconciles go through a fleet gateway over `ecs`, and the gateway's triggers.
